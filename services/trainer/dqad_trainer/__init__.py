@@ -1,0 +1,1 @@
+"""dqad trainer service."""

@@ -1,0 +1,146 @@
+"""Typed event contract (DESIGN §4), version 1.
+
+Every event's ``detail`` carries ``version``, ``run_id``, ``dataset`` and ``produced_at``, then the
+stage's own fields. Models forbid unknown fields: a producer that drifts from the contract is caught
+at the first consumer with an error naming the field, instead of being silently half-read.
+
+Messages carry *pointers* (S3 URIs with row counts and sha256), never the data itself.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CONTRACT_VERSION = "1"
+
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,47}$"
+DATASET_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+URI_PATTERN = r"^(s3://[a-z0-9.\-]{3,63}/.+|file://.+)$"
+
+RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="Deterministic id of one run")]
+DatasetName = Annotated[str, Field(pattern=DATASET_PATTERN)]
+Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
+Uri = Annotated[str, Field(pattern=URI_PATTERN, max_length=1024)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataRef(_Strict):
+    """Pointer to a Parquet file: where it is, how many rows it holds and its sha256."""
+
+    uri: Uri
+    rows: int = Field(ge=0)
+    sha256: Sha256
+
+
+class ModelRef(_Strict):
+    uri: Uri
+    sha256: Sha256
+    version: str = Field(min_length=1, max_length=64)
+
+
+class TimeWindow(_Strict):
+    history_start: datetime
+    new_start: datetime
+    new_end: datetime
+
+    @field_validator("new_end")
+    @classmethod
+    def _ordered(cls, v: datetime, info) -> datetime:
+        start = info.data.get("new_start")
+        if start is not None and v < start:
+            raise ValueError("new_end is before new_start")
+        return v
+
+
+class EventDetail(_Strict):
+    """Fields every event carries."""
+
+    version: Literal["1"] = CONTRACT_VERSION
+    run_id: RunId
+    dataset: DatasetName
+    produced_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    # EventBridge detail-type of the event; set on each subclass below.
+    detail_type: ClassVar[str] = ""
+
+
+class LoadCompleted(EventDetail):
+    log_id: str = Field(min_length=1, max_length=64)
+    job_name: str = Field(default="", max_length=256)
+    table_name: str = Field(min_length=1, max_length=256)
+    loaded_at: datetime
+    status: str = Field(min_length=1, max_length=32)
+
+
+class DatasetFetched(EventDetail):
+    history: DataRef
+    new: DataRef
+    window: TimeWindow
+    load_log_id: str = Field(min_length=1, max_length=64)
+
+
+class DatasetLabeled(EventDetail):
+    labeled: DataRef
+    new: DataRef
+    label_counts: dict[str, int] = Field(description="anomaly labels by source: human, seasonal_rule, ...")
+    window: TimeWindow
+
+
+class ModelTrained(EventDetail):
+    model: ModelRef
+    reused: bool
+    metrics: dict[str, float]
+    labeled: DataRef
+    new: DataRef
+    window: TimeWindow
+    job_name: str | None = Field(default=None, max_length=63)
+
+
+class AnomaliesScored(EventDetail):
+    scores: DataRef
+    scored_rows: int = Field(ge=0)
+    anomaly_count: int = Field(ge=0)
+    report: Uri | None = None
+    model_version: str = Field(min_length=1, max_length=64)
+
+
+class NotificationSent(EventDetail):
+    message_id: str | None = Field(default=None, max_length=256)
+    anomaly_count: int = Field(ge=0)
+    suppressed_count: int = Field(ge=0)
+    kind: Literal["alert", "operator", "none"] = "alert"
+
+
+class StageFailed(EventDetail):
+    stage: Literal["fetcher", "labeler", "trainer", "scorer", "notifier"]
+    error_type: str = Field(min_length=1, max_length=128)
+    message: str = Field(max_length=4000)
+    input_event: Uri | None = None
+
+    @field_validator("message", mode="before")
+    @classmethod
+    def _truncate(cls, v: object) -> object:
+        # An error message is evidence, not payload: keep it bounded so the event always fits.
+        if isinstance(v, str) and len(v) > 4000:
+            return v[:3990] + " [...]"
+        return v
+
+
+EVENT_MODELS: dict[str, type[EventDetail]] = {
+    "LoadCompleted": LoadCompleted,
+    "DatasetFetched": DatasetFetched,
+    "DatasetLabeled": DatasetLabeled,
+    "ModelTrained": ModelTrained,
+    "AnomaliesScored": AnomaliesScored,
+    "NotificationSent": NotificationSent,
+    "StageFailed": StageFailed,
+}
+for _name, _model in EVENT_MODELS.items():
+    _model.detail_type = _name
