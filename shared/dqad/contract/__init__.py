@@ -33,8 +33,10 @@ from dqad.contract.models import (
 )
 
 __all__ = [
+    "CONTRACT_DIR",
     "CONTRACT_VERSION",
     "EVENT_MODELS",
+    "SUPPORTED_VERSIONS",
     "AnomaliesScored",
     "ContractError",
     "DataRef",
@@ -48,10 +50,8 @@ __all__ = [
     "StageFailed",
     "TimeWindow",
     "make_run_id",
-    "parse_event",
     "parse_detail",
-    "SUPPORTED_VERSIONS",
-    "CONTRACT_DIR",
+    "parse_event",
 ]
 
 CONTRACT_DIR = Path(__file__).parent

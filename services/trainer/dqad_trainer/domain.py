@@ -1,0 +1,180 @@
+"""Trainer: reuse a fresh champion, or start a training job; turn the job's end into ModelTrained.
+
+Champion/challenger bookkeeping lives in S3:
+``models/<dataset>/champion.json`` -> {version, uri, sha256, metrics, trained_at, labels_fingerprint,
+label_rate}; ``models/<dataset>/<version>/{model.joblib, metrics.json}`` for every trained model.
+The job request is kept at ``jobs/<job_name>.json`` so the job-state event alone (which carries only
+the job name) is enough to finish the run.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from dqad.contract import DatasetLabeled, ModelRef, ModelTrained, StageFailed, parse_detail
+from dqad.datasets import Dataset
+from dqad.feedback import fingerprint, read_labels
+from dqad.stage import PermanentError, StageRuntime
+from dqad.storage import IntegrityError
+from dqad.topology import SAGEMAKER_JOB_PREFIX
+
+from dqad_trainer.runners import JobSpec, LocalRunner, SageMakerRunner
+
+logger = Logger(service="dqad-trainer")
+
+
+def champion_uri(rt: StageRuntime, dataset: str) -> str:
+    return rt.storage.uri(f"models/{dataset}/champion.json")
+
+
+def job_name_for(run_id: str) -> str:
+    return f"{SAGEMAKER_JOB_PREFIX}{run_id}"[:63]
+
+
+def read_champion(rt: StageRuntime, dataset: str) -> dict | None:
+    uri = champion_uri(rt, dataset)
+    return rt.storage.get_json(uri) if rt.storage.exists(uri) else None
+
+
+def staleness(champion: dict | None, ds: Dataset, labels_fp: str, label_rate: float, now: datetime) -> str:
+    """Why the champion cannot be reused ("" when it can)."""
+    if champion is None:
+        return "no champion yet"
+    age_days = (now - datetime.fromisoformat(champion["trained_at"])).total_seconds() / 86400
+    if age_days > ds.trainer.max_model_age_days:
+        return f"champion is {age_days:.1f} days old (max {ds.trainer.max_model_age_days})"
+    if ds.trainer.retrain_on_new_labels and champion.get("labels_fingerprint", "") != labels_fp:
+        return "new human labels since the champion was trained"
+    old_rate = float(champion.get("label_rate", 0.0))
+    base = max(old_rate, 1e-3)
+    if abs(label_rate - old_rate) / base > ds.trainer.drift_threshold and abs(label_rate - old_rate) > 0.002:
+        return f"label rate drifted from {old_rate:.4f} to {label_rate:.4f}"
+    return ""
+
+
+def on_labeled(rt: StageRuntime, detail: DatasetLabeled) -> ModelTrained | None:
+    try:
+        ds = rt.catalog.get(detail.dataset)
+    except ValueError as exc:
+        raise PermanentError(str(exc)) from exc
+    champion = read_champion(rt, ds.name)
+    labels_fp = fingerprint(read_labels(rt.storage, ds.name))
+    total = sum(detail.label_counts.values())
+    label_rate = total / detail.labeled.rows if detail.labeled.rows else 0.0
+    why = staleness(champion, ds, labels_fp, label_rate, datetime.now(UTC))
+    if not why:
+        assert champion is not None
+        event = ModelTrained(
+            run_id=detail.run_id,
+            dataset=ds.name,
+            model=ModelRef(uri=champion["uri"], sha256=champion["sha256"], version=champion["version"]),
+            reused=True,
+            metrics=champion["metrics"],
+            labeled=detail.labeled,
+            new=detail.new,
+            window=detail.window,
+        )
+        rt.publisher.publish(event)
+        return event
+    logger.info("training a challenger", extra={"run_id": detail.run_id, "reason": why})
+    start_job(rt, ds, detail, champion, labels_fp, label_rate)
+    return None
+
+
+def start_job(
+    rt: StageRuntime, ds: Dataset, detail: DatasetLabeled, champion: dict | None, labels_fp: str, label_rate: float
+) -> str:
+    name = job_name_for(detail.run_id)
+    version = f"v{detail.run_id}"
+    config_uri = rt.storage.uri(f"jobs/{name}/config/config.json")
+    rt.storage.put_json(config_uri, {"detector": ds.detector, "version": version, "dataset": ds.name})
+    rt.storage.put_json(
+        rt.storage.uri(f"jobs/{name}.json"),
+        {
+            "request": detail.model_dump(mode="json"),
+            "version": version,
+            "labels_fingerprint": labels_fp,
+            "label_rate": label_rate,
+        },
+    )
+    inputs = {"data": detail.labeled.uri, "config": config_uri}
+    if champion is not None:
+        inputs["champion"] = champion["uri"].rsplit("/", 1)[0] + "/metrics.json"
+    spec = JobSpec(
+        name=name,
+        inputs=inputs,
+        output_uri=rt.storage.uri(f"models/{ds.name}/{version}"),
+        environment={"DQAD_JOB_VERSION": version},
+    )
+    runner_for(rt).start(spec)
+    return name
+
+
+def runner_for(rt: StageRuntime) -> Any:
+    s = rt.settings
+    if s.job_runner == "local":
+        return LocalRunner(rt.storage, rt.clients("events"))
+    s.require("trainer_image_uri", "sagemaker_role_arn")
+    return SageMakerRunner(rt.clients("sagemaker"), s.trainer_image_uri, s.sagemaker_role_arn, s.trainer_instance_type)
+
+
+def on_job_state(rt: StageRuntime, event: dict) -> ModelTrained | None:
+    """Finish a run from SageMaker's job-state event: promote (or not), then ModelTrained or StageFailed."""
+    detail = event.get("detail") or {}
+    name = str(detail.get("ProcessingJobName", ""))
+    status = detail.get("ProcessingJobStatus")
+    job_uri = rt.storage.uri(f"jobs/{name}.json")
+    if not name.startswith(SAGEMAKER_JOB_PREFIX) or not rt.storage.exists(job_uri):
+        logger.warning("job-state event for a job dqad did not start; ignored", extra={"job": name})
+        return None
+    job = rt.storage.get_json(job_uri)
+    request = parse_detail("DatasetLabeled", job["request"])
+    if status != "Completed":
+        rt.publisher.publish(
+            StageFailed(
+                run_id=request.run_id,
+                dataset=request.dataset,
+                stage="trainer",
+                error_type=f"ProcessingJob{status}",
+                message=str(detail.get("FailureReason") or f"processing job {name} ended {status}"),
+                input_event=rt.storage.uri(f"events/{request.run_id}/DatasetLabeled.json"),
+            )
+        )
+        return None
+    version = job["version"]
+    base = rt.storage.uri(f"models/{request.dataset}/{version}")
+    report = rt.storage.get_json(f"{base}/metrics.json")
+    model_uri = f"{base}/model.joblib"
+    try:
+        rt.storage.get_bytes(model_uri, sha256=report["model_sha256"])
+    except IntegrityError as exc:
+        raise PermanentError(str(exc)) from exc
+    champion = read_champion(rt, request.dataset)
+    if report["promote"] or champion is None:
+        champion = {
+            "version": version,
+            "uri": model_uri,
+            "sha256": report["model_sha256"],
+            "metrics": report["metrics"],
+            "trained_at": report["trained_at"],
+            "labels_fingerprint": job["labels_fingerprint"],
+            "label_rate": job["label_rate"],
+        }
+        rt.storage.put_json(champion_uri(rt, request.dataset), champion)
+    else:
+        logger.info("challenger not better; champion kept", extra={"reason": report.get("reason")})
+    event = ModelTrained(
+        run_id=request.run_id,
+        dataset=request.dataset,
+        model=ModelRef(uri=champion["uri"], sha256=champion["sha256"], version=champion["version"]),
+        reused=False,
+        metrics=champion["metrics"],
+        labeled=request.labeled,
+        new=request.new,
+        window=request.window,
+        job_name=name,
+    )
+    rt.publisher.publish(event)
+    return event

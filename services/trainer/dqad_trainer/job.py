@@ -1,0 +1,71 @@
+"""The training job: the script a SageMaker Processing job runs (and the local runner, as a subprocess).
+
+It speaks only the Processing directory contract, no AWS API, so the same file runs on SageMaker,
+on a laptop, and in tests:
+
+    <input>/data/labeled.parquet      the labeled history
+    <input>/config/config.json        {"detector": {...}, "version": "...", "dataset": "..."}
+    <input>/champion/metrics.json     the current champion's metrics (optional)
+    <output>/model.joblib             the chosen model bundle
+    <output>/metrics.json             metrics, candidates, promote decision, sha256 of model.joblib
+
+    python -m dqad_trainer.job [--input DIR] [--output DIR]   (defaults: /opt/ml/processing/...)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+PROCESSING_ROOT = Path("/opt/ml/processing")
+
+
+def run(input_dir: Path, output_dir: Path) -> dict:
+    import joblib
+    import pandas as pd
+    from dqad.detect.config import DetectorConfig
+    from dqad.detect.model import train_candidates
+    from dqad.storage import sha256_file
+
+    started = time.perf_counter()
+    config = json.loads((input_dir / "config" / "config.json").read_text())
+    champion_file = input_dir / "champion" / "metrics.json"
+    champion = json.loads(champion_file.read_text()).get("metrics") if champion_file.exists() else None
+    labeled = pd.read_parquet(input_dir / "data" / "labeled.parquet")
+    result = train_candidates(labeled, DetectorConfig.from_dict(config.get("detector", {})), champion)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model_path = output_dir / "model.joblib"
+    joblib.dump(result.bundle, model_path)
+    report = {
+        "version": config["version"],
+        "dataset": config.get("dataset", ""),
+        "trained_at": datetime.now(UTC).isoformat(),
+        "metrics": {k: float(v) for k, v in result.metrics.items()},
+        "candidates": {n: {k: float(v) for k, v in m.items()} for n, m in result.candidates.items()},
+        "promote": bool(result.promote),
+        "reason": result.reason,
+        "model_sha256": sha256_file(model_path),
+        "kind": getattr(result.bundle, "kind", ""),
+        "train_seconds": round(time.perf_counter() - started, 3),
+        "label_rate": float(labeled["label"].mean()) if len(labeled) else 0.0,
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(report, indent=1, sort_keys=True))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", type=Path, default=PROCESSING_ROOT / "input")
+    parser.add_argument("--output", type=Path, default=PROCESSING_ROOT / "output")
+    args = parser.parse_args(argv)
+    report = run(args.input, args.output)
+    print(json.dumps({k: report[k] for k in ("version", "promote", "reason", "metrics")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

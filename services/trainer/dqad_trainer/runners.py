@@ -1,0 +1,140 @@
+"""Where a training job runs: SageMaker Processing on AWS, a subprocess locally.
+
+Both take the same :class:`JobSpec` and both end the same way: a "SageMaker Processing Job State
+Change" event on the account's default bus, which the trainer's queue receives. The local runner
+produces that event itself after the subprocess exits, so the completion path is the one AWS takes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dqad.storage import Storage
+from dqad.topology import SAGEMAKER_JOB_STATE
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str  # <= 63 characters, carries the run id
+    inputs: dict[str, str]  # channel -> S3 URI (file) ; channel "champion" may be absent
+    output_uri: str  # S3 prefix the output directory is uploaded to
+    environment: dict[str, str]
+
+
+class SageMakerRunner:
+    """Plain boto3 ``create_processing_job``: no SageMaker SDK inside a Lambda."""
+
+    def __init__(self, sagemaker_client: Any, image_uri: str, role_arn: str, instance_type: str) -> None:
+        self.sm = sagemaker_client
+        self.image_uri = image_uri
+        self.role_arn = role_arn
+        self.instance_type = instance_type
+
+    def request(self, spec: JobSpec) -> dict:
+        inputs = [
+            {
+                "InputName": channel,
+                "S3Input": {
+                    "S3Uri": uri,
+                    "LocalPath": f"/opt/ml/processing/input/{channel}",
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                },
+            }
+            for channel, uri in sorted(spec.inputs.items())
+        ]
+        return {
+            "ProcessingJobName": spec.name,
+            "ProcessingInputs": inputs,
+            "ProcessingOutputConfig": {
+                "Outputs": [
+                    {
+                        "OutputName": "model",
+                        "S3Output": {
+                            "S3Uri": spec.output_uri,
+                            "LocalPath": "/opt/ml/processing/output",
+                            "S3UploadMode": "EndOfJob",
+                        },
+                    }
+                ]
+            },
+            "ProcessingResources": {
+                "ClusterConfig": {"InstanceCount": 1, "InstanceType": self.instance_type, "VolumeSizeInGB": 30}
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+            "AppSpecification": {
+                "ImageUri": self.image_uri,
+                "ContainerEntrypoint": ["python3", "-m", "dqad_trainer.job"],
+            },
+            "Environment": spec.environment,
+            "RoleArn": self.role_arn,
+            "Tags": [{"Key": "dqad:job", "Value": "train"}],
+        }
+
+    def start(self, spec: JobSpec) -> None:
+        self.sm.create_processing_job(**self.request(spec))
+
+
+class LocalRunner:
+    """Runs the job script in a subprocess with the Processing directory contract on temp dirs."""
+
+    def __init__(self, storage: Storage, events_client: Any) -> None:
+        self.storage = storage
+        self.events = events_client
+
+    def start(self, spec: JobSpec) -> None:
+        status, reason = "Completed", ""
+        with tempfile.TemporaryDirectory(prefix="dqad-job-") as tmp:
+            root = Path(tmp)
+            for channel, uri in spec.inputs.items():
+                target = root / "input" / channel / uri.rsplit("/", 1)[-1]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.storage.get_file(uri, target)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "dqad_trainer.job",
+                    "--input",
+                    str(root / "input"),
+                    "--output",
+                    str(root / "output"),
+                ],
+                capture_output=True,
+                text=True,
+                env={**_base_env(), **spec.environment},
+                check=False,
+            )
+            if proc.returncode != 0:
+                status, reason = "Failed", f"AlgorithmError: {proc.stderr.strip()[-1500:]}"
+            else:
+                for path in sorted((root / "output").rglob("*")):
+                    if path.is_file():
+                        rel = path.relative_to(root / "output").as_posix()
+                        self.storage.put_file(f"{spec.output_uri.rstrip('/')}/{rel}", path)
+        self.events.put_events(Entries=[job_state_entry(spec.name, status, reason)])
+
+
+def _base_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DQAD_"))}
+
+
+def job_state_entry(job_name: str, status: str, reason: str = "") -> dict:
+    """A put_events entry shaped like SageMaker's own job-state event (default bus)."""
+    detail = {
+        "ProcessingJobName": job_name,
+        "ProcessingJobStatus": status,
+        "ProcessingEndTime": datetime.now(UTC).isoformat(),
+    }
+    if reason:
+        detail["FailureReason"] = reason[:1024]
+    return {"Source": "aws.sagemaker", "DetailType": SAGEMAKER_JOB_STATE, "Detail": json.dumps(detail)}

@@ -1,0 +1,266 @@
+"""Dataset configuration: what a dataset is, declared in a file rather than in code (DESIGN §1).
+
+A dataset names where its metrics come from, which columns are keys / timestamp / value, which
+Aurora log rows trigger it, and per-stage options. The file is TOML or JSON:
+
+.. code-block:: toml
+
+    [datasets.sales_dq]
+    keys = ["table_name", "column_name", "metric_name"]
+    timestamp = "load_ts"
+    value = "metric_value"
+    group = ["table_name"]            # keys identifying one load, for cross-metric features
+    history_days = 180
+    new_window_hours = 24
+    [datasets.sales_dq.trigger]
+    table_names = ["sales.*"]         # fnmatch patterns on qe_query_logs.table_name
+    [datasets.sales_dq.source]
+    kind = "sql"
+    dsn_secret_arn = "arn:aws:secretsmanager:..."
+    query = "SELECT ... WHERE load_ts >= %(history_start)s AND load_ts < %(new_end)s"
+
+Validation happens when the file is loaded, with errors that name the dataset and the key, because a
+typo in a column name should fail at deploy time, not as an empty email at 6 a.m.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import tomllib
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+SQL_PARAMETERS = ("history_start", "new_start", "new_end")
+_PARAM_REF = re.compile(r"%\((\w+)\)s|(?<![:\w]):([A-Za-z_]\w*)")
+
+Identifier = Annotated[str, Field(pattern=IDENTIFIER.pattern)]
+
+
+class DatasetConfigError(ValueError):
+    """The dataset configuration is wrong; the message names the dataset and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def referenced_parameters(query: str) -> set[str]:
+    """Named parameters a query template uses, in psycopg (``%(name)s``) or Data API (``:name``) form."""
+    names = set()
+    for pyformat, colon in _PARAM_REF.findall(query):
+        names.add(pyformat or colon)
+    return names
+
+
+class _QuerySource(_Strict):
+    query: str = Field(min_length=1)
+
+    @field_validator("query")
+    @classmethod
+    def _parameters_known(cls, query: str) -> str:
+        unknown = referenced_parameters(query) - set(SQL_PARAMETERS)
+        if unknown:
+            raise ValueError(f"unknown SQL parameter(s) {sorted(unknown)}; a query may use {list(SQL_PARAMETERS)}")
+        if ";" in query.strip().rstrip(";"):
+            raise ValueError("a query must be one statement (found ';' inside it)")
+        return query
+
+
+class FileSource(_Strict):
+    kind: Literal["file"]
+    path: str = Field(min_length=1, description="CSV, CSV.gz or Parquet; local path or s3:// URI")
+
+
+class SqlSource(_QuerySource):
+    kind: Literal["sql"]
+    dsn_secret_arn: str | None = None  # Secrets Manager secret holding the DSN (on AWS)
+    dsn_env: str | None = None  # name of an environment variable holding the DSN (local use)
+    chunk_rows: int = Field(default=100_000, ge=1_000)
+
+    @model_validator(mode="after")
+    def _one_dsn(self) -> SqlSource:
+        if bool(self.dsn_secret_arn) == bool(self.dsn_env):
+            raise ValueError("set exactly one of dsn_secret_arn or dsn_env")
+        return self
+
+
+class RedshiftDataSource(_QuerySource):
+    kind: Literal["redshift_data"]
+    database: Identifier
+    cluster_identifier: str | None = None
+    workgroup_name: str | None = None
+    db_user: str | None = None  # with a cluster: GetClusterCredentials under the Lambda's role
+    secret_arn: str | None = None
+    unload_iam_role: str = Field(min_length=20, description="role Redshift assumes to UNLOAD to S3")
+    poll_deadline_s: float = Field(default=600, gt=0)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RedshiftDataSource:
+        if bool(self.cluster_identifier) == bool(self.workgroup_name):
+            raise ValueError("set exactly one of cluster_identifier or workgroup_name")
+        return self
+
+
+Source = Annotated[FileSource | SqlSource | RedshiftDataSource, Field(discriminator="kind")]
+
+
+class Trigger(_Strict):
+    table_names: tuple[str, ...] = ()
+    job_names: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ("SUCCESS", "SUCCEEDED", "COMPLETED", "OK")
+
+    def matches(self, table_name: str, job_name: str, status: str) -> bool:
+        if status.upper() not in {s.upper() for s in self.statuses}:
+            return False
+        by_table = any(fnmatch.fnmatchcase(table_name, p) for p in self.table_names)
+        by_job = any(fnmatch.fnmatchcase(job_name, p) for p in self.job_names)
+        return by_table or by_job
+
+
+class TrainerOptions(_Strict):
+    max_model_age_days: float = Field(default=7, gt=0)
+    retrain_on_new_labels: bool = True
+    drift_threshold: float = Field(default=0.25, gt=0, description="relative shift of the median score")
+
+
+class NotifierOptions(_Strict):
+    max_in_body: int = Field(default=20, ge=1)
+    min_severity: Literal["low", "medium", "high"] = "low"
+    realert_after_hours: float = Field(default=24, ge=0)
+    heartbeat: bool = False
+
+
+class Dataset(_Strict):
+    name: str
+    description: str = ""
+    keys: tuple[Identifier, ...] = Field(min_length=1)
+    timestamp: Identifier
+    value: Identifier
+    group: tuple[Identifier, ...] = ()
+    context: tuple[Identifier, ...] = ()
+    history_days: float = Field(default=180, gt=0)
+    new_window_hours: float = Field(default=24, gt=0)
+    trigger: Trigger
+    source: Source
+    labeler: dict[str, Any] = Field(default_factory=dict)
+    detector: dict[str, Any] = Field(default_factory=dict)
+    trainer: TrainerOptions = TrainerOptions()
+    notifier: NotifierOptions = NotifierOptions()
+
+    @model_validator(mode="after")
+    def _columns_consistent(self) -> Dataset:
+        named = [*self.keys, self.timestamp, self.value]
+        if len(set(named)) != len(named):
+            raise ValueError("keys, timestamp and value must be distinct columns")
+        stray = set(self.group) - set(self.keys)
+        if stray:
+            raise ValueError(f"group columns {sorted(stray)} must be among keys {list(self.keys)}")
+        return self
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.keys, self.timestamp, self.value, *self.context)
+
+    def window(self, loaded_at: datetime) -> tuple[datetime, datetime, datetime]:
+        """(history_start, new_start, new_end) for a load: only the new load is "new"."""
+        end = loaded_at.astimezone(UTC) if loaded_at.tzinfo else loaded_at.replace(tzinfo=UTC)
+        end = end + timedelta(seconds=1)  # the load's own timestamp is included
+        new_start = end - timedelta(hours=self.new_window_hours)
+        return new_start - timedelta(days=self.history_days), new_start, end
+
+
+class DatasetCatalog(_Strict):
+    datasets: dict[str, Dataset]
+
+    def get(self, name: str) -> Dataset:
+        try:
+            return self.datasets[name]
+        except KeyError:
+            raise DatasetConfigError(
+                f"unknown dataset {name!r}; configured: {', '.join(sorted(self.datasets)) or 'none'}"
+            ) from None
+
+    def matching(self, table_name: str, job_name: str, status: str) -> list[Dataset]:
+        return [d for d in self.datasets.values() if d.trigger.matches(table_name, job_name, status)]
+
+
+def parse_catalog(text: str, fmt: str = "toml") -> DatasetCatalog:
+    try:
+        raw = tomllib.loads(text) if fmt == "toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetConfigError(f"dataset configuration is not valid {fmt.upper()}: {exc}") from None
+    unknown_top = set(raw) - {"datasets"}
+    if unknown_top:
+        raise DatasetConfigError(f"unknown top-level key(s) {sorted(unknown_top)}; expected 'datasets'")
+    datasets = {}
+    for name, body in (raw.get("datasets") or {}).items():
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", name):
+            raise DatasetConfigError(f"dataset name {name!r}: use lower-case letters, digits and _")
+        try:
+            datasets[name] = Dataset.model_validate({"name": name, **body})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors())
+            raise DatasetConfigError(f"dataset {name!r}: {problems}") from None
+    return DatasetCatalog(datasets=datasets)
+
+
+def load_catalog(storage: Any, uri: str) -> DatasetCatalog:
+    fmt = "json" if uri.endswith(".json") else "toml"
+    return parse_catalog(storage.get_bytes(uri).decode(), fmt)
+
+
+# -- the canonical frame ---------------------------------------------------------------------------
+CANONICAL = ("series", "group", "timestamp", "value")
+
+
+class SchemaMismatch(ValueError):
+    """Source data lacks a configured column or has one of the wrong kind; names the column."""
+
+    def __init__(self, column: str, message: str) -> None:
+        self.column = column
+        super().__init__(f"column {column!r}: {message}")
+
+
+def to_canonical(raw: pd.DataFrame, ds: Dataset) -> pd.DataFrame:
+    """Turn the source's long table into the frame every stage reads.
+
+    ``series`` joins the key columns, ``group`` the load-identifying ones; timestamps become
+    tz-naive UTC; values become float (non-numeric text is a schema error, not a silent NaN).
+    """
+    for col in (*ds.keys, ds.timestamp, ds.value):
+        if col not in raw.columns:
+            raise SchemaMismatch(col, f"missing from the source data (has: {', '.join(map(str, raw.columns))})")
+    out = pd.DataFrame(index=raw.index)
+    keys = raw[list(ds.keys)].astype(str)
+    out["series"] = keys.agg("/".join, axis=1) if len(ds.keys) > 1 else keys[ds.keys[0]]
+    group_cols = list(ds.group)
+    if group_cols:
+        g = keys[group_cols]
+        out["group"] = g.agg("/".join, axis=1) if len(group_cols) > 1 else g[group_cols[0]]
+    else:
+        out["group"] = out["series"]
+    ts = pd.to_datetime(raw[ds.timestamp], utc=True, errors="coerce")
+    if ts.isna().any():
+        bad = raw.loc[ts.isna(), ds.timestamp].iloc[0]
+        raise SchemaMismatch(ds.timestamp, f"not a timestamp: {bad!r}")
+    out["timestamp"] = ts.dt.tz_localize(None).astype("datetime64[ns]")
+    values = pd.to_numeric(raw[ds.value], errors="coerce")
+    text = values.isna() & raw[ds.value].notna()
+    if text.any():
+        raise SchemaMismatch(ds.value, f"not numeric: {raw.loc[text, ds.value].iloc[0]!r}")
+    out["value"] = values.astype("float64")
+    for col in ds.keys:
+        if col not in CANONICAL:
+            out[col] = keys[col]
+    if "is_rerun" in ds.context and "is_rerun" in raw.columns:
+        out["is_rerun"] = raw["is_rerun"].fillna(False).astype(bool)
+    if "loaded_at" in ds.context and "loaded_at" in raw.columns:
+        loaded = pd.to_datetime(raw["loaded_at"], utc=True, errors="coerce").dt.tz_localize(None)
+        out["load_delay_s"] = (loaded - out["timestamp"]).dt.total_seconds().astype("float64")
+    return out.reset_index(drop=True)

@@ -1,0 +1,182 @@
+"""What every SQS-fed stage handler shares: parse, run the domain step, publish, fail safely.
+
+A handler is three lines: build the :class:`StageRuntime` (cached per container), and hand the
+batch to :func:`run_batch` with the stage's record function. This module decides what happens to
+a record that cannot be processed, the same way for every stage:
+
+* **contract error** (malformed JSON, missing field, unknown version): the record is not retried
+  (it would fail identically); it is copied to the stage's DLQ with the reason as a message
+  attribute and acknowledged. The rest of the batch goes on.
+* **permanent domain error** (:class:`PermanentError`: schema mismatch, integrity failure, bad
+  configuration): a ``StageFailed`` event is published (so the operator is told and the run ends
+  visibly), the record goes to the DLQ with the reason, and is acknowledged.
+* **anything else** (throttling, timeouts, a killed worker): the record is reported in
+  ``batchItemFailures`` and SQS redelivers it; stages are idempotent, so a retry is safe. On its
+  last allowed attempt a ``StageFailed`` is published first, so that even a run that ends in the
+  DLQ through redrive is never silent.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from dqad.bus import EventPublisher, event_key
+from dqad.contract import ContractError, EventDetail, StageFailed, parse_event
+from dqad.datasets import DatasetCatalog, load_catalog
+from dqad.settings import Settings
+from dqad.storage import Storage
+from dqad.topology import MAX_RECEIVE_COUNT, stage
+
+logger = Logger(service="dqad")
+
+
+class PermanentError(Exception):
+    """Retrying cannot help (bad data, bad configuration, integrity failure)."""
+
+
+@dataclass
+class StageRuntime:
+    """Adapters one stage needs, built once per container from the settings."""
+
+    stage: str
+    settings: Settings
+    storage: Storage
+    publisher: EventPublisher
+    clients: Clients
+
+    @functools.cached_property
+    def catalog(self) -> DatasetCatalog:
+        return load_catalog(self.storage, self.settings.datasets_uri)
+
+    def run_prefix(self, dataset: str, run_id: str) -> str:
+        return self.storage.uri(f"runs/{dataset}/{run_id}")
+
+
+class Clients:
+    """boto3 clients, created on first use: a handler that never calls SNS never pays for it."""
+
+    def __init__(self, session: boto3.session.Session | None = None) -> None:
+        self._session = session or boto3.session.Session()
+        self._cache: dict[str, Any] = {}
+
+    def __call__(self, service: str) -> Any:
+        if service not in self._cache:
+            self._cache[service] = self._session.client(service)
+        return self._cache[service]
+
+
+@functools.lru_cache(maxsize=8)
+def _runtime_for(stage_name: str, settings: Settings) -> StageRuntime:
+    clients = Clients()
+    storage = Storage(clients("s3"), settings.bucket)
+    publisher = EventPublisher(clients("events"), settings.bus_name, storage, stage_name)
+    return StageRuntime(stage_name, settings, storage, publisher, clients)
+
+
+def runtime(stage_name: str, settings: Settings | None = None) -> StageRuntime:
+    """The stage's runtime for the current settings (cached per container, keyed by settings)."""
+    return _runtime_for(stage(stage_name).name, settings or Settings.from_env())
+
+
+# -- dead letters ------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=32)
+def _dlq_url(sqs: Any, source_arn: str) -> str | None:
+    """The DLQ of a source queue, read from its redrive policy: no naming convention assumed."""
+    name = source_arn.rsplit(":", 1)[-1]
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"]).get("Attributes", {})
+    policy = attrs.get("RedrivePolicy")
+    if not policy:
+        return None
+    dlq_name = json.loads(policy)["deadLetterTargetArn"].rsplit(":", 1)[-1]
+    return sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"]
+
+
+def dead_letter(rt: StageRuntime, record: SQSRecord, error_type: str, reason: str) -> None:
+    """Park a record in the DLQ with why it failed, so an operator can read, fix and redrive it."""
+    sqs = rt.clients("sqs")
+    url = _dlq_url(sqs, record.event_source_arn)
+    if url is None:
+        raise RuntimeError(f"queue {record.event_source_arn} has no DLQ configured; refusing to drop a record")
+    sqs.send_message(
+        QueueUrl=url,
+        MessageBody=record.body,
+        MessageAttributes={
+            "error_type": {"DataType": "String", "StringValue": error_type[:256]},
+            "error": {"DataType": "String", "StringValue": reason[:4096] or error_type},
+            "stage": {"DataType": "String", "StringValue": rt.stage},
+            "source_message_id": {"DataType": "String", "StringValue": record.message_id},
+        },
+    )
+    logger.warning("record sent to DLQ", extra={"error_type": error_type, "reason": reason[:500]})
+
+
+def publish_failure(rt: StageRuntime, detail: EventDetail, exc: BaseException) -> None:
+    stored_input = rt.storage.uri(event_key(detail.run_id, detail.detail_type, getattr(detail, "stage", None)))
+    rt.publisher.publish(
+        StageFailed(
+            run_id=detail.run_id,
+            dataset=detail.dataset,
+            stage=rt.stage,  # type: ignore[arg-type]
+            error_type=type(exc).__name__,
+            message=str(exc) or type(exc).__name__,
+            input_event=stored_input,
+        )
+    )
+
+
+RecordFn = Callable[[StageRuntime, EventDetail], None]
+
+
+def run_batch(
+    event: dict,
+    context: Any,
+    rt: StageRuntime,
+    handle: RecordFn,
+    raw_routes: dict[str, Callable[[StageRuntime, dict], None]] | None = None,
+) -> dict:
+    """Process an SQS batch with partial-failure reporting (Lambda's ReportBatchItemFailures).
+
+    ``raw_routes`` handles non-contract events by detail-type (e.g. SageMaker job-state changes).
+    """
+    consumes = tuple(t for t in stage(rt.stage).consumes if not raw_routes or t not in raw_routes)
+
+    def record_handler(record: SQSRecord) -> None:
+        body = record.body
+        if raw_routes:
+            try:
+                raw = json.loads(body)
+            except json.JSONDecodeError:
+                raw = None
+            if isinstance(raw, dict) and raw.get("detail-type") in raw_routes:
+                raw_routes[raw["detail-type"]](rt, raw)
+                return
+        try:
+            detail = parse_event(body, expected=consumes)
+        except ContractError as exc:
+            dead_letter(rt, record, "ContractError", str(exc))
+            return
+        try:
+            handle(rt, detail)
+        except PermanentError as exc:
+            logger.exception("permanent failure", extra={"run_id": detail.run_id})
+            publish_failure(rt, detail, exc)
+            dead_letter(rt, record, type(exc).__name__, str(exc))
+        except Exception as exc:
+            attempts = int(record.attributes.approximate_receive_count or 1)
+            logger.exception("failure, will retry", extra={"run_id": detail.run_id, "attempt": attempts})
+            if attempts >= MAX_RECEIVE_COUNT:
+                publish_failure(rt, detail, exc)
+            raise
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,183 @@
+"""Object storage adapter: Parquet and JSON on ``s3://`` or local paths, with row counts and sha256.
+
+Stages exchange *pointers* (``DataRef``: uri, rows, sha256). Writers compute the sha256 of the
+exact bytes stored; readers verify it, so a file overwritten behind a run's back (or truncated by a
+failed upload) is detected instead of silently scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dqad.contract import DataRef
+
+_CHUNK = 8 * 1024 * 1024
+
+
+class IntegrityError(RuntimeError):
+    """Stored bytes do not match the sha256 recorded in the event that points to them."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Location:
+    scheme: str  # "s3" or "file"
+    bucket: str
+    key: str  # for files: the absolute path
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}" if self.scheme == "s3" else f"file://{self.key}"
+
+
+def parse_uri(uri: str) -> Location:
+    if uri.startswith("s3://"):
+        parsed = urlparse(uri)
+        if not parsed.netloc or not parsed.path.strip("/"):
+            raise ValueError(f"malformed S3 URI {uri!r}: expected s3://bucket/key")
+        return Location("s3", parsed.netloc, parsed.path.lstrip("/"))
+    path = uri[len("file://") :] if uri.startswith("file://") else uri
+    return Location("file", "", str(Path(path).resolve()))
+
+
+class Storage:
+    """Reads and writes objects by URI. One instance per container, built from a boto3 S3 client."""
+
+    def __init__(self, s3_client: Any, bucket: str) -> None:
+        self.s3 = s3_client
+        self.bucket = bucket
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    # -- bytes -----------------------------------------------------------------------------
+    def put_bytes(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        loc = parse_uri(uri)
+        if loc.scheme == "s3":
+            self.s3.put_object(Bucket=loc.bucket, Key=loc.key, Body=data, ContentType=content_type)
+        else:
+            Path(loc.key).parent.mkdir(parents=True, exist_ok=True)
+            tmp = f"{loc.key}.tmp-{os.getpid()}"
+            Path(tmp).write_bytes(data)
+            os.replace(tmp, loc.key)  # atomic: a reader never sees half a file
+        return sha256_bytes(data)
+
+    def get_bytes(self, uri: str, sha256: str | None = None) -> bytes:
+        loc = parse_uri(uri)
+        if loc.scheme == "s3":
+            data = self.s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
+        else:
+            data = Path(loc.key).read_bytes()
+        if sha256 is not None and sha256_bytes(data) != sha256:
+            raise IntegrityError(f"{uri}: sha256 {sha256_bytes(data)} does not match expected {sha256}")
+        return data
+
+    def put_file(self, uri: str, path: str | Path) -> None:
+        loc = parse_uri(uri)
+        if loc.scheme == "s3":
+            self.s3.upload_file(str(path), loc.bucket, loc.key)  # multipart for large files
+        else:
+            Path(loc.key).parent.mkdir(parents=True, exist_ok=True)
+            Path(loc.key).write_bytes(Path(path).read_bytes())
+
+    def get_file(self, uri: str, path: str | Path) -> None:
+        loc = parse_uri(uri)
+        if loc.scheme == "s3":
+            self.s3.download_file(loc.bucket, loc.key, str(path))
+        else:
+            Path(path).write_bytes(Path(loc.key).read_bytes())
+
+    def exists(self, uri: str) -> bool:
+        loc = parse_uri(uri)
+        if loc.scheme == "file":
+            return Path(loc.key).exists()
+        try:
+            self.s3.head_object(Bucket=loc.bucket, Key=loc.key)
+            return True
+        except self.s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def list_uris(self, prefix_uri: str) -> Iterator[str]:
+        loc = parse_uri(prefix_uri)
+        if loc.scheme == "file":
+            base = Path(loc.key)
+            if base.is_dir():
+                yield from (f"file://{p}" for p in sorted(base.rglob("*")) if p.is_file())
+            return
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=loc.bucket, Prefix=loc.key):
+            for obj in page.get("Contents", []):
+                yield f"s3://{loc.bucket}/{obj['Key']}"
+
+    def presign(self, uri: str, expires_s: int) -> str:
+        loc = parse_uri(uri)
+        if loc.scheme == "file":
+            return loc.uri
+        return self.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": loc.bucket, "Key": loc.key}, ExpiresIn=expires_s
+        )
+
+    # -- JSON ------------------------------------------------------------------------------
+    def put_json(self, uri: str, obj: Any) -> str:
+        data = json.dumps(obj, indent=1, sort_keys=True, default=str).encode()
+        return self.put_bytes(uri, data, "application/json")
+
+    def get_json(self, uri: str) -> Any:
+        return json.loads(self.get_bytes(uri))
+
+    # -- Parquet ---------------------------------------------------------------------------
+    def write_parquet(self, uri: str, frame: Any) -> DataRef:
+        """Write a pandas DataFrame (or pyarrow Table) as one Parquet object; return its pointer."""
+        table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        sha = self.put_bytes(uri, buf.getvalue())
+        return DataRef(uri=parse_uri(uri).uri, rows=table.num_rows, sha256=sha)
+
+    def write_parquet_batches(self, uri: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> DataRef:
+        """Stream record batches to Parquet through a temporary file: memory stays bounded by one batch."""
+        rows = 0
+        with tempfile.TemporaryDirectory(prefix="dqad-") as tmp:
+            path = Path(tmp) / "part.parquet"
+            with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+            sha = sha256_file(path)
+            self.put_file(uri, path)
+        return DataRef(uri=parse_uri(uri).uri, rows=rows, sha256=sha)
+
+    def read_table(self, ref: DataRef | str, columns: list[str] | None = None) -> pa.Table:
+        data = self.get_bytes(ref.uri, sha256=ref.sha256) if isinstance(ref, DataRef) else self.get_bytes(ref)
+        table = pq.read_table(io.BytesIO(data), columns=columns)
+        if isinstance(ref, DataRef) and table.num_rows != ref.rows:
+            raise IntegrityError(f"{ref.uri}: {table.num_rows} rows, event says {ref.rows}")
+        return table
+
+    def read_parquet(self, ref: DataRef | str, columns: list[str] | None = None) -> Any:
+        return self.read_table(ref, columns).to_pandas()
