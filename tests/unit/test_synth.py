@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+
 from dqad import synth
 from dqad.synth import INCIDENT_KINDS, INCIDENT_METRICS, METRICS, SynthData, default_holidays, generate
 
