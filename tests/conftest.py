@@ -6,11 +6,11 @@ import os
 from collections.abc import Iterator
 
 import pytest
+
 from dqad.local import LocalCloud
 from dqad.storage import Storage
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("POWERTOOLS_IDEMPOTENCY_DISABLED", "")  # idempotency stays ON: tests rely on it
 
 
 @pytest.fixture

@@ -1,0 +1,68 @@
+"""Batch semantics shared by every stage: bad records go to the DLQ with a reason, others succeed."""
+
+from __future__ import annotations
+
+import json
+
+from dqad.bus import envelope
+from dqad.contract import StageFailed
+from dqad.local import LocalCloud
+from dqad.topology import stage
+
+
+def _send(cloud: LocalCloud, stage_name: str, body: str) -> None:
+    cloud.client("sqs").send_message(QueueUrl=cloud.dep.queue_urls[stage_name], MessageBody=body)
+
+
+def test_malformed_event_goes_to_dlq_with_reason_and_the_rest_of_the_batch_succeeds(cloud: LocalCloud) -> None:
+    good = StageFailed(run_id="r-1", dataset="demo_dq", stage="scorer", error_type="Boom", message="it broke")
+    bad = envelope(good, "dqad.scorer")
+    bad["detail"].pop("run_id")
+    _send(cloud, "notifier", json.dumps(bad))
+    _send(cloud, "notifier", "{definitely not json")
+    _send(cloud, "notifier", json.dumps(envelope(good, "dqad.scorer")))
+
+    report = cloud.pump(only=("notifier",), deadline_s=30)
+
+    assert report.failures["notifier"] == 0  # contract errors are parked, not retried
+    dead = cloud.dead_letters("notifier")
+    reasons = sorted(m["MessageAttributes"]["error"]["StringValue"] for m in dead)
+    assert len(dead) == 2
+    assert any("detail.run_id" in r for r in reasons)
+    assert any("not valid JSON" in r for r in reasons)
+    assert all(m["MessageAttributes"]["error_type"]["StringValue"] == "ContractError" for m in dead)
+    inbox = cloud.inbox()
+    assert len(inbox) == 1 and "dqad replay --run-id r-1 --stage scorer" in inbox[0]["Message"]
+
+
+def test_transient_failure_is_retried_then_redriven_with_a_stage_failed(cloud: LocalCloud, monkeypatch) -> None:
+    """A record that keeps failing ends in the DLQ via SQS redrive, and the run is reported failed."""
+    from dqad.contract import AnomaliesScored
+
+    scored = AnomaliesScored(
+        run_id="r-2",
+        dataset="demo_dq",
+        scores={"uri": "s3://nowhere-bucket/x.parquet", "rows": 1, "sha256": "0" * 64},
+        scored_rows=1,
+        anomaly_count=1,
+        model_version="v1",
+    )
+    # No dataset catalog exists in this deployment: reading it raises a (retryable) S3 error.
+    _send(cloud, "notifier", json.dumps(envelope(scored, "dqad.scorer")))
+    cloud.pump(only=("notifier",), deadline_s=30)
+    dead = cloud.dead_letters("notifier")
+    assert len(dead) == 1 and "error" not in dead[0].get("MessageAttributes", {})  # redriven by SQS itself
+    stored = cloud.client("s3").list_objects_v2(Bucket=cloud.dep.bucket, Prefix="events/r-2/")["Contents"]
+    assert [o["Key"] for o in stored if "StageFailed" in o["Key"]] == ["events/r-2/StageFailed-notifier.json"]
+
+
+def test_every_consuming_stage_has_queue_dlq_and_rule(cloud: LocalCloud) -> None:
+    events = cloud.client("events")
+    for name, url in cloud.dep.queue_urls.items():
+        st = stage(name)
+        attrs = cloud.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
+        assert json.loads(attrs["Attributes"]["RedrivePolicy"])["maxReceiveCount"] == 3
+        for rule in st.rules:
+            bus = "default" if rule.on_default_bus else cloud.dep.names.bus
+            got = events.describe_rule(Name=cloud.dep.names.rule(name, rule), EventBusName=bus)
+            assert json.loads(got["EventPattern"]) == rule.pattern
