@@ -90,10 +90,7 @@ def test_to_canonical_builds_series_group_and_utc_timestamps() -> None:
 def test_schema_mismatch_names_the_column(column: str, patch: dict | None) -> None:
     ds = parse_catalog(BASE + FILE_SOURCE).get("sales_dq")
     raw = pd.DataFrame({"table_name": ["t"], "metric_name": ["m"], "load_ts": ["2026-11-02"], "metric_value": [1]})
-    if patch is None:
-        raw = raw.drop(columns=[column])
-    else:
-        raw = raw.assign(**patch)
+    raw = raw.drop(columns=[column]) if patch is None else raw.assign(**patch)
     with pytest.raises(SchemaMismatch) as info:
         to_canonical(raw, ds)
     assert info.value.column == column
