@@ -1,0 +1,147 @@
+"""Trainer: champion reuse rules, the SageMaker job request (on moto), job completion and failure."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dqad.contract import DatasetLabeled
+from dqad.datasets import parse_catalog
+from dqad.detect.config import LabelerConfig
+from dqad.detect.labeling import label_history
+from dqad.feedback import write_label
+from dqad.local import LocalCloud
+from dqad.settings import Settings
+from dqad.stage import runtime
+from dqad.storage import Storage
+from dqad.synth import generate
+from dqad_trainer import domain
+from dqad_trainer.runners import job_state_entry
+
+CATALOG = """
+[datasets.tiny_dq]
+keys = ["table_name", "metric_name"]
+timestamp = "load_ts"
+value = "metric_value"
+group = ["table_name"]
+[datasets.tiny_dq.trigger]
+table_names = ["dq.tiny"]
+[datasets.tiny_dq.source]
+kind = "file"
+path = "unused.parquet"
+[datasets.tiny_dq.trainer]
+max_model_age_days = 7
+"""
+
+
+@pytest.fixture
+def labeled_event(cloud: LocalCloud, storage: Storage) -> DatasetLabeled:
+    storage.put_bytes(storage.uri("config/datasets.toml"), CATALOG.encode())
+    data = generate(tables=4, days=90, seed=5)
+    ds = parse_catalog(CATALOG).get("tiny_dq")
+    from dqad.datasets import to_canonical
+
+    frame = to_canonical(data.metrics, ds)
+    labeled = label_history(frame, None, LabelerConfig(holidays=data.holidays))
+    ref = storage.write_parquet(storage.uri("runs/tiny_dq/r-1/labeled.parquet"), labeled)
+    counts = labeled.loc[labeled["label"] == 1, "label_source"].value_counts().to_dict()
+    t = datetime(2026, 11, 2, tzinfo=UTC)
+    return DatasetLabeled(
+        run_id="20261102T0600-aaaaaaaaaaaa",
+        dataset="tiny_dq",
+        labeled=ref,
+        new=ref,
+        label_counts={str(k): int(v) for k, v in counts.items()},
+        window={"history_start": t - timedelta(days=90), "new_start": t, "new_end": t},
+    )
+
+
+def _sagemaker_runtime(cloud: LocalCloud):
+    settings = Settings(
+        **{
+            **cloud.dep.settings().__dict__,
+            "job_runner": "sagemaker",
+            "trainer_image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/dqad-trainer:1",
+            "sagemaker_role_arn": "arn:aws:iam::123456789012:role/dqad-sagemaker",
+        }
+    )
+    return runtime("trainer", settings)
+
+
+def test_without_champion_a_processing_job_is_requested_on_sagemaker(cloud, labeled_event) -> None:
+    rt = _sagemaker_runtime(cloud)
+    assert domain.on_labeled(rt, labeled_event) is None  # nothing emitted yet: the job will finish the run
+    name = domain.job_name_for(labeled_event.run_id)
+    assert len(name) <= 63 and labeled_event.run_id in name
+    job = cloud.client("sagemaker").describe_processing_job(ProcessingJobName=name)
+    assert job["AppSpecification"]["ImageUri"].endswith("dqad-trainer:1")
+    assert job["AppSpecification"]["ContainerEntrypoint"] == ["python3", "-m", "dqad_trainer.job"]
+    assert job["RoleArn"].endswith("role/dqad-sagemaker")
+    channels = {i["InputName"]: i["S3Input"]["S3Uri"] for i in job["ProcessingInputs"]}
+    assert channels["data"] == labeled_event.labeled.uri and "champion" not in channels
+    out = job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]
+    assert out["S3Uri"].endswith(f"models/tiny_dq/v{labeled_event.run_id}")
+
+
+def test_job_failure_event_becomes_stage_failed(cloud, storage, labeled_event) -> None:
+    rt = _sagemaker_runtime(cloud)
+    domain.on_labeled(rt, labeled_event)
+    name = domain.job_name_for(labeled_event.run_id)
+    event = {"detail": json.loads(job_state_entry(name, "Failed", "ClientError: out of memory")["Detail"])}
+    assert domain.on_job_state(rt, event) is None
+    failed = storage.get_json(storage.uri(f"events/{labeled_event.run_id}/StageFailed-trainer.json"))["detail"]
+    assert failed["error_type"] == "ProcessingJobFailed" and "out of memory" in failed["message"]
+    assert failed["input_event"].endswith(f"events/{labeled_event.run_id}/DatasetLabeled.json")
+
+
+def test_local_job_trains_promotes_then_the_champion_is_reused(cloud, storage, labeled_event) -> None:
+    rt = runtime("trainer")  # job_runner=local: subprocess + a job-state event on the default bus
+    storage.put_json(storage.uri(f"events/{labeled_event.run_id}/DatasetLabeled.json"), {})
+    domain.on_labeled(rt, labeled_event)
+    cloud.pump(only=("trainer",), deadline_s=120)
+    trained = storage.get_json(storage.uri(f"events/{labeled_event.run_id}/ModelTrained.json"))["detail"]
+    assert trained["reused"] is False and trained["job_name"] == domain.job_name_for(labeled_event.run_id)
+    champion = storage.get_json(storage.uri("models/tiny_dq/champion.json"))
+    assert champion["version"] == trained["model"]["version"] and champion["sha256"] == trained["model"]["sha256"]
+    assert storage.get_bytes(champion["uri"], sha256=champion["sha256"])  # the model is where it says
+
+    again = domain.on_labeled(rt, labeled_event.model_copy(update={"run_id": "20261103T0600-bbbbbbbbbbbb"}))
+    assert again is not None and again.reused and again.model.version == champion["version"]
+
+
+def test_champion_staleness_rules(cloud, storage) -> None:
+    ds = parse_catalog(CATALOG).get("tiny_dq")
+    now = datetime(2026, 11, 2, tzinfo=UTC)
+    fresh = {"trained_at": (now - timedelta(days=1)).isoformat(), "labels_fingerprint": "", "label_rate": 0.02}
+    assert domain.staleness(fresh, ds, "", 0.02, now) == ""
+    assert "no champion" in domain.staleness(None, ds, "", 0.02, now)
+    assert "days old" in domain.staleness(
+        {**fresh, "trained_at": (now - timedelta(days=9)).isoformat()}, ds, "", 0.02, now
+    )
+    write_label(storage, "tiny_dq", "t/row_count", "2026-10-01", "normal")
+    assert "human labels" in domain.staleness(fresh, ds, "abc123", 0.02, now)
+    assert "drifted" in domain.staleness(fresh, ds, "", 0.08, now)
+
+
+def test_a_challenger_that_is_not_better_leaves_the_champion(cloud, storage, labeled_event) -> None:
+    rt = runtime("trainer")
+    perfect = {
+        "version": "v-old",
+        "uri": storage.uri("models/tiny_dq/v-old/model.joblib"),
+        "sha256": "1" * 64,
+        "metrics": {"f1": 1.0, "precision": 1.0, "recall": 1.0, "pr_auc": 1.0},
+        "trained_at": "2020-01-01T00:00:00+00:00",
+        "labels_fingerprint": "",
+        "label_rate": 0.0,
+    }
+    storage.put_json(storage.uri("models/tiny_dq/champion.json"), perfect)  # stale: a challenger is trained
+    storage.put_json(storage.uri("models/tiny_dq/v-old/metrics.json"), {"metrics": perfect["metrics"]})
+    domain.on_labeled(rt, labeled_event)
+    cloud.pump(only=("trainer",), deadline_s=120)
+    report = storage.get_json(storage.uri(f"models/tiny_dq/v{labeled_event.run_id}/metrics.json"))
+    assert report["promote"] is False and report["reason"]
+    assert storage.get_json(storage.uri("models/tiny_dq/champion.json"))["version"] == "v-old"
+    trained = storage.get_json(storage.uri(f"events/{labeled_event.run_id}/ModelTrained.json"))["detail"]
+    assert trained["model"]["version"] == "v-old" and trained["reused"] is False
