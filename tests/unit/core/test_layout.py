@@ -1,0 +1,57 @@
+"""Architecture rules (DESIGN §3, §8): services depend only on the shared library, never on each other."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from dqad.topology import STAGE_NAMES, STAGES
+
+ROOT = Path(__file__).resolve().parents[3]
+SERVICE_PACKAGES = {f"dqad_{name}" for name in STAGE_NAMES}
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_shared_library_imports_no_service() -> None:
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(imported_roots(p) & SERVICE_PACKAGES)
+        for p in (ROOT / "shared" / "dqad").rglob("*.py")
+        if imported_roots(p) & SERVICE_PACKAGES
+    }
+    assert offenders == {}
+
+
+@pytest.mark.parametrize("name", STAGE_NAMES)
+def test_service_imports_only_itself_and_the_shared_library(name: str) -> None:
+    own = f"dqad_{name}"
+    for path in (ROOT / "services" / name).rglob("*.py"):
+        others = imported_roots(path) & (SERVICE_PACKAGES - {own})
+        assert not others, f"{path.relative_to(ROOT)} imports {sorted(others)}"
+
+
+@pytest.mark.parametrize("name", STAGE_NAMES)
+def test_each_service_can_be_packaged_alone(name: str) -> None:
+    service = ROOT / "services" / name
+    requirements = (service / "requirements.txt").read_text().split()
+    assert any(r.startswith("aws-lambda-powertools") for r in requirements)
+    assert (service / f"dqad_{name}" / "handler.py").is_file()
+
+
+def test_topology_entry_points_exist() -> None:
+    from dqad.local import load_entry_point
+
+    for st in STAGES:
+        assert callable(load_entry_point(st.handler))
+        for spec in st.extra_entry_points.values():
+            assert callable(load_entry_point(spec)), spec
