@@ -33,11 +33,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 SQL_PARAMETERS = ("history_start", "new_start", "new_end")
 _PARAM_REF = re.compile(r"%\((\w+)\)s|(?<![:\w]):([A-Za-z_]\w*)")
+PARAM_REF = _PARAM_REF  # public: the fetcher renders the same references it validates here
 
 Identifier = Annotated[str, Field(pattern=IDENTIFIER.pattern)]
 
@@ -72,16 +74,65 @@ class _QuerySource(_Strict):
         return query
 
 
+FILE_SUFFIXES = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
 class FileSource(_Strict):
+    """A CSV / CSV.gz / Parquet file (local path or s3:// URI), for local use and small datasets.
+
+    The columns are the dataset's ``keys`` / ``timestamp`` / ``value``; the simplest form is
+    ``series,timestamp,value`` with ``keys = ["series"]``. ``format`` is taken from the suffix unless
+    set; a ``.gz`` CSV is decompressed on the fly.
+    """
+
     kind: Literal["file"]
     path: str = Field(min_length=1, description="CSV, CSV.gz or Parquet; local path or s3:// URI")
+    format: Literal["csv", "parquet"] | None = None
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    chunk_rows: int = Field(default=100_000, ge=1_000)
+
+    @model_validator(mode="after")
+    def _known_format(self) -> FileSource:
+        if self.format is None and self.file_format is None:
+            raise ValueError(
+                f"cannot tell the format of {self.path!r} from its suffix; use one of "
+                f"{sorted(FILE_SUFFIXES)} or set format = 'csv' | 'parquet'"
+            )
+        return self
+
+    @property
+    def file_format(self) -> str | None:
+        if self.format:
+            return self.format
+        lower = self.path.lower()
+        return next((fmt for suffix, fmt in FILE_SUFFIXES.items() if lower.endswith(suffix)), None)
+
+    @property
+    def gzipped(self) -> bool:
+        return self.path.lower().endswith(".gz")
 
 
 class SqlSource(_QuerySource):
+    """A DB-API (psycopg) connection to PostgreSQL or Redshift, read through a server-side cursor.
+
+    The query uses ``%(history_start)s`` / ``%(new_start)s`` / ``%(new_end)s``, bound by the driver.
+    The DSN is never in the configuration: a Secrets Manager ARN on AWS, an environment variable
+    locally.
+    """
+
     kind: Literal["sql"]
     dsn_secret_arn: str | None = None  # Secrets Manager secret holding the DSN (on AWS)
     dsn_env: str | None = None  # name of an environment variable holding the DSN (local use)
     chunk_rows: int = Field(default=100_000, ge=1_000)
+    statement_timeout_s: float = Field(default=900, gt=0, description="server-side statement_timeout")
+
+    @field_validator("query")
+    @classmethod
+    def _pyformat_only(cls, query: str) -> str:
+        colon = {c for _, c in _PARAM_REF.findall(query) if c}
+        if colon:
+            raise ValueError(f"a sql source binds %(name)s parameters; found :name form for {sorted(colon)}")
+        return query
 
     @model_validator(mode="after")
     def _one_dsn(self) -> SqlSource:
@@ -90,33 +141,79 @@ class SqlSource(_QuerySource):
         return self
 
 
+IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
+
+
 class RedshiftDataSource(_QuerySource):
+    """Redshift through the Data API: ``UNLOAD`` of the query to S3 as Parquet, polled to completion.
+
+    Credentials come from IAM, never from configuration: ``cluster_identifier`` + ``db_user``
+    (GetClusterCredentials under the Lambda's role), ``cluster_identifier`` alone (the IAM identity
+    becomes the database user), ``workgroup_name`` (Redshift Serverless GetCredentials), or a
+    ``secret_arn`` with either. The query uses ``:history_start`` / ``:new_start`` / ``:new_end`` (or
+    the ``%(name)s`` form); see the fetcher's sources module for how they reach the UNLOAD.
+    """
+
     kind: Literal["redshift_data"]
     database: Identifier
-    cluster_identifier: str | None = None
-    workgroup_name: str | None = None
-    db_user: str | None = None  # with a cluster: GetClusterCredentials under the Lambda's role
-    secret_arn: str | None = None
+    cluster_identifier: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,62}$")
+    workgroup_name: str | None = Field(default=None, pattern=r"^[a-z0-9-]{3,64}$")
+    db_user: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_$.@:-]{0,127}$")
+    secret_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
     unload_iam_role: str = Field(min_length=20, description="role Redshift assumes to UNLOAD to S3")
     poll_deadline_s: float = Field(default=600, gt=0)
+    poll_initial_s: float = Field(default=0.5, gt=0, description="first wait between describe_statement calls")
+    poll_max_interval_s: float = Field(default=10, gt=0, description="longest wait between two polls")
+    max_file_size_mb: int = Field(default=256, ge=5, le=6200, description="UNLOAD MAXFILESIZE: bounds one part")
+    chunk_rows: int = Field(default=100_000, ge=1_000)
+
+    @field_validator("unload_iam_role")
+    @classmethod
+    def _role_arn(cls, role: str) -> str:
+        # The role is written into the UNLOAD text: only a well-formed role ARN can get there.
+        if not IAM_ROLE_ARN.fullmatch(role):
+            raise ValueError(f"not an IAM role ARN: {role!r} (expected arn:aws:iam::<account>:role/<name>)")
+        return role
+
+    @field_validator("query")
+    @classmethod
+    def _no_backslash(cls, query: str) -> str:
+        # The query travels inside UNLOAD's quoted literal; a backslash could act as an escape there.
+        if "\\" in query:
+            raise ValueError("a redshift_data query must not contain a backslash (it is embedded in UNLOAD('...'))")
+        return query
 
     @model_validator(mode="after")
     def _one_target(self) -> RedshiftDataSource:
         if bool(self.cluster_identifier) == bool(self.workgroup_name):
             raise ValueError("set exactly one of cluster_identifier or workgroup_name")
+        if self.db_user and self.secret_arn:
+            raise ValueError("set at most one of db_user (temporary IAM credentials) or secret_arn")
+        if self.db_user and self.workgroup_name:
+            raise ValueError("db_user applies to a provisioned cluster; a workgroup derives the user from IAM")
         return self
 
 
 Source = Annotated[FileSource | SqlSource | RedshiftDataSource, Field(discriminator="kind")]
 
 
+#: The success set of the Aurora trigger's WHEN guard (sql/install.sql), the default of a dataset.
+SUCCESS_STATUSES = ("SUCCESS", "SUCCEEDED", "SUCCESSFUL", "OK", "COMPLETED", "COMPLETE", "DONE", "WARNING")
+
+
+def normalise_status(status: str) -> str:
+    """``upper(btrim(status))``, exactly as the trigger's guard compares it."""
+    return status.strip().upper()
+
+
 class Trigger(_Strict):
     table_names: tuple[str, ...] = ()
     job_names: tuple[str, ...] = ()
-    statuses: tuple[str, ...] = ("SUCCESS", "SUCCEEDED", "COMPLETED", "OK")
+    statuses: tuple[str, ...] = SUCCESS_STATUSES
 
     def matches(self, table_name: str, job_name: str, status: str) -> bool:
-        if status.upper() not in {s.upper() for s in self.statuses}:
+        # Same normalisation as the SQL guard: ' success ' from the ETL is a success on both sides.
+        if normalise_status(status) not in {normalise_status(s) for s in self.statuses}:
             return False
         by_table = any(fnmatch.fnmatchcase(table_name, p) for p in self.table_names)
         by_job = any(fnmatch.fnmatchcase(job_name, p) for p in self.job_names)
@@ -232,19 +329,17 @@ def to_canonical(raw: pd.DataFrame, ds: Dataset) -> pd.DataFrame:
 
     ``series`` joins the key columns, ``group`` the load-identifying ones; timestamps become
     tz-naive UTC; values become float (non-numeric text is a schema error, not a silent NaN).
+    Row-wise and vectorised: applying it to each chunk of a source and concatenating gives the same
+    frame as applying it once (see :func:`to_canonical_chunk` for the streaming form).
     """
     for col in (*ds.keys, ds.timestamp, ds.value):
         if col not in raw.columns:
             raise SchemaMismatch(col, f"missing from the source data (has: {', '.join(map(str, raw.columns))})")
     out = pd.DataFrame(index=raw.index)
     keys = raw[list(ds.keys)].astype(str)
-    out["series"] = keys.agg("/".join, axis=1) if len(ds.keys) > 1 else keys[ds.keys[0]]
+    out["series"] = _joined(keys, list(ds.keys))
     group_cols = list(ds.group)
-    if group_cols:
-        g = keys[group_cols]
-        out["group"] = g.agg("/".join, axis=1) if len(group_cols) > 1 else g[group_cols[0]]
-    else:
-        out["group"] = out["series"]
+    out["group"] = _joined(keys, group_cols) if group_cols else out["series"]
     ts = pd.to_datetime(raw[ds.timestamp], utc=True, errors="coerce")
     if ts.isna().any():
         bad = raw.loc[ts.isna(), ds.timestamp].iloc[0]
@@ -264,3 +359,49 @@ def to_canonical(raw: pd.DataFrame, ds: Dataset) -> pd.DataFrame:
         loaded = pd.to_datetime(raw["loaded_at"], utc=True, errors="coerce").dt.tz_localize(None)
         out["load_delay_s"] = (loaded - out["timestamp"]).dt.total_seconds().astype("float64")
     return out.reset_index(drop=True)
+
+
+def _joined(frame: pd.DataFrame, cols: list[str]) -> pd.Series:
+    """Columns joined with "/" (vectorised: a row-wise join costs seconds per million rows)."""
+    first = frame[cols[0]]
+    return first.str.cat([frame[c] for c in cols[1:]], sep="/") if len(cols) > 1 else first
+
+
+_CANONICAL_TYPES = {
+    "timestamp": pa.timestamp("ns"),
+    "value": pa.float64(),
+    "load_delay_s": pa.float64(),
+    "is_rerun": pa.bool_(),
+}
+
+
+def canonical_arrow_schema(columns: list[str]) -> pa.Schema:
+    """The Arrow schema of a canonical frame with these columns.
+
+    Fixed per column name (text columns are ``string``), so every chunk of one fetch has the same
+    schema and can be appended to one Parquet file, whatever pandas inferred for that chunk.
+    """
+    return pa.schema([(c, _CANONICAL_TYPES.get(c, pa.string())) for c in columns])
+
+
+def to_canonical_chunk(chunk: pa.Table | pa.RecordBatch | pd.DataFrame, ds: Dataset) -> pa.Table:
+    """:func:`to_canonical` for one chunk of a streamed source, returned as an Arrow table.
+
+    Decimal columns (PostgreSQL/Redshift ``numeric``) become float64 in Arrow first: converting them
+    through Python ``Decimal`` objects would be the slowest step of a fetch. The result always has
+    :func:`canonical_arrow_schema` types.
+    """
+    if isinstance(chunk, pa.RecordBatch):
+        chunk = pa.Table.from_batches([chunk])
+    if isinstance(chunk, pa.Table):
+        for i, field in enumerate(chunk.schema):
+            if pa.types.is_decimal(field.type):
+                chunk = chunk.set_column(i, field.name, chunk.column(i).cast(pa.float64()))
+            elif pa.types.is_null(field.type):
+                chunk = chunk.set_column(i, field.name, chunk.column(i).cast(pa.string()))
+        frame = chunk.to_pandas()
+    else:
+        frame = chunk
+    out = to_canonical(frame, ds)
+    schema = canonical_arrow_schema(list(out.columns))
+    return pa.Table.from_pandas(out, schema=schema, preserve_index=False).replace_schema_metadata(None)

@@ -8,6 +8,7 @@ starts on AWS: the Aurora trigger's payload handed to the fetcher's entry point.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import shutil
@@ -15,10 +16,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dqad.local import LocalCloud, PumpReport
 from dqad.storage import Storage
+from dqad.synth import SynthData
 from dqad.topology import STAGES, stage
 
 DATASET = "demo_dq"
@@ -26,7 +29,7 @@ DEMO_PREFIX = "dqad-demo"
 FINAL_INCIDENTS = (("empty", 3), ("duplicated", 7), ("null_spike", 11))
 
 
-def demo_catalog(bucket: str, holidays: tuple) -> str:
+def demo_catalog(bucket: str, holidays: tuple, new_window_hours: float = 20) -> str:
     holiday_list = ", ".join(f'"{d.isoformat()}"' for d in holidays)
     return f"""
 [datasets.{DATASET}]
@@ -37,7 +40,7 @@ value = "metric_value"
 group = ["table_name"]
 context = ["job_name", "is_rerun", "loaded_at"]
 history_days = 200
-new_window_hours = 20
+new_window_hours = {new_window_hours:g}
 
 [datasets.{DATASET}.trigger]
 table_names = ["dq.metrics_daily"]
@@ -62,28 +65,80 @@ class DemoResult:
     notification: dict | None = None
 
 
-def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) -> DemoResult:
+@dataclass
+class DemoSeed:
+    """The demo dataset as seeded into a bucket: the generated data and the log row of its last load."""
+
+    data: SynthData
+    loaded_at: pd.Timestamp  # tz-aware UTC: timestamp of the latest load (what its log row reports)
+    payload: dict  # what sql/install.sql's trigger sends for the metrics job's log row
+    new_window_hours: float
+
+
+def seed_demo_dataset(
+    storage: Storage,
+    *,
+    seed: int = 7,
+    tables: int = 20,
+    days: int = 180,
+    end: dt.date | str = "2026-11-02",
+    new_window_hours: float = 20,
+) -> DemoSeed:
+    """Write the demo's metrics (``sources/demo_dq/metrics.parquet``) and catalog into ``storage``'s bucket.
+
+    Used by ``dqad demo`` and by ``dqad listen``, which seeds data ending today so that a log row
+    inserted now finds its load.
+    """
     from dqad.synth import generate
 
-    data = generate(tables=tables, days=days, seed=seed, final_load_incidents=FINAL_INCIDENTS)
-    metrics = data.metrics
+    data = generate(tables=tables, days=days, seed=seed, end=end, final_load_incidents=FINAL_INCIDENTS)
+    buf = io.BytesIO()
+    data.metrics.to_parquet(buf, index=False)
+    storage.put_bytes(storage.uri(f"sources/{DATASET}/metrics.parquet"), buf.getvalue())
+    catalog = demo_catalog(storage.bucket, data.holidays, new_window_hours)
+    storage.put_bytes(storage.uri("config/datasets.toml"), catalog.encode())
+    loaded_at = pd.Timestamp(data.metrics["load_ts"].max()).tz_localize("UTC")
+    payload = {
+        "log_id": f"demo-{loaded_at:%Y%m%d}",
+        "job_name": "dq_metrics_daily",
+        "table_name": "dq.metrics_daily",
+        "loaded_at": loaded_at.isoformat(),
+        "status": "SUCCESS",
+        "source": "aurora-trigger",
+    }
+    return DemoSeed(data, loaded_at, payload, new_window_hours)
+
+
+def seed_demo_dataset_until(storage: Storage, now: dt.datetime, *, seed: int = 7) -> DemoSeed:
+    """Seed the demo dataset so that its latest load ended shortly before ``now`` (UTC).
+
+    The generator's loads happen at fixed times of day, so the data ends today if today's loads are
+    already over at ``now``, else yesterday; the new-data window is widened to reach back to the
+    earliest of those last loads (plus two hours of slack for the time between seeding and the
+    INSERT), never as far as the loads of the day before.
+    """
+    now_utc = pd.Timestamp(now).tz_convert("UTC") if pd.Timestamp(now).tzinfo else pd.Timestamp(now, tz="UTC")
+    seeded = None
+    for back in (0, 1):
+        end = (now_utc - pd.Timedelta(days=back)).date()
+        candidate = seed_demo_dataset(storage, seed=seed, end=end)
+        if candidate.loaded_at <= now_utc:
+            seeded = candidate
+            break
+    assert seeded is not None
+    metrics = seeded.data.metrics
+    last_loads = metrics.groupby("table_name")["load_ts"].max()
+    earliest = pd.Timestamp(last_loads.min()).tz_localize("UTC")
+    hours = float(np.ceil((now_utc - earliest) / pd.Timedelta(hours=1))) + 2
+    return seed_demo_dataset(storage, seed=seed, end=seeded.loaded_at.date(), new_window_hours=hours)
+
+
+def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) -> DemoResult:
     with LocalCloud(DEMO_PREFIX) as cloud:
         dep = cloud.dep
         storage = Storage(cloud.client("s3"), dep.bucket)
-        buf = io.BytesIO()
-        metrics.to_parquet(buf, index=False)
-        storage.put_bytes(storage.uri(f"sources/{DATASET}/metrics.parquet"), buf.getvalue())
-        storage.put_bytes(storage.uri("config/datasets.toml"), demo_catalog(dep.bucket, data.holidays).encode())
-
-        loaded_at = pd.Timestamp(metrics["load_ts"].max()).tz_localize("UTC")
-        payload = {  # what sql/install.sql's trigger sends for the metrics job's log row
-            "log_id": f"demo-{loaded_at:%Y%m%d}",
-            "job_name": "dq_metrics_daily",
-            "table_name": "dq.metrics_daily",
-            "loaded_at": loaded_at.isoformat(),
-            "status": "SUCCESS",
-            "source": "aurora-trigger",
-        }
+        demo = seed_demo_dataset(storage, seed=seed, tables=tables, days=days)
+        data, metrics, payload = demo.data, demo.data.metrics, demo.payload
         started = time.perf_counter()
         runs = cloud.invoke(stage("fetcher"), "aurora", payload)["runs"]
         report = cloud.pump(deadline_s=300)

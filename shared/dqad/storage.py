@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -101,14 +102,14 @@ class Storage:
             self.s3.upload_file(str(path), loc.bucket, loc.key)  # multipart for large files
         else:
             Path(loc.key).parent.mkdir(parents=True, exist_ok=True)
-            Path(loc.key).write_bytes(Path(path).read_bytes())
+            shutil.copyfile(path, loc.key)  # streamed: a large local file never sits in memory
 
     def get_file(self, uri: str, path: str | Path) -> None:
         loc = parse_uri(uri)
         if loc.scheme == "s3":
             self.s3.download_file(loc.bucket, loc.key, str(path))
         else:
-            Path(path).write_bytes(Path(loc.key).read_bytes())
+            shutil.copyfile(loc.key, path)
 
     def exists(self, uri: str) -> bool:
         loc = parse_uri(uri)
@@ -159,18 +160,40 @@ class Storage:
         sha = self.put_bytes(uri, buf.getvalue())
         return DataRef(uri=parse_uri(uri).uri, rows=table.num_rows, sha256=sha)
 
-    def write_parquet_batches(self, uri: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> DataRef:
+    def write_parquet_batches(
+        self, uri: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch | pa.Table]
+    ) -> DataRef:
         """Stream record batches to Parquet through a temporary file: memory stays bounded by one batch."""
-        rows = 0
+        with self.parquet_sink(uri, schema) as sink:
+            for batch in batches:
+                sink.write(batch)
+        assert sink.ref is not None
+        return sink.ref
+
+    def parquet_sink(self, uri: str, schema: pa.Schema) -> ParquetSink:
+        """An incremental Parquet writer for ``uri`` (see :class:`ParquetSink`).
+
+        Unlike :meth:`write_parquet_batches`, several sinks can be fed from one pass over a source,
+        which is how a fetch routes each chunk's rows to ``history`` and ``new`` without holding
+        either in memory.
+        """
+        return ParquetSink(self, uri, schema)
+
+    def iter_parquet_batches(
+        self, uri: str, batch_rows: int = 100_000, columns: list[str] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Record batches of a Parquet object, read from a temporary local copy.
+
+        Memory stays bounded by one batch (plus one row group's pages), whatever the object's size:
+        an object on S3 is downloaded to disk first rather than into memory.
+        """
+        loc = parse_uri(uri)
         with tempfile.TemporaryDirectory(prefix="dqad-") as tmp:
-            path = Path(tmp) / "part.parquet"
-            with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-                for batch in batches:
-                    writer.write_batch(batch)
-                    rows += batch.num_rows
-            sha = sha256_file(path)
-            self.put_file(uri, path)
-        return DataRef(uri=parse_uri(uri).uri, rows=rows, sha256=sha)
+            path = Path(loc.key) if loc.scheme == "file" else Path(tmp) / "part.parquet"
+            if loc.scheme == "s3":
+                self.get_file(uri, path)
+            with pq.ParquetFile(path) as pf:
+                yield from pf.iter_batches(batch_size=batch_rows, columns=columns)
 
     def read_table(self, ref: DataRef | str, columns: list[str] | None = None) -> pa.Table:
         data = self.get_bytes(ref.uri, sha256=ref.sha256) if isinstance(ref, DataRef) else self.get_bytes(ref)
@@ -181,3 +204,66 @@ class Storage:
 
     def read_parquet(self, ref: DataRef | str, columns: list[str] | None = None) -> Any:
         return self.read_table(ref, columns).to_pandas()
+
+
+class ParquetSink:
+    """One Parquet object written chunk by chunk, uploaded (with its sha256) only when it is complete.
+
+    Chunks go to a temporary file, so memory is bounded by one chunk. :meth:`close` uploads the file
+    and sets :attr:`ref`; :meth:`abort` (or leaving the ``with`` block on an exception) discards it,
+    so a failed fetch never leaves a half-written object under a run's deterministic key. Every chunk
+    is cast to the sink's schema: a chunk that cannot be cast fails here, naming nothing downstream.
+    """
+
+    def __init__(self, storage: Storage, uri: str, schema: pa.Schema) -> None:
+        self.storage = storage
+        self.uri = uri
+        self.schema = schema
+        self.rows = 0
+        self.ref: DataRef | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="dqad-")
+        self._path = Path(self._tmp.name) / "part.parquet"
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self._path, schema, compression="zstd")
+
+    def write(self, chunk: pa.RecordBatch | pa.Table) -> None:
+        if self._writer is None:
+            raise RuntimeError(f"{self.uri}: sink is closed")
+        if chunk.num_rows == 0:
+            return
+        table = chunk if isinstance(chunk, pa.Table) else pa.Table.from_batches([chunk])
+        if table.schema != self.schema:
+            table = table.select(self.schema.names).cast(self.schema)
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+
+    def close(self) -> DataRef:
+        """Finish the file, upload it and return its pointer."""
+        if self.ref is not None:
+            return self.ref
+        if self._writer is None:
+            raise RuntimeError(f"{self.uri}: sink was aborted")
+        self._writer.close()
+        self._writer = None
+        try:
+            sha = sha256_file(self._path)
+            self.storage.put_file(self.uri, self._path)
+        finally:
+            self._tmp.cleanup()
+        self.ref = DataRef(uri=parse_uri(self.uri).uri, rows=self.rows, sha256=sha)
+        return self.ref
+
+    def abort(self) -> None:
+        """Discard what was written; nothing is uploaded."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._tmp.cleanup()
+
+    def __enter__(self) -> ParquetSink:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

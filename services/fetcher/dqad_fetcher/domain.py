@@ -7,23 +7,41 @@ Two steps, two entry points:
   its transaction commits, so the log row may later be rolled back: the payload carries everything
   the run needs and nothing here reads the log table back, so a log id that does not exist is
   harmless (at worst one extra, correct, run over the metrics that are there).
-* ``fetch`` (LoadCompleted from SQS): read the dataset's window from its source, normalise it to
-  the canonical frame and write ``history.parquet`` / ``new.parquet`` under the run's prefix.
+* ``fetch`` (LoadCompleted from SQS): stream the dataset's window from its source, normalise each
+  chunk to the canonical frame and route its rows by timestamp to ``history.parquet`` /
+  ``new.parquet`` under the run's prefix (two writers, one pass: memory bounded by one chunk).
+
+Outcomes of bad input (all tested):
+
+* payload missing a field, unparseable, or concerning no dataset: skipped and logged, no event;
+* a log id that does not exist in Aurora (the insert rolled back after the trigger invoked): nothing
+  reads the log table, so the run proceeds from the payload; a load that never happened has no new
+  data, which ends as below;
+* no new rows in the load's window: no DatasetFetched, no downstream run, a warning in the log;
+* SQL error or statement timeout: ``StageFailed`` whose message carries the statement id;
+* source data without a configured column, or with a non-numeric value / non-timestamp time:
+  ``StageFailed`` naming the column.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from aws_lambda_powertools import Logger
-from dqad.contract import DatasetFetched, LoadCompleted, TimeWindow, make_run_id
-from dqad.datasets import SchemaMismatch, SqlSource, to_canonical
-from dqad.stage import PermanentError, StageRuntime
 
-from dqad_fetcher.sources import SourceError, read_source
+from dqad.contract import DataRef, DatasetFetched, LoadCompleted, TimeWindow, make_run_id
+from dqad.datasets import SchemaMismatch, SqlSource, normalise_status, to_canonical_chunk
+from dqad.stage import PermanentError, StageRuntime
+from dqad.storage import ParquetSink, Storage
+from dqad_fetcher.sources import SourceContext, SourceError, Window, iter_source
 
 logger = Logger(service="dqad-fetcher")
 
@@ -60,7 +78,7 @@ class LogRow:
             job_name=str(payload.get("job_name") or "")[:256],
             table_name=str(payload["table_name"])[:256],
             loaded_at=loaded_at.astimezone(UTC),
-            status=str(payload["status"])[:32],
+            status=normalise_status(str(payload["status"]))[:32],
         )
 
 
@@ -95,6 +113,31 @@ def accept_log_row(rt: StageRuntime, payload: Any) -> list[str]:
     return run_ids
 
 
+def dsn_from_secret(secret: str) -> str:
+    """A libpq DSN from a Secrets Manager secret: a DSN/URL string, or RDS's JSON form.
+
+    RDS-managed secrets hold ``{"username", "password", "host", "port", "dbname"}``; the DSN is
+    built with psycopg's ``make_conninfo`` so a password with spaces or quotes is escaped correctly.
+    """
+    text = secret.strip()
+    if not text.startswith("{"):
+        return text
+    from psycopg.conninfo import make_conninfo
+
+    raw = json.loads(text)
+    keys = {
+        "username": "user",
+        "user": "user",
+        "password": "password",
+        "host": "host",
+        "port": "port",
+        "dbname": "dbname",
+        "database": "dbname",
+        "sslmode": "sslmode",
+    }
+    return make_conninfo("", **{keys[k]: str(v) for k, v in raw.items() if k in keys and v not in (None, "")})
+
+
 class Secrets:
     """DSNs for SQL sources: from Secrets Manager on AWS, from an environment variable locally."""
 
@@ -107,32 +150,132 @@ class Secrets:
             if not value:
                 raise PermanentError(f"environment variable {src.dsn_env} (the dataset's dsn_env) is not set")
             return value
-        return self.rt.clients("secretsmanager").get_secret_value(SecretId=src.dsn_secret_arn)["SecretString"]
+        secret = self.rt.clients("secretsmanager").get_secret_value(SecretId=src.dsn_secret_arn)["SecretString"]
+        return dsn_from_secret(secret)
 
 
-def fetch(rt: StageRuntime, detail: LoadCompleted) -> DatasetFetched | None:
-    """Fetch one run's window, write the two Parquet files, emit DatasetFetched (idempotent: fixed keys)."""
+def _naive_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+class WindowSplit:
+    """Routes canonical chunks by timestamp: ``[history_start, new_start)`` → history,
+    ``[new_start, new_end)`` → new, anything else is dropped (and counted).
+
+    The two Parquet sinks open on the first chunk with its schema; a later chunk with other columns
+    is a :class:`SchemaMismatch` naming the column. Nothing is uploaded until :meth:`finish`, and
+    nothing at all when the window has no new rows.
+    """
+
+    def __init__(self, storage: Storage, prefix: str, window: Window) -> None:
+        self.storage = storage
+        self.prefix = prefix
+        hs, ns, ne = (pa.scalar(_naive_utc(t), type=pa.timestamp("ns")) for t in window)
+        self._bounds = (hs, ns, ne)
+        self.history: ParquetSink | None = None
+        self.new: ParquetSink | None = None
+        self.schema: pa.Schema | None = None
+        self.rows_in = 0
+        self.dropped = 0
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        if self.schema is None:
+            self.schema = table.schema
+            self.history = self.storage.parquet_sink(f"{self.prefix}/history.parquet", table.schema)
+            self.new = self.storage.parquet_sink(f"{self.prefix}/new.parquet", table.schema)
+        elif table.schema.names != self.schema.names:
+            odd = sorted(set(table.schema.names) ^ set(self.schema.names)) or table.schema.names
+            raise SchemaMismatch(str(odd[0]), "columns changed between chunks of the source")
+        assert self.history is not None and self.new is not None
+        hs, ns, ne = self._bounds
+        ts = table.column("timestamp")
+        in_history = pc.and_(pc.greater_equal(ts, hs), pc.less(ts, ns))
+        in_new = pc.and_(pc.greater_equal(ts, ns), pc.less(ts, ne))
+        history, new = table.filter(in_history), table.filter(in_new)
+        self.history.write(history)
+        self.new.write(new)
+        self.rows_in += table.num_rows
+        self.dropped += table.num_rows - history.num_rows - new.num_rows
+
+    def finish(self) -> tuple[DataRef, DataRef] | None:
+        """Upload both files and return their pointers, or discard them (None) when nothing is new."""
+        if self.history is None or self.new is None or self.new.rows == 0:
+            self.abort()
+            return None
+        return self.history.close(), self.new.close()
+
+    def abort(self) -> None:
+        for sink in (self.history, self.new):
+            if sink is not None:
+                sink.abort()
+
+
+def split_chunks(chunks: Iterable[pa.Table], ds: Any, split: WindowSplit) -> None:
+    """Canonicalise each raw chunk and route it; errors leave nothing uploaded."""
+    try:
+        for raw in chunks:
+            if raw.num_rows:
+                split.add(to_canonical_chunk(raw, ds))
+    except BaseException:
+        split.abort()
+        raise
+
+
+#: How the Redshift Data API poller waits and reads the time (module-level so tests can drive it).
+POLL_SLEEP: Callable[[float], None] = time.sleep
+POLL_CLOCK: Callable[[], float] = time.monotonic
+
+
+def fetch(
+    rt: StageRuntime,
+    detail: LoadCompleted,
+    *,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> DatasetFetched | None:
+    """Fetch one run's window, write the two Parquet files, emit DatasetFetched (idempotent: fixed keys).
+
+    ``sleep`` / ``clock`` (default :data:`POLL_SLEEP` / :data:`POLL_CLOCK`) pace the Redshift Data
+    API poller; tests inject them to drive a statement to FINISHED, FAILED or a timeout without waiting.
+    """
     try:
         ds = rt.catalog.get(detail.dataset)
     except ValueError as exc:
         raise PermanentError(str(exc)) from exc
-    history_start, new_start, new_end = ds.window(detail.loaded_at)
+    window = ds.window(detail.loaded_at)
+    history_start, new_start, new_end = window
+    prefix = rt.run_prefix(ds.name, detail.run_id)
+    ctx = SourceContext(
+        storage=rt.storage,
+        dsn=Secrets(rt).dsn,
+        client=rt.clients,
+        unload_uri=f"{prefix}/unload/",
+        run_id=detail.run_id,
+        sleep=sleep or POLL_SLEEP,
+        clock=clock or POLL_CLOCK,
+    )
+    split = WindowSplit(rt.storage, prefix, window)
+    started = time.perf_counter()
     try:
-        raw = read_source(ds, rt.storage, (history_start, new_start, new_end), Secrets(rt))
-        frame = to_canonical(raw, ds) if len(raw) else None
+        split_chunks(iter_source(ds, window, ctx), ds, split)
+        refs = split.finish()
     except (SchemaMismatch, SourceError) as exc:
         raise PermanentError(str(exc)) from exc
-    if frame is None:
-        logger.warning("source returned no rows; no run downstream", extra={"run_id": detail.run_id})
+    log = {
+        "run_id": detail.run_id,
+        "dataset": ds.name,
+        "rows": split.rows_in,
+        "outside_window": split.dropped,
+        "statements": ctx.statement_ids,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if refs is None:
+        logger.warning("no new data in the load's window; no run downstream", extra=log)
         return None
-    cut = new_start.replace(tzinfo=None)
-    is_new = frame["timestamp"] >= cut
-    if not is_new.any():
-        logger.warning("no new data in the load's window; no run downstream", extra={"run_id": detail.run_id})
-        return None
-    prefix = rt.run_prefix(ds.name, detail.run_id)
-    history_ref = rt.storage.write_parquet(f"{prefix}/history.parquet", frame[~is_new])
-    new_ref = rt.storage.write_parquet(f"{prefix}/new.parquet", frame[is_new])
+    history_ref, new_ref = refs
+    logger.info("fetched", extra={**log, "history_rows": history_ref.rows, "new_rows": new_ref.rows})
     event = DatasetFetched(
         run_id=detail.run_id,
         dataset=ds.name,

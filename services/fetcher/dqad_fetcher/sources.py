@@ -1,72 +1,328 @@
 """Where a dataset's metrics come from: a file (local use), a SQL connection, or the Redshift Data API.
 
-Every source answers the same question: the dataset's long table between ``history_start`` and
-``new_end``, as a pandas DataFrame with the configured columns. Time bounds are always bound
-parameters, never formatted into SQL.
+Every source answers the same question — the dataset's long table between ``history_start`` and
+``new_end`` — as a *stream* of Arrow tables (chunks) with the source's own columns. Nothing here
+holds the whole result: the fetch canonicalises each chunk and routes its rows to the ``history``
+and ``new`` Parquet files as it goes (``domain.fetch``), so memory is bounded by one chunk whatever
+the row count.
+
+Time bounds never become SQL text, with one documented exception:
+
+* ``sql``: the query's ``%(history_start)s`` / ``%(new_start)s`` / ``%(new_end)s`` are bound by
+  psycopg (server-side parameters), through a named (server-side) cursor read in chunks.
+* ``redshift_data``: the query runs inside ``UNLOAD ('<query>') TO 's3://…'``. The Data API binds
+  ``Parameters`` only where the SQL grammar accepts a value; UNLOAD's query is a *string literal*, and
+  a ``:name`` inside a literal is just text, so the bounds cannot be bound there. They are rendered
+  by :func:`timestamp_literal`, which accepts only a ``datetime`` (never a string), formats it with a
+  fixed ``strftime`` pattern and checks the result against a full-match regex of digits and
+  separators: no quote, backslash or letter can reach the statement, so the literal cannot change
+  its structure. Everything else in the UNLOAD (bucket, run prefix, IAM role) is validated against
+  strict patterns first, and the query template (operator configuration, not user input) has its
+  quotes doubled and may not contain a backslash.
 """
 
 from __future__ import annotations
 
-import io
-from datetime import datetime
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
-from dqad.datasets import Dataset, FileSource, SqlSource
-from dqad.storage import Storage
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from aws_lambda_powertools import Logger
+
+from dqad.datasets import PARAM_REF, Dataset, FileSource, RedshiftDataSource, SqlSource
+from dqad.storage import Storage, parse_uri
+
+logger = Logger(service="dqad-fetcher")
+
+Window = tuple[datetime, datetime, datetime]  # (history_start, new_start, new_end)
 
 
 class SourceError(RuntimeError):
-    """The source could not answer (SQL error, timeout); carries the statement id when there is one."""
+    """The source answered with an error retrying cannot fix (SQL error, statement timeout).
+
+    Carries the statement id (Redshift Data API id, or the SQL cursor name also used as the
+    session's ``application_name``) so an operator can find the statement in the database's logs.
+    """
 
     def __init__(self, message: str, statement_id: str | None = None) -> None:
         self.statement_id = statement_id
         super().__init__(message + (f" (statement {statement_id})" if statement_id else ""))
 
 
-def read_file_source(storage: Storage, src: FileSource) -> pd.DataFrame:
-    data = storage.get_bytes(src.path)
-    path = src.path.lower()
-    if path.endswith(".parquet"):
-        return pd.read_parquet(io.BytesIO(data))
-    if path.endswith((".csv", ".csv.gz")):
-        return pd.read_csv(io.BytesIO(data), compression="gzip" if path.endswith(".gz") else None)
-    raise SourceError(f"file source {src.path!r}: expected .parquet, .csv or .csv.gz")
+class SourceUnavailable(RuntimeError):
+    """The source could not be reached (connection refused, dropped): worth a retry by SQS."""
 
 
-def read_sql_source(src: SqlSource, dsn: str, params: dict[str, datetime]) -> pd.DataFrame:
-    """Run the dataset's query with bound window parameters through a server-side cursor, in chunks."""
-    import psycopg  # only the SQL source pays for the driver import
+@dataclass
+class SourceContext:
+    """What a source needs from the outside world; injected so tests can fake time and AWS."""
 
-    frames = []
-    try:
-        with psycopg.connect(dsn) as conn, conn.cursor(name="dqad_fetch") as cur:
-            cur.itersize = src.chunk_rows
-            cur.execute(src.query, params)
-            columns = None
-            while rows := cur.fetchmany(src.chunk_rows):
-                columns = columns or [d.name for d in cur.description]
-                frames.append(pd.DataFrame(rows, columns=columns))
-    except psycopg.Error as exc:
-        raise SourceError(f"SQL source failed: {exc}".strip()) from exc
-    if not frames:
-        return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True)
+    storage: Storage
+    dsn: Callable[[SqlSource], str]
+    client: Callable[[str], Any]
+    unload_uri: str  # s3://<bucket>/runs/<dataset>/<run_id>/unload/
+    run_id: str = ""
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    statement_ids: list[str] = field(default_factory=list)  # every statement started, for logs
 
 
-def read_source(
-    ds: Dataset, storage: Storage, window: tuple[datetime, datetime, datetime], secrets: Any
-) -> pd.DataFrame:
-    """The dataset's rows in the window [history_start, new_end)."""
+def window_params(window: Window) -> dict[str, datetime]:
     history_start, new_start, new_end = window
+    return {"history_start": history_start, "new_start": new_start, "new_end": new_end}
+
+
+def iter_source(ds: Dataset, window: Window, ctx: SourceContext) -> Iterator[pa.Table]:
+    """The dataset's rows in ``[history_start, new_end)`` (as far as the source filters), chunk by chunk."""
     src = ds.source
     if isinstance(src, FileSource):
-        raw = read_file_source(storage, src)
-        if ds.timestamp in raw.columns:
-            ts = pd.to_datetime(raw[ds.timestamp], utc=True, errors="coerce")
-            raw = raw[(ts >= history_start) & (ts < new_end)]
-        return raw
+        return iter_file_source(ctx.storage, src, ds)
     if isinstance(src, SqlSource):
-        dsn = secrets.dsn(src)
-        return read_sql_source(src, dsn, {"history_start": history_start, "new_start": new_start, "new_end": new_end})
-    raise SourceError(f"source kind {src.kind!r} is not available in this build")
+        return iter_sql_source(src, ctx.dsn(src), window_params(window), run_id=ctx.run_id, ctx=ctx)
+    if isinstance(src, RedshiftDataSource):
+        return iter_redshift_source(src, window, ctx)
+    raise SourceError(f"source kind {getattr(src, 'kind', src)!r} is not supported")
+
+
+# -- file ------------------------------------------------------------------------------------------
+def iter_file_source(storage: Storage, src: FileSource, ds: Dataset) -> Iterator[pa.Table]:
+    """CSV / CSV.gz / Parquet, local or on S3, read in chunks (an S3 object goes to a temp file first)."""
+    if src.file_format == "parquet":
+        for batch in storage.iter_parquet_batches(src.path, batch_rows=src.chunk_rows):
+            yield pa.Table.from_batches([batch])
+        return
+    import tempfile
+    from pathlib import Path
+
+    loc = parse_uri(src.path)
+    with tempfile.TemporaryDirectory(prefix="dqad-") as tmp:
+        path = Path(loc.key)
+        if loc.scheme == "s3":
+            path = Path(tmp) / ("source.csv.gz" if src.gzipped else "source.csv")
+            storage.get_file(src.path, path)
+        elif not path.exists():
+            raise SourceError(f"file source {src.path!r} does not exist")
+        # Configured columns are read as text and typed by to_canonical, so a bad value is a
+        # SchemaMismatch naming its column rather than an Arrow conversion error.
+        convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in ds.columns}, strings_can_be_null=True)
+        stream = pa.CompressedInputStream(pa.OSFile(str(path)), "gzip") if src.gzipped else pa.OSFile(str(path))
+        with stream:
+            try:
+                reader = pacsv.open_csv(
+                    stream,
+                    read_options=pacsv.ReadOptions(block_size=8 << 20),
+                    parse_options=pacsv.ParseOptions(delimiter=src.delimiter),
+                    convert_options=convert,
+                )
+                for batch in reader:
+                    yield pa.Table.from_batches([batch])
+            except pa.ArrowInvalid as exc:
+                raise SourceError(f"file source {src.path!r} is not valid CSV: {exc}") from exc
+
+
+# -- sql -------------------------------------------------------------------------------------------
+def rows_to_table(rows: list[tuple[Any, ...]], names: list[str]) -> pa.Table:
+    """Column-wise Arrow table from DB-API rows (one transpose, one typed array per column)."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    arrays = []
+    for name, values in zip(names, columns, strict=True):
+        try:
+            arrays.append(pa.array(values))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrays.append(pa.array([None if v is None else str(v) for v in values], type=pa.string()))
+            logger.warning("column of mixed types read as text", extra={"column": name})
+    return pa.table(arrays, names=names)
+
+
+def iter_sql_source(
+    src: SqlSource,
+    dsn: str,
+    params: dict[str, datetime],
+    *,
+    run_id: str = "",
+    ctx: SourceContext | None = None,
+) -> Iterator[pa.Table]:
+    """Run the query with bound window parameters through a server-side cursor, ``chunk_rows`` at a time.
+
+    The cursor name doubles as the statement id (also set as ``application_name``, so it shows in
+    ``pg_stat_activity`` and Redshift's ``stv_sessions``). The session runs in UTC with the source's
+    ``statement_timeout``; a timeout or SQL error is a :class:`SourceError` with that id, a lost or
+    refused connection a :class:`SourceUnavailable` (retried).
+    """
+    import psycopg  # only the SQL source pays for the driver import
+    from psycopg import sql
+
+    statement_id = f"dqad_{uuid.uuid4().hex[:16]}"
+    if ctx is not None:
+        ctx.statement_ids.append(statement_id)
+    app_name = f"dqad-fetcher {run_id} {statement_id}"[:63]
+    try:
+        conn = psycopg.connect(dsn, connect_timeout=15, application_name=app_name)
+    except psycopg.OperationalError as exc:
+        raise SourceUnavailable(f"cannot connect to the SQL source: {exc}".strip()) from exc
+    try:
+        with conn:
+            conn.execute("SET TIME ZONE 'UTC'")
+            timeout_ms = int(src.statement_timeout_s * 1000)
+            conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms)))
+            with conn.cursor(name=statement_id, binary=True) as cur:
+                cur.itersize = src.chunk_rows
+                cur.execute(src.query, params)
+                names = [d.name for d in cur.description or ()]
+                while rows := cur.fetchmany(src.chunk_rows):
+                    yield rows_to_table(rows, names)
+    except psycopg.errors.QueryCanceled as exc:
+        raise SourceError(
+            f"SQL source timed out after statement_timeout={src.statement_timeout_s:g}s: {exc}".strip(), statement_id
+        ) from exc
+    except psycopg.OperationalError as exc:
+        raise SourceUnavailable(f"SQL source connection failed (statement {statement_id}): {exc}".strip()) from exc
+    except psycopg.Error as exc:
+        state = getattr(exc, "sqlstate", None) or ""
+        raise SourceError(f"SQL source failed [{state}]: {exc}".strip(), statement_id) from exc
+    finally:
+        conn.close()
+
+
+# -- redshift data api -----------------------------------------------------------------------------
+_LITERAL = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_/=.-]{0,900}/")
+
+
+def timestamp_literal(value: datetime) -> str:
+    """``TIMESTAMP 'YYYY-MM-DD HH:MM:SS.ffffff'`` (UTC) for a datetime; the only value put into SQL text.
+
+    Safe by construction: a ``datetime`` (a string is refused) formatted with a fixed pattern, then
+    checked to be digits and separators only, so nothing it produces can close the literal.
+    """
+    if not isinstance(value, datetime):
+        raise TypeError(f"a window bound must be a datetime, got {type(value).__name__}")
+    utc = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    text = utc.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if not _LITERAL.fullmatch(text):
+        raise ValueError(f"refusing to render {text!r} as a timestamp literal")
+    return f"TIMESTAMP '{text}'"
+
+
+def render_unload(src: RedshiftDataSource, window: Window, target_uri: str) -> str:
+    """The UNLOAD statement for a source and window: the query's parameters become UTC literals."""
+    loc = parse_uri(target_uri)
+    if loc.scheme != "s3" or not _BUCKET.fullmatch(loc.bucket) or not _KEY.fullmatch(loc.key):
+        raise SourceError(f"refusing to UNLOAD to {target_uri!r}: not a plain s3://bucket/prefix/ URI")
+    literals = {name: timestamp_literal(v) for name, v in window_params(window).items()}
+
+    def bind(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        return literals[name]  # names were validated when the catalog was loaded
+
+    query = PARAM_REF.sub(bind, src.query.strip().rstrip(";").strip())
+    inner = query.replace("'", "''")  # UNLOAD's query is a quoted literal: double every quote
+    return (
+        f"UNLOAD ('{inner}') TO '{loc.uri}' IAM_ROLE '{src.unload_iam_role}' "
+        f"FORMAT AS PARQUET ALLOWOVERWRITE MAXFILESIZE {int(src.max_file_size_mb)} MB"
+    )
+
+
+def execute_kwargs(src: RedshiftDataSource, sql_text: str, statement_name: str) -> dict[str, Any]:
+    """``execute_statement`` arguments: who we are comes from IAM (or a secret ARN), never a password."""
+    kwargs: dict[str, Any] = {"Database": src.database, "Sql": sql_text, "StatementName": statement_name[:500]}
+    if src.cluster_identifier:
+        kwargs["ClusterIdentifier"] = src.cluster_identifier
+    if src.workgroup_name:
+        kwargs["WorkgroupName"] = src.workgroup_name
+    if src.db_user:
+        kwargs["DbUser"] = src.db_user
+    if src.secret_arn:
+        kwargs["SecretArn"] = src.secret_arn
+    return kwargs
+
+
+def run_statement(
+    client: Any,
+    src: RedshiftDataSource,
+    sql_text: str,
+    *,
+    statement_name: str = "dqad-fetch",
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    started: Callable[[str], None] | None = None,
+) -> str:
+    """Execute through the Data API and poll ``describe_statement`` until FINISHED; return the statement id.
+
+    Waits grow ×2 from ``poll_initial_s`` to ``poll_max_interval_s``, never past the deadline.
+    FAILED / ABORTED raise :class:`SourceError` with Redshift's error and the statement id; passing
+    ``poll_deadline_s`` cancels the statement (so it stops using the cluster) and raises the same.
+    """
+    try:
+        statement_id = client.execute_statement(**execute_kwargs(src, sql_text, statement_name))["Id"]
+    except client.exceptions.ValidationException as exc:
+        raise SourceError(f"Redshift Data API refused the statement: {exc}") from exc
+    if started is not None:
+        started(statement_id)
+    deadline = clock() + src.poll_deadline_s
+    interval = src.poll_initial_s
+    while True:
+        desc = client.describe_statement(Id=statement_id)
+        status = str(desc.get("Status", "")).upper()
+        if status == "FINISHED":
+            logger.info("redshift statement finished", extra={"statement_id": statement_id})
+            return statement_id
+        if status in ("FAILED", "ABORTED"):
+            raise SourceError(f"Redshift statement {status}: {desc.get('Error') or 'no error text'}", statement_id)
+        remaining = deadline - clock()
+        if remaining <= 0:
+            try:
+                client.cancel_statement(Id=statement_id)
+            except Exception as exc:  # already finished or failed meanwhile: the timeout still stands
+                logger.warning("cancel_statement failed", extra={"statement_id": statement_id, "error": str(exc)})
+            raise SourceError(
+                f"Redshift statement still {status or 'unknown'} after {src.poll_deadline_s:g}s; cancelled",
+                statement_id,
+            )
+        sleep(min(interval, remaining))
+        interval = min(interval * 2, src.poll_max_interval_s)
+
+
+def iter_redshift_source(src: RedshiftDataSource, window: Window, ctx: SourceContext) -> Iterator[pa.Table]:
+    """UNLOAD the window to the run's ``unload/`` prefix, wait for it, then stream the Parquet parts.
+
+    The prefix is emptied first, so a retried run never mixes parts of two attempts; the parts are
+    deleted after they have been read (the run's history/new files are the durable copy).
+    """
+    storage = ctx.storage
+    if not ctx.unload_uri.endswith("/"):
+        raise SourceError(f"unload prefix must end with '/': {ctx.unload_uri!r}")
+    _delete_prefix(storage, ctx.unload_uri)
+    sql_text = render_unload(src, window, ctx.unload_uri)
+    run_statement(
+        ctx.client("redshift-data"),
+        src,
+        sql_text,
+        statement_name=f"dqad-fetch-{ctx.run_id}" if ctx.run_id else "dqad-fetch",
+        sleep=ctx.sleep,
+        clock=ctx.clock,
+        started=ctx.statement_ids.append,
+    )
+    parts = [u for u in storage.list_uris(ctx.unload_uri) if not u.endswith(("/", "manifest"))]
+    for uri in sorted(parts):
+        for batch in storage.iter_parquet_batches(uri, batch_rows=src.chunk_rows):
+            yield pa.Table.from_batches([batch])
+    _delete_prefix(storage, ctx.unload_uri)
+
+
+def _delete_prefix(storage: Storage, prefix_uri: str) -> None:
+    loc = parse_uri(prefix_uri)
+    if loc.scheme != "s3":
+        return
+    keys = [parse_uri(u).key for u in storage.list_uris(prefix_uri)]
+    for i in range(0, len(keys), 1000):
+        storage.s3.delete_objects(
+            Bucket=loc.bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True}
+        )
