@@ -1,0 +1,16 @@
+# Example values: read by terraform/envs/prod and by every terraform/services/<stage> root for prod.
+region      = "eu-west-1"
+name_prefix = "acme-data-AnomalyDetection-prod"
+
+access_department = "data-platform"
+access_team       = "data-quality"
+bill_tag_id       = "BT-000000"
+access_org        = "acme"
+tag_id            = "dqad-prod"
+
+# Must match backend.hcl and the key terraform/deploy.sh uses for the shared root (<env>/shared.tfstate).
+shared_state = {
+  bucket = "acme-dqad-tfstate-prod"
+  key    = "prod/shared.tfstate"
+  region = "eu-west-1"
+}

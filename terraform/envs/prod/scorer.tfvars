@@ -1,0 +1,3 @@
+image_uri = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/acme-data-anomalydetection-prod/scorer:0123456789ab"
+memory_mb = 3008
+timeout_s = 300

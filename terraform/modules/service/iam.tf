@@ -1,0 +1,102 @@
+# The stage's own role: the platform needs (logs, its queue, its DLQ, the key) plus what every stage's
+# code does through dqad.stage (publish events, log them under events/, read config/), plus the
+# stage-specific statements the root passes in var.policy_json. tests/terraform/test_terraform_iam.py
+# compares all of it with what the code calls (terraform/iam_actions.json and an AST scan).
+
+data "aws_iam_policy_document" "trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "this" {
+  name               = local.role_name
+  assume_role_policy = data.aws_iam_policy_document.trust.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "base" {
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = [for g in aws_cloudwatch_log_group.function : "${g.arn}:*"]
+  }
+  statement {
+    sid       = "ConsumeOwnQueue"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+    resources = [aws_sqs_queue.queue.arn]
+  }
+  statement {
+    sid       = "DeadLetterOwnDlq"
+    actions   = ["sqs:SendMessage", "sqs:GetQueueUrl"]
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+  statement {
+    sid       = "UseDeploymentKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [var.kms_key_arn]
+  }
+  statement {
+    sid       = "PublishOnDqadBus"
+    actions   = ["events:PutEvents"]
+    resources = [var.bus_arn]
+  }
+  statement {
+    sid       = "ReadConfig"
+    actions   = ["s3:GetObject"]
+    resources = ["${var.bucket_arn}/config/*"]
+  }
+  statement {
+    # Unconditional on purpose: Storage.exists() uses HeadObject, which answers 404 for a missing key
+    # only with s3:ListBucket, and HeadObject requests carry no s3:prefix a condition could match.
+    sid       = "ListDqadBucket"
+    actions   = ["s3:ListBucket"]
+    resources = [var.bucket_arn]
+  }
+  statement {
+    sid       = "LogEvents"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = ["${var.bucket_arn}/events/*"]
+  }
+  statement {
+    sid       = "Tracing"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"] # X-Ray trace APIs have no resource type
+  }
+  dynamic "statement" {
+    for_each = local.in_vpc ? [1] : []
+    content {
+      sid       = "VpcDescribe"
+      actions   = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"]
+      resources = ["*"] # Describe* APIs have no resource type
+    }
+  }
+  dynamic "statement" {
+    for_each = local.in_vpc ? [1] : []
+    content {
+      sid     = "VpcInterfaces"
+      actions = ["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"]
+      resources = concat(
+        ["arn:${local.partition}:ec2:${local.region}:${local.account}:network-interface/*"],
+        [for s in var.subnet_ids : "arn:${local.partition}:ec2:${local.region}:${local.account}:subnet/${s}"],
+        [for g in var.security_group_ids : "arn:${local.partition}:ec2:${local.region}:${local.account}:security-group/${g}"],
+      )
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "base" {
+  name   = "dqad-stage-base"
+  role   = aws_iam_role.this.id
+  policy = data.aws_iam_policy_document.base.json
+}
+
+resource "aws_iam_role_policy" "stage" {
+  name   = "dqad-${var.stage}"
+  role   = aws_iam_role.this.id
+  policy = var.policy_json
+}
