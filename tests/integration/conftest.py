@@ -23,9 +23,10 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from dqad import sqlinstall
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+
+from dqad import sqlinstall
 
 ADMIN_DSN = os.environ.get(
     "DQAD_PG_ADMIN_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"

@@ -14,9 +14,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from dqad import sqlinstall
 from psycopg import sql
 from psycopg.errors import Diagnostic
+
+from dqad import sqlinstall
 
 pytestmark = pytest.mark.postgres
 

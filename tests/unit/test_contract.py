@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+
 from dqad.contract import (
     CONTRACT_DIR,
     EVENT_MODELS,

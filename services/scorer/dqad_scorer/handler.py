@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from dqad.stage import run_batch, runtime
-
 from dqad_scorer import domain
 
 

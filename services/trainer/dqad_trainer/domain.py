@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
+
 from dqad.contract import DatasetLabeled, ModelRef, ModelTrained, StageFailed, parse_detail
 from dqad.datasets import Dataset
 from dqad.feedback import fingerprint, read_labels
 from dqad.stage import PermanentError, StageRuntime
 from dqad.storage import IntegrityError
 from dqad.topology import SAGEMAKER_JOB_PREFIX
-
 from dqad_trainer.runners import JobSpec, LocalRunner, SageMakerRunner
 
 logger = Logger(service="dqad-trainer")

@@ -6,7 +6,6 @@ from typing import Any
 
 from dqad.stage import run_batch, runtime
 from dqad.topology import SAGEMAKER_JOB_STATE
-
 from dqad_trainer import domain
 
 

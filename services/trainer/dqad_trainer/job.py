@@ -27,6 +27,7 @@ PROCESSING_ROOT = Path("/opt/ml/processing")
 def run(input_dir: Path, output_dir: Path) -> dict:
     import joblib
     import pandas as pd
+
     from dqad.detect.config import DetectorConfig
     from dqad.detect.model import train_candidates
     from dqad.storage import sha256_file
