@@ -1,0 +1,153 @@
+"""Configuration of the detection core (labeler, features, trainer, scorer).
+
+Plain frozen dataclasses so that a bundle pickles with its configuration and a dataset's YAML/JSON
+can override any field. ``from_dict`` rejects unknown keys: a typo in a dataset's configuration
+(``mad_treshold``) must fail loudly instead of silently running on a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Self, TypeVar
+
+VALID_SLOTS = ("dow", "hour", "dom", "month_end")
+VALID_CANDIDATES = ("logistic", "random_forest", "gradient_boosting")
+
+T = TypeVar("T")
+
+
+def _to_date(v: Any) -> date:
+    if isinstance(v, date):
+        return v if type(v) is date else v.date() if hasattr(v, "date") else v
+    return date.fromisoformat(str(v)[:10])
+
+
+class _FromDict:
+    """Mixin: strict construction from a plain mapping (tuples accepted as lists)."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Self:
+        data = dict(data or {})
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}"
+            )
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name in data and isinstance(data[f.name], list):
+                data[f.name] = tuple(data[f.name])
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)  # type: ignore[call-overload]
+        for k, v in out.items():
+            if isinstance(v, tuple):
+                out[k] = [x.isoformat() if isinstance(x, date) else x for x in v]
+        return out
+
+
+@dataclass(frozen=True)
+class LabelerConfig(_FromDict):
+    """How truth labels are derived for the history (human > seasonal rule > consensus).
+
+    The rule works with hindsight (centred windows): labelling history is not scoring, and a centred
+    baseline follows growth and trend better than a trailing one.
+    """
+
+    #: seasonal slots: "dow" (daily data), "hour" (time of day for sub-daily data), "dom", "month_end"
+    slots: tuple[str, ...] = ("dow", "hour", "month_end")
+    #: holiday calendar; holidays are judged only against earlier/later holidays (never as normal days)
+    holidays: tuple[date, ...] = ()
+    #: robust z (|value - slot median| / (1.4826 * MAD)) above which the rule labels a point
+    mad_threshold: float = 6.0
+    #: same-slot observations needed before the rule may judge a point
+    min_history: int = 4
+    #: number of same-slot neighbours (centred) forming a point's seasonal baseline
+    seasonal_k: int = 8
+    #: points forming the robust scale of the seasonal residuals
+    scale_window: int = 56
+    #: scale floor relative to the level, so near-constant series do not turn noise into alarms
+    rel_scale_floor: float = 0.01
+    #: a deviation must also be at least this relative change of the baseline to be labelled
+    min_relative_change: float = 0.05
+    #: special days (holiday / month end) without enough own history are labelled only for gross
+    #: deviations: value below baseline/`special_day_factor` or above baseline*`special_day_factor`
+    special_day_factor: float = 4.0
+    #: consensus: this many metrics of one load deviating together make their deviations anomalies
+    consensus_min_metrics: int = 2
+    #: robust z above which a metric counts as deviating for consensus (lower than the rule's)
+    consensus_threshold: float = 3.5
+    #: rounds of "label, drop labelled points from baselines, relabel"
+    iterations: int = 2
+    #: days before the month's last day counted as month end (0 = only the last day)
+    month_end_days: int = 0
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.slots if s not in VALID_SLOTS]
+        if bad:
+            raise ValueError(f"LabelerConfig.slots: unknown slot(s) {bad}; allowed {VALID_SLOTS}")
+        object.__setattr__(self, "holidays", tuple(sorted({_to_date(h) for h in self.holidays})))
+        if self.mad_threshold <= 0 or self.consensus_threshold <= 0:
+            raise ValueError("LabelerConfig: thresholds must be positive")
+
+
+@dataclass(frozen=True)
+class DetectorConfig(_FromDict):
+    """Features, candidate models, validation and the robust fallback."""
+
+    #: trailing windows (in points) of the rolling robust statistics
+    windows: tuple[int, ...] = (7, 28)
+    candidates: tuple[str, ...] = VALID_CANDIDATES
+    cv_folds: int = 3
+    #: positives needed (overall) before supervised models are trusted; else the robust detector
+    min_positive: int = 10
+    random_state: int = 0
+    #: seasonal slots / calendar (same meaning as in LabelerConfig)
+    slots: tuple[str, ...] = ("dow", "hour", "month_end")
+    holidays: tuple[date, ...] = ()
+    month_end_days: int = 0
+    #: same-slot observations (trailing) forming the seasonal baseline
+    seasonal_k: int = 8
+    #: points forming the robust scale of seasonal residuals
+    scale_window: int = 56
+    rel_scale_floor: float = 0.01
+    #: robust detector: |robust z| at which a point is an anomaly (score 0.5)
+    robust_threshold: float = 6.0
+    #: robust detector: minimum relative change for an alarm (avoids alarms on tiny absolute moves)
+    min_relative_change: float = 0.05
+    special_day_factor: float = 4.0
+    #: training rows above this are subsampled (all positives kept, negatives sampled) for speed
+    max_train_rows: int = 50_000
+    #: champion/challenger: a challenger replaces the champion only if its F1 is at least this
+    #: much higher (absolute), or equal F1 within the margin and higher PR-AUC by the margin
+    promote_margin: float = 0.01
+    #: expected range = seasonal median +/- range_z * robust scale
+    range_z: float = 4.0
+    #: minimum precision-weighted threshold search: thresholds are chosen to maximise F-beta
+    threshold_beta: float = 1.0
+    n_estimators: int = 50
+
+    def __post_init__(self) -> None:
+        bad = [c for c in self.candidates if c not in VALID_CANDIDATES]
+        if bad:
+            raise ValueError(f"DetectorConfig.candidates: unknown {bad}; allowed {VALID_CANDIDATES}")
+        bad = [s for s in self.slots if s not in VALID_SLOTS]
+        if bad:
+            raise ValueError(f"DetectorConfig.slots: unknown slot(s) {bad}; allowed {VALID_SLOTS}")
+        if not self.windows or min(self.windows) < 2:
+            raise ValueError("DetectorConfig.windows: need at least one window of >= 2 points")
+        object.__setattr__(self, "windows", tuple(sorted({int(w) for w in self.windows})))
+        object.__setattr__(self, "holidays", tuple(sorted({_to_date(h) for h in self.holidays})))
+        if self.cv_folds < 2:
+            raise ValueError("DetectorConfig.cv_folds must be >= 2")
+
+    @property
+    def history_tail(self) -> int:
+        """Rows per series the scorer needs from history to compute a new point's features."""
+        return max(*self.windows, self.scale_window) + self.seasonal_k * 7 + 8
+
+
+__all__ = ["DetectorConfig", "LabelerConfig", "field"]

@@ -1,0 +1,169 @@
+"""Truth labels for the history: human feedback > robust seasonal rule > cross-metric consensus.
+
+The labeler works with hindsight: it labels history, it does not score new data, so each point is
+judged against a *centred* window of its seasonal slot (the same weekday a few weeks before and
+after, or the same time of day on neighbouring days). A centred median follows growth and trend
+without lag. Labelled anomalies are then blanked out and the baselines recomputed (``iterations``),
+so that an incident does not widen the very scale it is judged against.
+
+Special days have their own slots: a holiday is compared with other holidays, a month end with other
+month ends. When a series has too few of them, the rule only labels gross deviations on those days
+(``special_day_factor``), so a holiday dip or a month-end surge is never labelled as an incident.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from dqad.detect._util import (
+    Padded,
+    holiday_flag,
+    month_end_flag,
+    normalise,
+    robust_scale,
+    slot_codes,
+    step_seconds,
+)
+from dqad.detect.config import LabelerConfig
+
+SOURCES = ("human", "seasonal_rule", "consensus", "none")
+
+
+def _centred_slot_median(
+    sc: np.ndarray, slot: np.ndarray, ts: np.ndarray, vals: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Median and count of the ``k`` nearest same-slot values around each point (centred)."""
+    order = np.lexsort((ts, slot, sc))
+    key = sc[order] * 100_000 + slot[order]
+    win = k + 1
+    pad = Padded(key, win + 1)
+    med = pad.rolling(vals[order], win, "median", min_periods=1, center=True)
+    cnt = pad.rolling(vals[order], win, "count", min_periods=0, center=True)
+    out_m = np.empty_like(med)
+    out_c = np.empty_like(cnt)
+    out_m[order] = med
+    out_c[order] = np.nan_to_num(cnt)
+    return out_m, out_c
+
+
+def feedback_to_points(feedback: pd.DataFrame | None) -> pd.DataFrame:
+    """Normalise human feedback to (series, timestamp, human) with human in {1, 0}."""
+    if feedback is None or len(feedback) == 0:
+        return pd.DataFrame({"series": pd.Series(dtype=str), "timestamp": pd.Series(dtype="datetime64[ns]"),
+                             "human": pd.Series(dtype="int8")})
+    fb = feedback.copy()
+    missing = [c for c in ("series", "timestamp", "label") if c not in fb.columns]
+    if missing:
+        raise ValueError(f"feedback is missing column(s): {', '.join(missing)}")
+    lab = fb["label"].astype(str).str.strip().str.lower()
+    bad = sorted(set(lab) - {"anomaly", "normal", "1", "0", "true", "false"})
+    if bad:
+        raise ValueError(f"feedback.label must be 'anomaly' or 'normal', got {bad[:5]}")
+    fb["human"] = lab.isin(["anomaly", "1", "true"]).astype("int8")
+    fb["series"] = fb["series"].astype(str)
+    fb["timestamp"] = pd.to_datetime(fb["timestamp"]).astype("datetime64[ns]")
+    # the latest feedback on a point wins (feedback files are appended over time)
+    return fb[["series", "timestamp", "human"]].drop_duplicates(["series", "timestamp"], keep="last")
+
+
+def label_history(
+    history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: LabelerConfig
+) -> pd.DataFrame:
+    """Return ``history`` with ``label`` (int8 0/1) and ``label_source`` (see module docstring)."""
+    df = normalise(history)
+    n = len(df)
+    if n == 0:
+        out = history.copy()
+        out["label"] = pd.Series(dtype="int8")
+        out["label_source"] = pd.Series(dtype=str)
+        return out
+
+    fb = feedback_to_points(feedback)
+    human = (
+        df[["series", "timestamp"]]
+        .merge(fb, on=["series", "timestamp"], how="left")["human"]
+        .to_numpy(dtype=np.float64)
+    )
+
+    series_codes, _ = pd.factorize(df["series"], sort=True)
+    ts_ns = df["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+    order = np.lexsort((ts_ns, series_codes))
+    sc = series_codes[order]
+    ts = ts_ns[order]
+    t_index = pd.DatetimeIndex(df["timestamp"].to_numpy()[order])
+    v = df["value"].to_numpy(dtype=np.float64)[order]
+    hum = human[order]
+
+    pad = Padded(sc, max(cfg.scale_window, 16) + 2)
+    step = step_seconds(ts, pad)
+    daily = ~(step < 20 * 3600)
+    month_end = month_end_flag(t_index, cfg.month_end_days) if "month_end" in cfg.slots else np.zeros(n, bool)
+    holiday = holiday_flag(t_index, cfg.holidays)
+    special = (month_end | holiday) & daily
+    slot_full = slot_codes(t_index, step, cfg.slots, month_end, holiday)
+    slot_base = slot_codes(t_index, step, cfg.slots, np.zeros(n, bool), np.zeros(n, bool))
+
+    rule = np.zeros(n, dtype=bool)
+    z = np.zeros(n)
+    rel = np.zeros(n)
+    for _ in range(max(cfg.iterations, 1)):
+        bv = v.copy()
+        bv[(hum == 1) | rule] = np.nan
+        med_o, n_o = _centred_slot_median(sc, slot_base, ts, np.where(special, np.nan, bv), cfg.seasonal_k)
+        med_s, n_s = _centred_slot_median(sc, slot_full, ts, bv, cfg.seasonal_k)
+        use_spec = special & (n_s >= cfg.min_history)
+        spec_unknown = special & ~use_spec
+        med = np.where(use_spec, med_s, med_o)
+        cnt = np.where(use_spec, n_s, n_o)
+        resid_b = bv - med
+        w = cfg.scale_window
+        r_med = np.nan_to_num(pad.rolling(resid_b, w, "median", min_periods=1, center=True))
+        q1 = pad.rolling(resid_b, w, "quantile", min_periods=3, center=True, q=0.25)
+        q3 = pad.rolling(resid_b, w, "quantile", min_periods=3, center=True, q=0.75)
+        expected = med + np.where(spec_unknown, 0.0, r_med)
+        scale = robust_scale(q1, q3, med, cfg.rel_scale_floor)
+        z = (v - expected) / scale
+        rel = (v - expected) / np.maximum(np.abs(expected), 1e-9)
+        enough = (cnt >= cfg.min_history) & np.isfinite(z)
+        ordinary = enough & ~spec_unknown & (np.abs(z) > cfg.mad_threshold) & (
+            np.abs(rel) >= cfg.min_relative_change
+        )
+        f = cfg.special_day_factor
+        ratio = v / np.where(np.abs(med_o) > 1e-9, med_o, np.nan)
+        gross = spec_unknown & (n_o >= cfg.min_history) & ((ratio < 1.0 / f) | (ratio > f))
+        new_rule = ordinary | gross
+        if np.array_equal(new_rule, rule):
+            break
+        rule = new_rule
+
+    # consensus across the metrics of one load (same group, same timestamp)
+    zc = np.where(np.isfinite(z), z, 0.0)
+    dev = (np.abs(zc) >= cfg.consensus_threshold) & (np.abs(rel) >= cfg.min_relative_change) & ~(
+        special & ~(n_s >= cfg.min_history)
+    )
+    groups = df["group"].to_numpy()[order]
+    cons_count = (
+        pd.Series(dev.astype(np.int64)).groupby([groups, ts], sort=False).transform("sum").to_numpy()
+    )
+    consensus = dev & (cons_count >= cfg.consensus_min_metrics)
+
+    label = np.zeros(n, dtype=np.int8)
+    source = np.full(n, "none", dtype=object)
+    cons_only = consensus & ~rule
+    label[cons_only] = 1
+    source[cons_only] = "consensus"
+    label[rule] = 1
+    source[rule] = "seasonal_rule"
+    is_h = ~np.isnan(hum)
+    label[is_h] = hum[is_h].astype(np.int8)
+    source[is_h] = "human"
+
+    out = history.copy()
+    lab_col = np.empty(n, dtype=np.int8)
+    src_col = np.empty(n, dtype=object)
+    lab_col[order] = label
+    src_col[order] = source
+    out["label"] = lab_col
+    out["label_source"] = pd.array(src_col, dtype=str) if n else src_col
+    return out

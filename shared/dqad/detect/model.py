@@ -1,0 +1,326 @@
+"""Trainer: supervised candidates, time-ordered validation, threshold, champion/challenger.
+
+Why this shape:
+- Labels come from the labeler (human feedback first, then rules with hindsight); the models learn to
+  recognise, from *causal* features only, what the labeler would call an incident with hindsight.
+- Validation folds are cut by time (expanding window: train on the past, validate on the next block),
+  never future -> past, because DQ series drift and random K-fold flatters every model.
+- The decision threshold is chosen on the out-of-fold validation scores (max F1), not fixed at 0.5:
+  classes are very imbalanced and probabilities of tree ensembles are not calibrated.
+- A robust-statistics detector competes on the same folds and is the fallback whenever there are too
+  few positive labels, so the trainer ALWAYS returns a usable bundle.
+
+"Better" for champion/challenger: challenger F1 >= champion F1 + ``promote_margin``, or F1 within the
+margin and PR-AUC >= champion PR-AUC + ``promote_margin``. A margin keeps the champion stable
+against noise between retrains (a model swap must pay for itself).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from dqad.detect.config import DetectorConfig
+from dqad.detect.features import compute
+
+
+class RobustDetector:
+    """Documented fallback: robust seasonal z-score with special-day and consensus rules.
+
+    score = |z| / (|z| + robust_threshold), i.e. 0.5 exactly at the threshold, where z is the
+    deviation from the seasonal baseline in robust sigmas (IQR of past residuals). A point also needs a
+    relative change of at least ``min_relative_change``. Special days without own history only alarm on
+    gross deviations (beyond x``special_day_factor``). A metric that deviates while other metrics of
+    the same load deviate too needs only 60% of the threshold (an empty load moves them together).
+    """
+
+    def __init__(self, cfg: DetectorConfig) -> None:
+        self.cfg = cfg
+        self.classes_ = np.array([0, 1])
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, sample_weight: np.ndarray | None = None) -> RobustDetector:
+        return self
+
+    def score(self, X: pd.DataFrame) -> np.ndarray:
+        cfg = self.cfg
+        thr = cfg.robust_threshold
+        z = np.abs(X["seas_z"].to_numpy(dtype=np.float64))
+        rel = np.abs(X["seas_rel"].to_numpy(dtype=np.float64))
+        others = X["grp_other_dev"].to_numpy(dtype=np.float64)
+        eff = np.where(others >= 1, z / 0.6, z)
+        s = eff / (eff + thr)
+        s = np.where(rel >= cfg.min_relative_change, s, np.minimum(s, 0.45))
+        spec = X["special_unknown"].to_numpy() > 0
+        ratio = 1.0 + X["base_rel"].to_numpy(dtype=np.float64)
+        f = cfg.special_day_factor
+        gross = (ratio < 1.0 / f) | (ratio > f)
+        s = np.where(spec, np.where(gross, np.maximum(s, 0.75), np.minimum(s, 0.3)), s)
+        missing = X["is_missing"].to_numpy() > 0
+        s = np.where(missing, np.maximum(s, 0.6), s)
+        young = X["n_hist"].to_numpy() < 3
+        return np.where(young, np.minimum(s, 0.3), s)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        s = self.score(X)
+        return np.column_stack([1.0 - s, s])
+
+
+@dataclass
+class ModelBundle:
+    """Everything the scorer needs; pickled with joblib (only ever load a file whose sha256 you know)."""
+
+    estimator: Any
+    feature_names: list[str]
+    threshold: float
+    cfg: DetectorConfig
+    trained_at: str
+    metrics: dict[str, float]
+    kind: str
+
+    def predict_score(self, X: pd.DataFrame) -> np.ndarray:
+        Xf = X.reindex(columns=self.feature_names, fill_value=0.0)
+        if self.kind == "robust":
+            return self.estimator.score(Xf)
+        return self.estimator.predict_proba(Xf)[:, 1].astype(np.float64)
+
+
+@dataclass
+class TrainingResult:
+    bundle: ModelBundle
+    metrics: dict[str, float]
+    candidates: dict[str, dict[str, float]]
+    promote: bool
+    reason: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def make_estimator(name: str, cfg: DetectorConfig, n_rows: int) -> Any:
+    """Candidate models; sized so that all of them with CV fit in the trainer's time budget."""
+    if name == "logistic":
+        return make_pipeline(
+            StandardScaler(),
+            LogisticRegression(C=0.5, class_weight="balanced", max_iter=300),
+        )
+    if name == "random_forest":
+        return RandomForestClassifier(
+            n_estimators=cfg.n_estimators,
+            min_samples_leaf=3,
+            max_depth=14,
+            max_features="sqrt",
+            class_weight="balanced_subsample",
+            max_samples=min(1.0, 15_000 / max(n_rows, 1)),
+            n_jobs=-1,
+            random_state=cfg.random_state,
+        )
+    if name == "gradient_boosting":
+        return HistGradientBoostingClassifier(
+            max_iter=80,
+            learning_rate=0.12,
+            max_leaf_nodes=15,
+            l2_regularization=1.0,
+            class_weight="balanced",
+            early_stopping=False,
+            random_state=cfg.random_state,
+        )
+    if name == "robust":
+        return RobustDetector(cfg)
+    raise ValueError(f"unknown candidate {name!r}")
+
+
+def _best_threshold(y: np.ndarray, s: np.ndarray, w: np.ndarray, beta: float = 1.0) -> dict[str, float]:
+    """Threshold maximising weighted F-beta on validation scores, with the metrics at that point."""
+    if y.sum() == 0 or len(y) == 0:
+        return {"precision": 0.0, "recall": 0.0, "f1": 0.0, "pr_auc": 0.0, "threshold": 0.5}
+    order = np.argsort(-s, kind="stable")
+    s_o, y_o, w_o = s[order], y[order], w[order]
+    tp = np.cumsum(w_o * y_o)
+    fp = np.cumsum(w_o * (1 - y_o))
+    last = np.r_[s_o[1:] != s_o[:-1], True]  # cut only between distinct scores
+    tp, fp, thr = tp[last], fp[last], s_o[last]
+    pos = float((w * y).sum())
+    prec = tp / np.maximum(tp + fp, 1e-12)
+    rec = tp / pos
+    b2 = beta * beta
+    fb = (1 + b2) * prec * rec / np.maximum(b2 * prec + rec, 1e-12)
+    i = int(np.argmax(fb))
+    f1 = 2 * prec[i] * rec[i] / max(prec[i] + rec[i], 1e-12)
+    # place the threshold halfway to the next lower score, so it generalises a little
+    nxt = thr[i + 1] if i + 1 < len(thr) else thr[i] - 1e-6
+    threshold = float((thr[i] + nxt) / 2.0)
+    ap = float(average_precision_score(y, s, sample_weight=w))
+    return {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1), "pr_auc": ap,
+            "threshold": threshold}
+
+
+def _time_folds(ts: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Expanding-window folds: block i+1 validates a model trained on blocks 0..i (by time)."""
+    uniq = np.unique(ts)
+    if len(uniq) < k + 1:
+        return []
+    edges = [uniq[int(len(uniq) * j / (k + 1))] for j in range(1, k + 1)] + [uniq[-1] + 1]
+    folds = []
+    for j in range(k):
+        tr = np.flatnonzero(ts < edges[j])
+        va = np.flatnonzero((ts >= edges[j]) & (ts < edges[j + 1]))
+        folds.append((tr, va))
+    return folds
+
+
+def is_better(challenger: dict[str, float], champion: dict[str, float] | None, margin: float) -> tuple[bool, str]:
+    """Champion/challenger rule (see module docstring)."""
+    if not champion:
+        return True, "no champion yet"
+    cf, cp = float(challenger.get("f1", 0.0)), float(challenger.get("pr_auc", 0.0))
+    hf, hp = float(champion.get("f1", 0.0)), float(champion.get("pr_auc", 0.0))
+    if cf >= hf + margin:
+        return True, f"challenger F1 {cf:.3f} beats champion F1 {hf:.3f} by >= {margin}"
+    if abs(cf - hf) < margin and cp >= hp + margin:
+        return True, f"F1 tied ({cf:.3f} vs {hf:.3f}); challenger PR-AUC {cp:.3f} beats {hp:.3f}"
+    return False, f"challenger F1 {cf:.3f} / PR-AUC {cp:.3f} not better than champion {hf:.3f} / {hp:.3f}"
+
+
+def _subsample(n: int, y: np.ndarray, max_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep all positives and a uniform sample of negatives; weights restore the class balance."""
+    if n <= max_rows:
+        return np.arange(n), np.ones(n)
+    rng = np.random.default_rng(seed)
+    pos = np.flatnonzero(y == 1)
+    neg = np.flatnonzero(y == 0)
+    k = max(max_rows - len(pos), min(len(neg), 1000))
+    rate = k / max(len(neg), 1)
+    keep_neg = rng.choice(neg, size=min(k, len(neg)), replace=False)
+    idx = np.sort(np.r_[pos, keep_neg])
+    w = np.where(y[idx] == 1, 1.0, 1.0 / rate)
+    return idx, w
+
+
+def train_candidates(
+    labeled: pd.DataFrame, cfg: DetectorConfig, champion_metrics: dict | None = None
+) -> TrainingResult:
+    """Train every candidate, validate by time, pick the best; fall back to the robust detector."""
+    t0 = time.perf_counter()
+    if "label" not in labeled.columns:
+        raise ValueError("train_candidates needs a labeled frame (column 'label')")
+    y_all = labeled["label"].fillna(0).astype(int).to_numpy()
+    comp = compute(labeled, cfg, labels=labeled["label"])
+    X_all = comp.features
+    feature_names = list(X_all.columns)
+    ts_all = pd.to_datetime(labeled["timestamp"]).to_numpy().astype("datetime64[ns]").astype(np.int64)
+    t_feat = time.perf_counter() - t0
+
+    idx, w = _subsample(len(y_all), y_all, cfg.max_train_rows, cfg.random_state)
+    X = X_all.iloc[idx]
+    y = y_all[idx]
+    ts = ts_all[idx]
+    n_pos = int(y_all.sum())
+    if "label_source" in labeled.columns:
+        human_normal = ((labeled["label_source"].astype(str) == "human") & (y_all == 0)).to_numpy()[idx]
+    else:
+        human_normal = np.zeros(len(idx), dtype=bool)
+    now = pd.Timestamp.now("UTC").isoformat()
+
+    folds = _time_folds(ts, cfg.cv_folds)
+    usable = [(tr, va) for tr, va in folds if y[tr].sum() >= 2 and len(np.unique(y[tr])) == 2]
+    candidates: dict[str, dict[str, float]] = {}
+    names = ["robust"] if n_pos < cfg.min_positive or not usable else [*cfg.candidates, "robust"]
+    for name in names:
+        oof_s, oof_y, oof_w = [], [], []
+        for tr, va in usable:
+            est = make_estimator(name, cfg, len(tr))
+            if name != "robust":
+                _fit(est, name, X.iloc[tr], y[tr], w[tr])
+                s = est.predict_proba(X.iloc[va])[:, 1]
+            else:
+                s = est.score(X.iloc[va])
+            oof_s.append(s)
+            oof_y.append(y[va])
+            oof_w.append(w[va])
+        if usable:
+            m = _best_threshold(np.concatenate(oof_y), np.concatenate(oof_s), np.concatenate(oof_w),
+                                cfg.threshold_beta)
+        else:
+            m = {"precision": float("nan"), "recall": float("nan"), "f1": float("nan"),
+                 "pr_auc": float("nan"), "threshold": 0.5}
+        if name == "robust":
+            m = _robust_threshold(m, X, y, w, human_normal, est_cfg=cfg, usable=bool(usable))
+        candidates[name] = m
+
+    def key(item: tuple[str, dict[str, float]]) -> tuple[float, float, int]:
+        _, m = item
+        f1 = m["f1"] if np.isfinite(m["f1"]) else -1.0
+        ap = m["pr_auc"] if np.isfinite(m["pr_auc"]) else -1.0
+        return (round(f1, 3), ap, 0 if item[0] == "robust" else 1)
+
+    best_name, best = max(candidates.items(), key=key)
+    est = make_estimator(best_name, cfg, len(y))
+    if best_name != "robust":
+        _fit(est, best_name, X, y, w)
+    metrics = {**best, "n_train": float(len(y_all)), "n_positive": float(n_pos)}
+    bundle = ModelBundle(
+        estimator=est,
+        feature_names=feature_names,
+        threshold=float(best["threshold"]),
+        cfg=cfg,
+        trained_at=now,
+        metrics=metrics,
+        kind="robust" if best_name == "robust" else best_name,
+    )
+    promote, reason = is_better(metrics, champion_metrics, cfg.promote_margin)
+    if best_name == "robust" and n_pos < cfg.min_positive:
+        reason = f"{n_pos} positive labels < min_positive {cfg.min_positive}: robust fallback; " + reason
+    return TrainingResult(
+        bundle=bundle,
+        metrics=metrics,
+        candidates=candidates,
+        promote=promote,
+        reason=reason,
+        timings={"features_s": t_feat, "total_s": time.perf_counter() - t0},
+    )
+
+
+def _fit(est: Any, name: str, X: pd.DataFrame, y: np.ndarray, w: np.ndarray) -> None:
+    if name == "logistic":
+        est.fit(X, y, logisticregression__sample_weight=w)
+    else:
+        est.fit(X, y, sample_weight=w)
+
+
+def _robust_threshold(
+    m: dict[str, float],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    w: np.ndarray,
+    human_normal: np.ndarray,
+    *,
+    est_cfg: DetectorConfig,
+    usable: bool,
+) -> dict[str, float]:
+    """The robust detector keeps its documented 0.5 threshold unless validation says otherwise.
+
+    With no validation positives, human feedback still helps: the threshold is raised just above the
+    highest score of a point a human called normal (capped at 0.8), so what a person confirmed as
+    normal in the past does not alarm in the future.
+    """
+    if usable and np.isfinite(m.get("f1", np.nan)) and m["f1"] > 0:
+        return m
+    s = RobustDetector(est_cfg).score(X)
+    normal = human_normal
+    thr = 0.5
+    if normal.any():
+        top = float(np.quantile(s[normal], 0.9995)) if normal.sum() > 2000 else float(s[normal].max())
+        thr = float(min(max(0.5, top + 0.01), 0.8))
+    out = dict(m)
+    out["threshold"] = thr
+    if not usable and y.sum() > 0:
+        out.update(_best_threshold(y, s, w))
+        out["threshold"] = max(out["threshold"], 0.5)
+    return out
