@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
 .PHONY: demo test lint bench package deploy clean
 
 $(STAMP): pyproject.toml
@@ -12,17 +15,32 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# checkov pins boto3/botocore versions that conflict with .venv: it gets its own venv.
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov>=3.2,<4'
+	touch $(CHECKOV_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/dqad demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check shared services tests bench
+	$(BIN)/ruff check shared services tests bench scripts terraform/gen_topology.py
 
-test: $(STAMP) lint
+test: $(STAMP) $(CHECKOV_STAMP) lint
 	$(BIN)/pytest -n 2
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
+package: $(STAMP)
+	@test -n "$(SERVICE)" || { echo "usage: make package SERVICE=<fetcher|labeler|trainer|scorer|notifier>"; exit 2; }
+	$(BIN)/python scripts/package.py $(SERVICE)
+
+deploy:
+	@test -n "$(SERVICE)" -a -n "$(ENV)" || { echo "usage: make deploy SERVICE=<stage|shared> ENV=<env>"; exit 2; }
+	terraform/deploy.sh $(SERVICE) $(ENV) apply
+
 clean:
-	rm -rf $(VENV) dqad-demo .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) dist dqad-demo .pytest_cache

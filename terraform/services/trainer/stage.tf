@@ -32,7 +32,7 @@ data "aws_iam_policy_document" "stage" {
   }
   statement {
     sid       = "TrainingJobs"
-    actions   = ["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:AddTags"]
+    actions   = ["sagemaker:CreateProcessingJob", "sagemaker:AddTags"]
     resources = [local.job_arn_pattern]
   }
   statement {
