@@ -14,7 +14,7 @@ from pathlib import Path
 from dqad.topology import STAGE_FAILED, STAGE_NAMES, stage
 
 # Modules that register their own subcommand with ``add_parser(subparsers)``.
-PLUGIN_COMMANDS = ("dqad.backtest", "dqad.listen")
+PLUGIN_COMMANDS = ("dqad.backtest", "dqad.listen", "dqad.feedback_cli")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

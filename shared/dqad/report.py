@@ -1,8 +1,20 @@
 """The HTML report of a run: one plot per anomalous series and the full table, in one file.
 
-Self-contained (images are embedded as base64 PNG) so it can be opened from a presigned S3 link,
-attached, or archived without a web server. matplotlib is imported here only, with the Agg backend,
-so no other module pays for it.
+The report is what a business user opens from the alert email, so it has to answer at a glance
+*what broke, how far from normal, since when*: a summary, then one card per anomalous series
+(recent history, the expected range of the new load, the flagged point, the reason), grouped by
+table worst first, then every scored point.
+
+Self-contained (images are embedded as base64 PNG, CSS inline, no script) so it opens from a
+presigned S3 link, as an attachment or from an archive without a web server.
+
+It is rendered by the scorer on every run, so it must be cheap: matplotlib is imported lazily
+(only when there is something to plot) with the Agg backend, one small figure is reused for every
+plot instead of building one per series, layout is fixed instead of ``tight_layout`` and at most
+``MAX_PLOTS`` series are drawn (the table still lists everything).
+
+The formatting helpers (:func:`fmt_value`, :func:`deviation`, :func:`rank_anomalies`) are shared
+with the email digest, so the email and the report never disagree on a number.
 """
 
 from __future__ import annotations
@@ -10,61 +22,327 @@ from __future__ import annotations
 import base64
 import html
 import io
+from datetime import UTC, datetime
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 HISTORY_POINTS = 60
-MAX_PLOTS = 30
+MAX_PLOTS = 24
+SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
+SEVERITIES = ("high", "medium", "low")
+
+# Plot geometry: two cards per row in a 1200 px page; 100 dpi keeps PNGs small (~15 kB each).
+_FIG_SIZE = (5.6, 2.2)
+_DPI = 100
+_COLORS = {
+    "history": "#64748b",
+    "past": "#f59e0b",
+    "band": "#16a34a",
+    "new": "#334155",
+    "flag": "#dc2626",
+    "grid": "#e2e8f0",
+}
 
 
-def _fmt(v: float) -> str:
-    if pd.isna(v):
-        return "–"
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.3g}"
+# -- formatting shared with the email ----------------------------------------------------------------
+def fmt_value(v: Any) -> str:
+    """A metric value for humans: thousands separators for counts, 3 significant digits otherwise."""
+    if v is None or pd.isna(v):
+        return "n/a"
+    v = float(v)
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if v == 0:
+        return "0"
+    return f"{v:,.3g}"
 
 
-def _plot(series_history: pd.DataFrame, series_scores: pd.DataFrame, title: str) -> str:
-    import matplotlib
+def _short(v: float) -> str:
+    """Compact axis label: 2.9M, 48k, 0.35."""
+    a = abs(v)
+    for factor, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if a >= factor:
+            return f"{v / factor:.3g}{suffix}"
+    return f"{v:.3g}"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    hist = series_history.sort_values("timestamp").tail(HISTORY_POINTS)
-    fig, ax = plt.subplots(figsize=(7.5, 2.4), dpi=90)
-    ax.plot(hist["timestamp"], hist["value"], color="#4a6fa5", lw=1.2, label="history")
-    if "label" in hist:
-        past = hist[hist["label"] == 1]
-        ax.scatter(past["timestamp"], past["value"], color="#e0a030", s=14, zorder=3, label="past anomaly")
-    s = series_scores.sort_values("timestamp")
-    ax.fill_between(
-        s["timestamp"],
-        s["expected_low"],
-        s["expected_high"],
-        color="#7fbf7f",
-        alpha=0.35,
-        label="expected range",
-        step="mid",
+def deviation(value: float, low: float, high: float) -> str:
+    """How far outside the expected range a value is, in words ("100% below the expected range").
+
+    Measured from the nearest edge of the range, so "10% above" means 10% more than the highest
+    value that would still have been normal, not 10% above an average nobody sees.
+    """
+    if any(pd.isna(x) for x in (value, low, high)):
+        return ""
+    if value < low:
+        base, word, diff = low, "below", low - value
+    elif value > high:
+        base, word, diff = high, "above", value - high
+    else:
+        return "within the expected range"
+    if base == 0:
+        return f"{word} the expected range"
+    pct = 100 * diff / abs(base)
+    pct_text = f"{pct:,.0f}%" if pct >= 1 else "<1%"
+    return f"{pct_text} {word} the expected range"
+
+
+def metric_name(series: str, group: str) -> str:
+    """The series name without its table prefix: the email and report already say which table."""
+    prefix = f"{group}/"
+    return series[len(prefix) :] if group and series.startswith(prefix) and series != group else series
+
+
+def rank_anomalies(anomalies: pd.DataFrame) -> pd.DataFrame:
+    """Anomalies worst first (severity, then score), with ``_group_rank`` ordering their tables.
+
+    A table's rank is its worst anomaly, so the table with the empty load comes before the table
+    with a slightly high sum, whatever their names.
+    """
+    if anomalies.empty:
+        return anomalies.assign(_sev=pd.Series(dtype=int), _group_rank=pd.Series(dtype=int))
+    ranked = anomalies.assign(_sev=anomalies["severity"].map(SEVERITY_ORDER).fillna(3).astype(int))
+    ranked = ranked.sort_values(["_sev", "score", "series"], ascending=[True, False, True], kind="stable")
+    order = {g: i for i, g in enumerate(ranked["group"].drop_duplicates())}
+    ranked["_group_rank"] = ranked["group"].map(order)
+    return ranked.sort_values(["_group_rank", "_sev", "score"], ascending=[True, True, False], kind="stable")
+
+
+def severity_counts(anomalies: pd.DataFrame) -> dict[str, int]:
+    counts = anomalies["severity"].value_counts() if len(anomalies) else pd.Series(dtype=int)
+    return {s: int(counts.get(s, 0)) for s in SEVERITIES if counts.get(s, 0)}
+
+
+# -- plots --------------------------------------------------------------------------------------------
+def _date_ticks(start: float, end: float, n: int = 6) -> np.ndarray:
+    """About ``n`` tick positions (matplotlib date numbers, in days) on whole days, or hours if shorter."""
+    span = end - start
+    unit = 1.0 if span >= 3 else 1 / 24
+    raw = span / max(n - 1, 1)
+    nice = [1, 2, 3, 6, 12] if unit < 1 else [1, 2, 7, 14, 30, 61, 91, 182, 365]
+    step = unit * next((k for k in nice if k * unit >= raw), nice[-1])
+    first = np.ceil(start / step) * step
+    return np.arange(first, end + 1e-9, step)
+
+
+class _Plotter:
+    """One reusable Agg figure and axes; each plot swaps the data artists and keeps the rest.
+
+    Building a figure, and above all clearing axes (which rebuilds every tick), costs several times
+    more than drawing the lines, so the axes are styled once and only the data changes per series.
+    """
+
+    def __init__(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        from matplotlib import dates as mdates
+        from matplotlib import ticker
+        from matplotlib.figure import Figure
+
+        # Figure() without pyplot: no global registry to leak into, safe in a long-lived Lambda.
+        self.fig = Figure(figsize=_FIG_SIZE, dpi=_DPI, facecolor="white")
+        self.fig.subplots_adjust(left=0.1, right=0.985, top=0.95, bottom=0.14)
+        ax = self.ax = self.fig.add_subplot()
+        # x ticks are placed by hand (see render): date locators walk rrules, which costs more than the plot.
+        self.fixed_locator = ticker.FixedLocator
+        self.date_formatter = mdates.DateFormatter
+        ax.yaxis.set_major_locator(ticker.MaxNLocator(4))
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: _short(v)))
+        ax.tick_params(labelsize=7.5, colors="#475569", length=0, pad=3)
+        ax.grid(axis="y", color=_COLORS["grid"], lw=0.8)
+        ax.set_axisbelow(True)
+        for side in ("top", "right", "left"):
+            ax.spines[side].set_visible(False)
+        ax.spines["bottom"].set_color("#cbd5e1")
+        self.date2num = mdates.date2num
+        self._artists: list = []
+
+    def render(self, hist: pd.DataFrame, new: pd.DataFrame) -> str:
+        """PNG (base64) of one series: recent history, expected range of the new points, flags."""
+        ax = self.ax
+        for artist in self._artists:
+            artist.remove()
+        h_t = self.date2num(hist["timestamp"].to_numpy(dtype="datetime64[ns]"))
+        n_t = self.date2num(new["timestamp"].to_numpy(dtype="datetime64[ns]"))
+        h_v = hist["value"].to_numpy(dtype=float)
+        n_v = new["value"].to_numpy(dtype=float)
+        all_t = np.concatenate([h_t, n_t])
+        step = float(np.median(np.diff(all_t))) if len(all_t) > 2 else 1.0
+        step = step if step > 0 else 1.0
+        low = new["expected_low"].to_numpy(dtype=float)
+        high = new["expected_high"].to_numpy(dtype=float)
+        ok = ~(np.isnan(low) | np.isnan(high))
+        flagged = new["is_anomaly"].to_numpy(dtype=bool)
+
+        # One new point (a daily load): widen its band to the left over a few loads so it reads as a
+        # range to compare with, not a sliver; several new points (hourly loads): one step each.
+        single = len(n_t) == 1
+        width = step * (4.5 if single else 0.9)
+        arts = [
+            *ax.bar(
+                n_t[ok] + (step * 0.4 - width / 2 if single else 0.0),
+                (high - low)[ok],
+                bottom=low[ok],
+                width=width,
+                color=_COLORS["band"],
+                alpha=0.22,
+                edgecolor="none",
+                zorder=1,
+            ),
+            *ax.plot(h_t, h_v, color=_COLORS["history"], lw=1.2, zorder=2),
+        ]
+        if single and ok[0]:
+            x0 = n_t[0] + step * 0.4 - width
+            arts.append(ax.hlines([low[0], high[0]], x0, x0 + width, color=_COLORS["band"], lw=1, zorder=1))
+        if len(h_t) and len(n_t):  # join the last history point to the new load, dotted
+            arts += ax.plot([h_t[-1], n_t[0]], [h_v[-1], n_v[0]], color=_COLORS["history"], lw=1, ls=":", zorder=2)
+        if "label" in hist:
+            past = hist["label"].to_numpy() == 1
+            if past.any():
+                arts.append(
+                    ax.scatter(
+                        h_t[past], h_v[past], s=22, facecolors="none", edgecolors=_COLORS["past"], lw=1.3, zorder=3
+                    )
+                )
+        if (~flagged).any():
+            arts.append(ax.scatter(n_t[~flagged], n_v[~flagged], s=18, color=_COLORS["new"], zorder=4))
+        if flagged.any():
+            arts.append(
+                ax.scatter(
+                    n_t[flagged], n_v[flagged], s=46, color=_COLORS["flag"], edgecolors="white", lw=1.2, zorder=5
+                )
+            )
+        self._artists = arts
+
+        # Limits by hand: history, band and new values all visible, with a little air.
+        ys = np.concatenate([h_v, n_v, low[ok], high[ok]])
+        ys = ys[np.isfinite(ys)]
+        if len(ys):
+            lo, hi = float(ys.min()), float(ys.max())
+            pad = (hi - lo) * 0.08 or max(abs(hi) * 0.05, 1.0)
+            ax.set_ylim(lo - pad, hi + pad)
+        if len(all_t):
+            ax.set_xlim(all_t.min() - step * 0.6, all_t.max() + step * 0.9)
+            ax.xaxis.set_major_locator(self.fixed_locator(_date_ticks(all_t.min(), all_t.max())))
+            ax.xaxis.set_major_formatter(self.date_formatter("%b %d" if all_t.max() - all_t.min() >= 3 else "%H:%M"))
+
+        buf = io.BytesIO()
+        self.fig.savefig(buf, format="png", dpi=_DPI, pil_kwargs={"compress_level": 3})
+        return base64.b64encode(buf.getvalue()).decode()
+
+
+# -- HTML ---------------------------------------------------------------------------------------------
+_CSS = """
+*{box-sizing:border-box}
+body{margin:0;background:#f1f5f9;color:#0f172a;font:14px/1.45 -apple-system,BlinkMacSystemFont,"Segoe UI",
+Roboto,"Helvetica Neue",Arial,sans-serif}
+.wrap{max-width:1180px;margin:0 auto;padding:0 20px 40px}
+header{background:#0f172a;color:#e2e8f0;padding:22px 0 20px;margin-bottom:22px}
+header .wrap{padding-bottom:0}
+header .brand{font-size:12px;letter-spacing:.08em;text-transform:uppercase;color:#94a3b8}
+header h1{margin:4px 0 6px;font-size:26px;color:#fff;font-weight:650}
+header .meta{font-size:13px;color:#cbd5e1}
+header .meta code{color:#e2e8f0}
+.chips{margin-top:10px}
+.chip{display:inline-block;border-radius:999px;padding:2px 10px;font-size:12px;font-weight:600;margin-right:6px}
+.sev-high{background:#fee2e2;color:#991b1b}.sev-medium{background:#ffedd5;color:#9a3412}
+.sev-low{background:#fef9c3;color:#854d0e}.sev-ok{background:#dcfce7;color:#166534}
+.cards{display:grid;grid-template-columns:repeat(4,1fr);gap:12px;margin-bottom:22px}
+.card{background:#fff;border:1px solid #e2e8f0;border-radius:10px;padding:12px 16px}
+.card .k{font-size:12px;color:#64748b;text-transform:uppercase;letter-spacing:.04em}
+.card .v{font-size:24px;font-weight:650;margin-top:2px}
+.card .s{font-size:12px;color:#64748b}
+h2{font-size:18px;margin:26px 0 4px}
+.legend{font-size:12px;color:#475569;margin:0 0 12px}
+.legend span{margin-right:14px;white-space:nowrap}
+.sw{display:inline-block;width:14px;height:10px;vertical-align:-1px;margin-right:4px;border-radius:2px}
+.group{margin:18px 0 6px;font-size:16px;font-weight:650;display:flex;align-items:center;gap:8px}
+.group .n{font-weight:400;color:#64748b;font-size:13px}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:12px}
+.plot{background:#fff;border:1px solid #e2e8f0;border-left:4px solid #dc2626;border-radius:8px;padding:10px 12px}
+.plot.medium{border-left-color:#ea580c}.plot.low{border-left-color:#ca8a04}
+.plot .t{display:flex;justify-content:space-between;align-items:baseline;gap:8px}
+.plot .m{font-weight:650;font-size:14px}
+.plot .when{font-size:12px;color:#64748b}
+.plot .nums{font-size:13px;margin:2px 0 4px}
+.plot .nums b{font-size:15px}
+.plot .dev{color:#b91c1c;font-weight:600}.plot .dev.in{color:#64748b;font-weight:400}
+.plot img{width:100%;height:auto;display:block}
+.plot .why{font-size:12px;color:#334155;margin-top:4px}
+.more{color:#64748b;font-size:13px;margin-top:8px}
+table{width:100%;border-collapse:collapse;background:#fff;border:1px solid #e2e8f0;border-radius:8px;font-size:12.5px}
+th{position:sticky;top:0;background:#f8fafc;text-align:left;font-weight:600;color:#475569;
+border-bottom:1px solid #e2e8f0;padding:7px 8px}
+td{border-bottom:1px solid #f1f5f9;padding:5px 8px;vertical-align:top}
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tr.anom td{background:#fff7f7}
+tr.anom td:first-child{box-shadow:inset 3px 0 #dc2626}
+.why-cell{color:#475569;max-width:380px}
+footer{margin-top:26px;font-size:12px;color:#64748b}
+footer code{background:#e2e8f0;padding:1px 5px;border-radius:4px;color:#0f172a}
+"""
+
+
+def _esc(v: Any) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _chips(counts: dict[str, int]) -> str:
+    if not counts:
+        return "<span class='chip sev-ok'>no anomalies</span>"
+    return "".join(f"<span class='chip sev-{s}'>{n} {s}</span>" for s, n in counts.items())
+
+
+def _metrics_text(model_metrics: dict | None) -> str:
+    if not model_metrics:
+        return ""
+    shown = [(k, v) for k, v in sorted(model_metrics.items()) if k in ("precision", "recall", "f1", "pr_auc")]
+    return ", ".join(f"{k.replace('_', '-')} {float(v):.2f}" for k, v in shown)
+
+
+def _table(scores: pd.DataFrame) -> str:
+    """Every scored point, anomalies first. Built column-wise: thousands of rows stay fast."""
+    if scores.empty:
+        return "<p class='more'>No points were scored in this run.</p>"
+    ordered = scores.assign(_sev=scores["severity"].map(SEVERITY_ORDER).fillna(3))
+    ordered = ordered.sort_values(["is_anomaly", "_sev", "score"], ascending=[False, True, False], kind="stable")
+    groups = ordered["group"].astype(str)
+    series = ordered["series"].astype(str)
+    metrics = [metric_name(s, g) for s, g in zip(series, groups, strict=True)]
+    times = ordered["timestamp"].dt.strftime("%Y-%m-%d %H:%M")
+    rows = []
+    for anom, g, m, t, v, lo, hi, sc, sev, why in zip(
+        ordered["is_anomaly"],
+        groups,
+        metrics,
+        times,
+        ordered["value"],
+        ordered["expected_low"],
+        ordered["expected_high"],
+        ordered["score"],
+        ordered["severity"].fillna(""),
+        ordered["reasons"].fillna(""),
+        strict=True,
+    ):
+        sev_html = f"<span class='chip sev-{_esc(sev)}'>{_esc(sev)}</span>" if anom and sev else ""
+        rows.append(
+            f"<tr{' class=anom' if anom else ''}><td>{_esc(g)}</td><td>{_esc(m)}</td><td>{t}</td>"
+            f"<td class=n>{fmt_value(v)}</td><td class=n>{fmt_value(lo)} – {fmt_value(hi)}</td>"
+            f"<td class=n>{sc:.2f}</td><td>{sev_html}</td><td class=why-cell>{_esc(why) if anom else ''}</td></tr>"
+        )
+    return (
+        "<table><thead><tr><th>table</th><th>metric</th><th>load time (UTC)</th><th>actual</th>"
+        "<th>expected range</th><th>score</th><th>severity</th><th>why</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
     )
-    ax.errorbar(
-        s["timestamp"],
-        (s["expected_low"] + s["expected_high"]) / 2,
-        yerr=(s["expected_high"] - s["expected_low"]) / 2,
-        fmt="none",
-        ecolor="#2e8b57",
-        capsize=4,
-    )
-    ax.plot(s["timestamp"], s["value"], "o", color="#555", ms=4)
-    flagged = s[s["is_anomaly"]]
-    ax.plot(flagged["timestamp"], flagged["value"], "o", color="#d62728", ms=8, label="flagged")
-    ax.set_title(title, fontsize=9, loc="left")
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=6, loc="upper left", ncol=4, frameon=False)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def render_report(
@@ -74,47 +352,100 @@ def render_report(
     scores: pd.DataFrame,
     model_version: str = "",
     model_metrics: dict | None = None,
+    generated_at: datetime | None = None,
 ) -> str:
-    anomalies = scores[scores["is_anomaly"]].sort_values("score", ascending=False)
+    """The run's report as one HTML string (UTF-8), images embedded.
+
+    ``history`` is the labelled history (``label`` marks past anomalies when present); ``scores``
+    the scorer's output for the new load.
+    """
+    anomalies = rank_anomalies(scores[scores["is_anomaly"].astype(bool)])
+    counts = severity_counts(anomalies)
+    n = len(anomalies)
+    generated = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    loads = scores["timestamp"]
+    load_span = f"{loads.min():%Y-%m-%d %H:%M} – {loads.max():%Y-%m-%d %H:%M} UTC" if len(loads) else "no new load"
+    title = f"{_plural(n, 'anomaly', 'anomalies')} in {dataset}" if n else f"No anomalies in {dataset}"
+    metrics_txt = _metrics_text(model_metrics)
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>dqad · {html.escape(dataset)} · {html.escape(run_id)}</title>",
-        "<style>body{font-family:system-ui,sans-serif;margin:24px;color:#222}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border-bottom:1px solid #ddd;padding:4px 8px;"
-        "text-align:left}tr.anom{background:#fdecea}.sev-high{color:#b00020;font-weight:600}"
-        ".meta{color:#666;font-size:13px}img{display:block;margin:6px 0 18px}</style></head><body>",
-        f"<h1>{len(anomalies)} anomal{'y' if len(anomalies) == 1 else 'ies'} in {html.escape(dataset)}</h1>",
-        f"<p class='meta'>run {html.escape(run_id)} · {len(scores)} points scored · model "
-        f"{html.escape(model_version)}"
-        + (
-            " · validation "
-            + ", ".join(
-                f"{k} {v:.2f}"
-                for k, v in sorted((model_metrics or {}).items())
-                if k in ("precision", "recall", "f1", "pr_auc")
-            )
-            if model_metrics
-            else ""
-        )
-        + "</p>",
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        "<meta name=viewport content='width=device-width,initial-scale=1'>",
+        f"<title>dqad · {_esc(dataset)} · {_esc(run_id)}</title><style>{_CSS}</style></head><body>",
+        "<header><div class=wrap><div class=brand>dqad · data-quality report</div>",
+        f"<h1>{_esc(title)}</h1>",
+        f"<div class=meta>run <code>{_esc(run_id)}</code> · loads {load_span} · generated {generated}</div>",
+        f"<div class=chips>{_chips(counts)}</div></div></header><div class=wrap>",
+        "<section class=cards>",
+        f"<div class=card><div class=k>anomalies</div><div class=v>{n}</div>"
+        f"<div class=s>{_plural(anomalies['series'].nunique() if n else 0, 'series', 'series')} flagged</div></div>",
+        f"<div class=card><div class=k>tables affected</div><div class=v>{anomalies['group'].nunique() if n else 0}"
+        f"</div><div class=s>of {scores['group'].nunique()} loaded</div></div>",
+        f"<div class=card><div class=k>points scored</div><div class=v>{len(scores):,}</div>"
+        f"<div class=s>{scores['series'].nunique():,} series</div></div>",
+        f"<div class=card><div class=k>model</div><div class=v style='font-size:15px;padding-top:6px'>"
+        f"{_esc(model_version or 'n/a')}</div><div class=s>{_esc(metrics_txt or 'validation metrics n/a')}</div></div>",
+        "</section>",
     ]
-    for series in anomalies["series"].drop_duplicates().head(MAX_PLOTS):
-        png = _plot(history[history["series"] == series], scores[scores["series"] == series], series)
+    if n:
+        parts.append(_anomaly_section(anomalies, history, scores))
+    parts += [
+        "<h2>All scored points</h2>",
+        "<p class=legend>Anomalies first, worst first. Expected range: what the model considered normal for "
+        "this load, given the series' history and seasonality.</p>",
+        _table(scores),
+        "<footer>Is a flagged point expected (a planned backfill, a holiday)? Use the links in the alert email, "
+        f"or run <code>dqad feedback --dataset {_esc(dataset)} --series SERIES --timestamp TIME --label normal"
+        "</code>: the next run learns from it and will not flag the same pattern again.</footer>",
+        "</div></body></html>",
+    ]
+    return "".join(parts)
+
+
+def _anomaly_section(anomalies: pd.DataFrame, history: pd.DataFrame, scores: pd.DataFrame) -> str:
+    plotted = anomalies.drop_duplicates("series").head(MAX_PLOTS)
+    wanted = set(plotted["series"])
+    hist_by = {
+        s: g.sort_values("timestamp").tail(HISTORY_POINTS)
+        for s, g in history[history["series"].isin(wanted)].groupby("series", sort=False)
+    }
+    new_by = {s: g.sort_values("timestamp") for s, g in scores[scores["series"].isin(wanted)].groupby("series")}
+    empty = history.iloc[0:0]
+    plotter = _Plotter()
+    parts = [
+        "<h2>Anomalies by table</h2>",
+        "<p class=legend><span><span class=sw style='background:#64748b;height:3px;vertical-align:3px'></span>"
+        f"last {HISTORY_POINTS} loads</span><span><span class=sw style='background:#16a34a55;border:1px solid "
+        "#16a34a'></span>expected range of the new load</span><span><span class=sw style='background:#dc2626;"
+        "border-radius:50%;width:10px'></span>flagged</span><span><span class=sw style='border:1.5px solid "
+        "#f59e0b;border-radius:50%;width:10px'></span>past anomaly (labelled)</span></p>",
+    ]
+    for _group, rows in plotted.groupby("_group_rank", sort=True):
+        g = str(rows["group"].iloc[0])
+        in_group = anomalies[anomalies["group"] == g]
+        worst = str(in_group["severity"].iloc[0])
         parts.append(
-            f"<h3>{html.escape(series)}</h3><img alt='{html.escape(series)}' src='data:image/png;base64,{png}'>"
+            f"<div class=group>{_esc(g)}<span class='chip sev-{_esc(worst)}'>{_esc(worst)}</span>"
+            f"<span class=n>{_plural(len(in_group), 'anomaly', 'anomalies')}</span></div><div class=grid>"
         )
-    parts.append(
-        "<h2>All scored points</h2><table><tr><th>series</th><th>time</th><th>value</th>"
-        "<th>expected</th><th>score</th><th>severity</th><th>why</th></tr>"
-    )
-    ordered = scores.sort_values(["is_anomaly", "score"], ascending=[False, False])
-    for row in ordered.itertuples(index=False):
-        cls = " class='anom'" if row.is_anomaly else ""
+        for row in rows.itertuples(index=False):
+            series = str(row.series)
+            png = plotter.render(hist_by.get(series, empty), new_by[series])
+            sev = str(row.severity)
+            dev = deviation(row.value, row.expected_low, row.expected_high)
+            parts.append(
+                f"<div class='plot {_esc(sev)}'><div class=t><span class=m>{_esc(metric_name(series, g))}</span>"
+                f"<span class=when>load {row.timestamp:%Y-%m-%d %H:%M} UTC · score {row.score:.2f}</span></div>"
+                f"<div class=nums>actual <b>{fmt_value(row.value)}</b> · expected {fmt_value(row.expected_low)} – "
+                f"{fmt_value(row.expected_high)} <span class='dev{' in' if dev.startswith('within') else ''}'>"
+                f"{_esc(dev)}</span></div>"
+                f"<img alt='{_esc(series)}' src='data:image/png;base64,{png}'>"
+                f"<div class=why>{_esc(row.reasons or '')}</div></div>"
+            )
+        parts.append("</div>")
+    not_plotted = anomalies["series"].nunique() - len(plotted)
+    if not_plotted > 0:
         parts.append(
-            f"<tr{cls}><td>{html.escape(str(row.series))}</td><td>{row.timestamp:%Y-%m-%d %H:%M}</td>"
-            f"<td>{_fmt(row.value)}</td><td>{_fmt(row.expected_low)} – {_fmt(row.expected_high)}</td>"
-            f"<td>{row.score:.2f}</td><td class='sev-{html.escape(str(row.severity))}'>"
-            f"{html.escape(str(row.severity))}</td><td>{html.escape(str(row.reasons))}</td></tr>"
+            f"<p class=more>{_plural(not_plotted, 'more anomalous series is', 'more anomalous series are')} "
+            "listed in the table below (plots are capped to keep the report light).</p>"
         )
-    parts.append("</table></body></html>")
     return "".join(parts)

@@ -1,122 +1,381 @@
 """Notifier: one readable email digest per scored run, and operator alerts for failed stages.
 
-Exactly once per run: the SNS publish runs under Powertools idempotency keyed on
-``(run_id, version)`` in DynamoDB, so a redelivered or replayed AnomaliesScored returns the first
-result instead of mailing twice.
+An alert is worth what its reader can do with it, so the digest (plain text: SNS email) says
+*what broke, how far from normal and since when*, worst first, grouped by table, with a link to
+the report and, per anomaly, two signed links to say "expected" or "confirmed incident".
+
+No noise:
+
+* a run with nothing new to say sends nothing (an optional daily heartbeat says "all clear");
+* an anomaly already mailed is not mailed again, a continuing incident only after
+  ``realert_after_hours`` (:mod:`dqad_notifier.state`, remembered per dataset in S3);
+* at most one email per event: the send runs under Powertools idempotency in DynamoDB keyed on
+  what the producer set (run id, detail-type, contract version; for failures also the stage and
+  the error), never on the SQS message id, so a redelivered or replayed event returns the first
+  result instead of mailing twice.
+
+StageFailed events go to the *operator* topic as a separate message: which stage, which error,
+where the input event is and the exact ``dqad replay`` command that re-runs it.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import re
+import shlex
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 from aws_lambda_powertools import Logger
+
 from dqad.contract import AnomaliesScored, EventDetail, NotificationSent, StageFailed
+from dqad.report import SEVERITY_ORDER, deviation, fmt_value, metric_name, rank_anomalies, severity_counts
+from dqad.signing import feedback_link, make_claim, parse_secret
 from dqad.stage import StageRuntime
+from dqad.topology import Names
+from dqad_notifier.state import Decision, StateStore, decide
 
 logger = Logger(service="dqad-notifier")
-SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "": 3}
+
+PRESIGN_MAX_S = 7 * 24 * 3600  # SigV4 presigned URLs cannot live longer
+IDEMPOTENCY_TTL_S = 30 * 24 * 3600
+SECRET_TTL_S = 300
+RULE = "-" * 64
+FeedbackLinker = Callable[[str, str, str], str]  # (series, timestamp ISO, label) -> URL
 
 
-def _fmt(v: float) -> str:
-    if pd.isna(v):
-        return "n/a"
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.3g}"
+# -- the digest (pure) -----------------------------------------------------------------------------
+@dataclass
+class DigestContext:
+    """Everything the digest says besides the anomalies themselves."""
+
+    dataset: str
+    run_id: str
+    scored_rows: int
+    model_version: str
+    report_link: str | None
+    report_link_expiry_s: int
+    max_in_body: int
+    realert_after_hours: float
+    min_severity: str = "low"
+    repeated: int = 0
+    continuing: int = 0
+    below_threshold: int = 0
+    feedback: FeedbackLinker | None = None  # signed links; None: show the `dqad feedback` command
+    cli_flags: str = ""  # extra flags for the command (e.g. " --aws" on a deployment)
 
 
-def digest(detail: AnomaliesScored, anomalies: pd.DataFrame, report_link: str, max_in_body: int) -> tuple[str, str]:
-    """Subject and plain-text body: grouped by table (the load group), worst first."""
-    n = len(anomalies)
-    subject = f"[dqad] {detail.dataset}: {n} anomal{'y' if n == 1 else 'ies'} in run {detail.run_id}"
-    ranked = anomalies.assign(_sev=anomalies["severity"].map(SEVERITY_ORDER).fillna(3))
-    ranked = ranked.sort_values(["_sev", "score"], ascending=[True, False])
-    shown = ranked.head(max_in_body)
-    group_rank = shown.groupby("group", sort=False)["_sev"].min().sort_values(kind="stable")
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _ascii(text: str) -> str:
+    """SNS subjects must be printable ASCII, under 100 characters, without line breaks."""
+    return re.sub(r"[^\x20-\x7e]", "?", text)[:99]
+
+
+def _duration(seconds: float) -> str:
+    hours = seconds / 3600
+    return _plural(round(hours / 24), "day", "days") if hours >= 48 else _plural(round(hours), "hour", "hours")
+
+
+def _iso(ts: Any) -> str:
+    """The exact timestamp of a point, as the label key expects it (UTC, no offset)."""
+    t = pd.Timestamp(ts)
+    t = t.tz_convert("UTC").tz_localize(None) if t.tzinfo else t
+    return t.isoformat()
+
+
+def digest(alert: pd.DataFrame, ctx: DigestContext) -> tuple[str, str]:
+    """Subject and plain-text body. ``alert`` holds the anomalies to mail (scores columns)."""
+    ranked = rank_anomalies(alert)
+    n = len(ranked)
+    counts = severity_counts(ranked)
+    worst_count = next(iter(counts.items()), ("", 0))
+    new_word = "new " if ctx.repeated or ctx.continuing else ""
+    subject = _ascii(
+        f"[dqad] {ctx.dataset}: {_plural(n, new_word + 'anomaly', new_word + 'anomalies')}"
+        f" ({worst_count[1]} {worst_count[0]}) - run {ctx.run_id}"
+    )
+    shown = ranked.head(ctx.max_in_body)
     lines = [
-        f"dqad found {n} anomal{'y' if n == 1 else 'ies'} in dataset {detail.dataset} "
-        f"({detail.scored_rows} points scored, model {detail.model_version}).",
+        f"dqad found {_plural(n, new_word + 'anomaly', new_word + 'anomalies')} in {ctx.dataset}: "
+        + ", ".join(f"{c} {s}" for s, c in counts.items())
+        + ".",
+        f"Run {ctx.run_id}: {ctx.scored_rows:,} points scored, model {ctx.model_version}.",
         "",
     ]
-    for group in group_rank.index:
-        lines.append(f"== {group}")
-        for row in shown[shown["group"] == group].itertuples(index=False):
-            metric = row.series[len(group) + 1 :] if row.series.startswith(f"{group}/") else row.series
-            lines.append(
-                f"  - {metric} at {row.timestamp:%Y-%m-%d %H:%M} UTC: {_fmt(row.value)} "
-                f"(expected {_fmt(row.expected_low)} to {_fmt(row.expected_high)}), "
-                f"severity {row.severity}, score {row.score:.2f}"
-            )
-            if row.reasons:
-                lines.append(f"    why: {row.reasons}")
-        lines.append("")
+    if ctx.report_link:
+        valid = _duration(ctx.report_link_expiry_s)
+        lines += [f"Report with a plot of every anomaly (link valid {valid}):", ctx.report_link, ""]
+    for _, rows in shown.groupby("_group_rank", sort=True):
+        group = str(rows["group"].iloc[0])
+        in_group = ranked[ranked["group"] == group]
+        lines += [
+            RULE,
+            f"{group}: {_plural(len(in_group), 'anomaly', 'anomalies')}, worst {in_group['severity'].iloc[0]}",
+            RULE,
+            "",
+        ]
+        for row in rows.itertuples(index=False):
+            lines += _anomaly_lines(row, group, ctx)
     if n > len(shown):
-        lines.append(f"... and {n - len(shown)} more in the report.")
+        lines += [f"... and {_plural(n - len(shown), 'more anomaly', 'more anomalies')} in the report.", ""]
+    not_mailed = []
+    if ctx.repeated:
+        not_mailed.append(f"{_plural(ctx.repeated, 'anomaly', 'anomalies')} already sent in an earlier alert")
+    if ctx.continuing:
+        not_mailed.append(
+            f"{_plural(ctx.continuing, 'anomaly', 'anomalies')} of incidents already reported "
+            f"(reminded every {ctx.realert_after_hours:g} h while they last)"
+        )
+    if ctx.below_threshold:
+        not_mailed.append(f"{ctx.below_threshold} below the minimum severity '{ctx.min_severity}'")
+    if not_mailed:
+        lines += ["Not repeated here: " + "; ".join(not_mailed) + ". All are in the report.", ""]
+    if ctx.feedback is None:
+        lines += [
+            "Your verdict teaches dqad: mark a point 'normal' and similar points stop being flagged;",
+            "use --label anomaly to confirm an incident.",
+            "",
+        ]
     lines += [
-        f"Full report with plots: {report_link}",
-        "",
-        "To mark a point as expected, run: dqad feedback --dataset "
-        f"{detail.dataset} --series <series> --timestamp <time> --label normal",
+        "--",
+        f"dqad data-quality alerts for dataset {ctx.dataset}. Ask your data team to change who receives them.",
     ]
-    return subject[:99], "\n".join(lines)
+    return subject, "\n".join(lines)
 
 
+def _anomaly_lines(row: Any, group: str, ctx: DigestContext) -> list[str]:
+    series, ts = str(row.series), _iso(row.timestamp)
+    dev = deviation(row.value, row.expected_low, row.expected_high)
+    lines = [
+        f"[{str(row.severity).upper()}] {metric_name(series, group)}, load of {row.timestamp:%Y-%m-%d %H:%M} UTC",
+        f"  Actual:   {fmt_value(row.value)}",
+        f"  Expected: {fmt_value(row.expected_low)} to {fmt_value(row.expected_high)}" + (f" ({dev})" if dev else ""),
+    ]
+    if getattr(row, "reasons", ""):
+        lines.append(f"  Why:      {row.reasons}")
+    since = getattr(row, "ongoing_since", None)
+    if since is not None and not pd.isna(since):
+        lines.append(f"  Ongoing since {pd.Timestamp(since):%Y-%m-%d %H:%M} UTC (reminder).")
+    if ctx.feedback is not None:
+        lines += [
+            f"  Expected - not an anomaly: {ctx.feedback(series, ts, 'normal')}",
+            f"  Confirmed incident:        {ctx.feedback(series, ts, 'anomaly')}",
+        ]
+    else:
+        lines.append(
+            f"  Not an anomaly? dqad feedback --dataset {ctx.dataset} --series {shlex.quote(series)} "
+            f"--timestamp {ts} --label normal{ctx.cli_flags}"
+        )
+    return [*lines, ""]
+
+
+def heartbeat_message(dataset: str, run_id: str, scored_rows: int, suppressed: int) -> tuple[str, str]:
+    subject = _ascii(f"[dqad] {dataset}: all clear - run {run_id}")
+    body = [
+        f"dqad scored {scored_rows:,} points of {dataset} (run {run_id}) and found nothing new to report.",
+    ]
+    if suppressed:
+        body.append(f"{_plural(suppressed, 'anomaly was', 'anomalies were')} already reported or below the threshold.")
+    body += ["", "This is the daily heartbeat: it proves the pipeline runs. Turn it off with heartbeat = false."]
+    return subject, "\n".join(body)
+
+
+def operator_message(detail: StageFailed, prefix: str, local: bool) -> tuple[str, str]:
+    """Subject and body for a failed stage: what, where, and the command that re-runs it."""
+    replay = f"dqad replay --run-id {detail.run_id} --stage {detail.stage}"
+    aws_replay = f"{replay} --aws --prefix {prefix}"
+    names = Names(prefix)
+    lines = [
+        f"The dqad stage '{detail.stage}' failed for dataset {detail.dataset}, run {detail.run_id}.",
+        "",
+        f"Error:        {detail.error_type}: {detail.message}",
+        f"Input event:  {detail.input_event or '(not stored)'}",
+        f"Logs:         CloudWatch log group /aws/lambda/{names.function(detail.stage)}",
+        f"Dead letters: SQS queue {names.dlq(detail.stage)} (if the record was parked there)",
+        f"Failed at:    {detail.produced_at:%Y-%m-%d %H:%M:%S} UTC",
+        "",
+        "After fixing the cause, re-run the stage from its stored input event:",
+        f"  {replay}" if local else f"  {aws_replay}",
+    ]
+    if local:
+        lines.append(f"  (on a deployment: {aws_replay})")
+    lines += ["Add --follow (locally) to let the chain continue downstream."] if local else []
+    subject = _ascii(f"[dqad] FAILED {detail.stage}: {detail.dataset} run {detail.run_id} ({detail.error_type})")
+    return subject, "\n".join(lines)
+
+
+# -- AWS side ----------------------------------------------------------------------------------------
 def _attrs(**values: Any) -> dict:
     out = {}
     for k, v in values.items():
-        dtype = "Number" if isinstance(v, int) else "String"
+        dtype = "Number" if isinstance(v, int) and not isinstance(v, bool) else "String"
         out[k] = {"DataType": dtype, "StringValue": str(v)}
     return out
 
 
+_secret_cache: dict[str, tuple[float, list[bytes]]] = {}
+
+
+def feedback_keys(rt: StageRuntime) -> list[bytes] | None:
+    """Signing keys for feedback links, or None when links are not configured (local demo).
+
+    Cached per container for a few minutes: one Secrets Manager call per cold start, and a rotated
+    secret is picked up without a redeploy.
+    """
+    url, arn = rt.settings.feedback_url, rt.settings.feedback_secret_arn
+    if not url and not arn:
+        return None
+    if not (url and arn):
+        missing = "DQAD_FEEDBACK_SECRET_ARN" if url else "DQAD_FEEDBACK_URL"
+        logger.error(f"feedback links disabled: {missing} is not set; emails show the CLI command instead")
+        return None
+    cached = _secret_cache.get(arn)
+    if cached and time.monotonic() - cached[0] < SECRET_TTL_S:
+        return cached[1]
+    value = rt.clients("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+    keys = parse_secret(value)
+    _secret_cache[arn] = (time.monotonic(), keys)
+    return keys
+
+
+def _linker(rt: StageRuntime, dataset: str, run_id: str, ttl_hours: float) -> FeedbackLinker | None:
+    keys = feedback_keys(rt)
+    if keys is None:
+        return None
+    base = rt.settings.feedback_url
+    now = time.time()
+
+    def link(series: str, timestamp: str, label: str) -> str:
+        claim = make_claim(dataset, series, timestamp, label, run_id, ttl_hours * 3600, now=now)
+        return feedback_link(base, keys, claim)
+
+    return link
+
+
+def _is_local(rt: StageRuntime) -> bool:
+    return rt.settings.job_runner == "local"
+
+
+def _save_state(store: StateStore, dataset: str, decision: Decision, etag: str | None) -> None:
+    """Remember what was mailed. After a successful publish a failure here must not fail the record
+    (a retry would mail again): it is logged as an error instead."""
+    try:
+        store.save(dataset, decision.state, etag)
+    except Exception:
+        logger.exception("could not save alert state; repeats of this run's anomalies may be mailed again")
+
+
 def _send_alert(rt: StageRuntime, detail: AnomaliesScored) -> dict:
     ds = rt.catalog.get(detail.dataset)
+    opts = ds.notifier
     scores = rt.storage.read_parquet(detail.scores)
-    anomalies = scores[scores["is_anomaly"]]
-    if anomalies.empty:
-        return {"message_id": None, "anomaly_count": 0, "suppressed_count": 0, "kind": "none"}
-    link = rt.storage.presign(detail.report, rt.settings.report_link_expiry_s) if detail.report else "(no report)"
-    subject, body = digest(detail, anomalies, link, ds.notifier.max_in_body)
-    worst = min(anomalies["severity"], key=lambda s: SEVERITY_ORDER.get(s, 3))
+    total = int(scores["is_anomaly"].astype(bool).sum())
+    store = StateStore(rt.clients("s3"), rt.settings.bucket)
+    state, etag = store.load(ds.name)
+    decision = decide(state, scores, opts.realert_after_hours, opts.min_severity)
     rt.settings.require("alerts_topic_arn")
-    response = rt.clients("sns").publish(
+    sns = rt.clients("sns")
+    result = {"message_id": None, "anomaly_count": total, "suppressed_count": decision.suppressed, "kind": "none"}
+
+    if decision.alert.empty:
+        today = datetime.now(UTC).date().isoformat()
+        if opts.heartbeat and decision.state.last_heartbeat != today:
+            subject, body = heartbeat_message(ds.name, detail.run_id, detail.scored_rows, decision.suppressed)
+            response = sns.publish(
+                TopicArn=rt.settings.alerts_topic_arn,
+                Subject=subject,
+                Message=body,
+                MessageAttributes=_attrs(
+                    dataset=ds.name, severity="none", anomaly_count=0, run_id=detail.run_id, kind="heartbeat"
+                ),
+            )
+            decision.state.last_heartbeat = today
+            result["message_id"] = response["MessageId"]
+        logger.info("nothing new to mail", extra={"anomalies": total, "suppressed": decision.suppressed})
+        _save_state(store, ds.name, decision, etag)
+        return result
+
+    expiry = min(rt.settings.report_link_expiry_s, PRESIGN_MAX_S)
+    if rt.settings.report_link_expiry_s > PRESIGN_MAX_S:
+        logger.warning("DQAD_REPORT_LINK_EXPIRY_S above 7 days; presigned links are capped at 7 days")
+    ctx = DigestContext(
+        dataset=ds.name,
+        run_id=detail.run_id,
+        scored_rows=detail.scored_rows,
+        model_version=detail.model_version,
+        report_link=rt.storage.presign(detail.report, expiry) if detail.report else None,
+        report_link_expiry_s=expiry,
+        max_in_body=opts.max_in_body,
+        realert_after_hours=opts.realert_after_hours,
+        min_severity=opts.min_severity,
+        repeated=decision.repeated,
+        continuing=decision.continuing,
+        below_threshold=decision.below_threshold,
+        feedback=_linker(rt, ds.name, detail.run_id, opts.feedback_link_expiry_hours),
+        cli_flags="" if _is_local(rt) else " --aws",
+    )
+    subject, body = digest(decision.alert, ctx)
+    worst = min(decision.alert["severity"].astype(str), key=lambda s: SEVERITY_ORDER.get(s, 3))
+    response = sns.publish(
         TopicArn=rt.settings.alerts_topic_arn,
         Subject=subject,
         Message=body,
         MessageAttributes=_attrs(
-            dataset=detail.dataset, severity=worst or "low", anomaly_count=len(anomalies), run_id=detail.run_id
+            dataset=ds.name,
+            severity=worst or "low",
+            anomaly_count=len(decision.alert),
+            run_id=detail.run_id,
+            kind="alert",
         ),
     )
-    return {
-        "message_id": response["MessageId"],
-        "anomaly_count": len(anomalies),
-        "suppressed_count": 0,
-        "kind": "alert",
-    }
+    _save_state(store, ds.name, decision, etag)
+    logger.info("alert sent", extra={"alerted": len(decision.alert), "suppressed": decision.suppressed})
+    return {**result, "message_id": response["MessageId"], "kind": "alert"}
 
 
 def _send_operator_alert(rt: StageRuntime, detail: StageFailed) -> dict:
     rt.settings.require("operator_topic_arn")
-    body = "\n".join(
-        [
-            f"dqad stage '{detail.stage}' failed for dataset {detail.dataset}, run {detail.run_id}.",
-            f"Error: {detail.error_type}: {detail.message}",
-            f"Input event: {detail.input_event or '(none)'}",
-            "",
-            "After fixing the cause, re-run the stage with:",
-            f"  dqad replay --run-id {detail.run_id} --stage {detail.stage}",
-        ]
-    )
+    subject, body = operator_message(detail, rt.settings.bus_name, _is_local(rt))
     response = rt.clients("sns").publish(
         TopicArn=rt.settings.operator_topic_arn,
-        Subject=f"[dqad] {detail.stage} failed: {detail.dataset} run {detail.run_id}"[:99],
+        Subject=subject,
         Message=body,
-        MessageAttributes=_attrs(dataset=detail.dataset, stage=detail.stage, kind="operator"),
+        MessageAttributes=_attrs(
+            dataset=detail.dataset,
+            stage=detail.stage,
+            error_type=detail.error_type,
+            run_id=detail.run_id,
+            severity="high",
+            kind="operator",
+        ),
     )
     return {"message_id": response["MessageId"], "anomaly_count": 0, "suppressed_count": 0, "kind": "operator"}
 
 
-def _once(rt: StageRuntime, detail: EventDetail, send) -> dict:
-    """Run ``send`` at most once per (run_id, detail-type, version), remembered in DynamoDB."""
+def idempotency_key(detail: EventDetail) -> dict:
+    """What makes two deliveries "the same email": set by the producer, never the SQS message id.
+
+    A failure is keyed by stage and error too: two stages failing in one run are two messages, and
+    a replay that fails differently is worth a new one.
+    """
+    key = {"run_id": detail.run_id, "kind": detail.detail_type, "version": detail.version}
+    if isinstance(detail, StageFailed):
+        error = hashlib.sha256(f"{detail.error_type}\x1f{detail.message}".encode()).hexdigest()[:16]
+        key["kind"] = f"{detail.detail_type}/{detail.stage}/{error}"
+    return key
+
+
+def _once(rt: StageRuntime, detail: EventDetail, send: Callable[[StageRuntime, Any], dict], context: Any) -> dict:
+    """Run ``send`` at most once per :func:`idempotency_key`, remembered in DynamoDB."""
     from aws_lambda_powertools.utilities.idempotency import (
         DynamoDBPersistenceLayer,
         IdempotencyConfig,
@@ -130,19 +389,32 @@ def _once(rt: StageRuntime, detail: EventDetail, send) -> dict:
     config = IdempotencyConfig(
         event_key_jmespath="[run_id, kind, version]",
         raise_on_no_idempotency_key=True,
-        expires_after_seconds=30 * 24 * 3600,
+        expires_after_seconds=IDEMPOTENCY_TTL_S,
     )
 
     @idempotent_function(data_keyword_argument="key", persistence_store=persistence, config=config)
     def once(key: dict) -> dict:
         return send(rt, detail)
 
-    return once(key={"run_id": detail.run_id, "kind": detail.detail_type, "version": detail.version})
+    if context is not None:
+        # Lets Powertools expire an in-progress record when this invocation times out.
+        config.register_lambda_context(context)
+        return once(key=idempotency_key(detail))
+    with warnings.catch_warnings():
+        # Local runtime: no Lambda context, so no remaining time to register; the record then
+        # relies on expires_after_seconds alone, which is what we want outside Lambda.
+        warnings.filterwarnings("ignore", message="Couldn't determine the remaining time left")
+        return once(key=idempotency_key(detail))
 
 
-def notify(rt: StageRuntime, detail: EventDetail) -> NotificationSent:
-    send = _send_operator_alert if isinstance(detail, StageFailed) else _send_alert
-    result = _once(rt, detail, send)
+def notify(rt: StageRuntime, detail: EventDetail, context: Any = None) -> NotificationSent:
+    send: Callable[[StageRuntime, Any], dict] = _send_operator_alert if isinstance(detail, StageFailed) else _send_alert
+    result = _once(rt, detail, send, context)
     event = NotificationSent(run_id=detail.run_id, dataset=detail.dataset, **result)
     rt.publisher.publish(event)
     return event
+
+
+def record_handler(context: Any) -> Callable[[StageRuntime, EventDetail], NotificationSent]:
+    """:func:`notify` bound to the invocation's Lambda context, in the shape ``run_batch`` expects."""
+    return functools.partial(notify, context=context)

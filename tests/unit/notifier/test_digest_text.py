@@ -1,0 +1,90 @@
+"""The email digest as text: ordering, limits, links or commands, subject rules of SNS."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from dqad.contract import StageFailed
+from dqad_notifier.domain import DigestContext, digest, heartbeat_message, operator_message
+
+POINTS = [
+    ("crm.contacts", "null_pct", 9.5, 0, 3, "low"),
+    ("sales.orders", "row_count", 0, 2.9e6, 3.4e6, "high"),
+    ("sales.orders", "null_pct", 2.0, 0, 3, "medium"),
+    ("finance.gl", "sum_amount", 3.3e7, 2.5e7, 3.1e7, "medium"),
+]
+
+
+def ctx(**kw) -> DigestContext:
+    base = dict(
+        dataset="shop_dq",
+        run_id="run-a",
+        scored_rows=100,
+        model_version="v1",
+        report_link="https://bucket/report.html?X-Amz-Expires=604800",
+        report_link_expiry_s=604800,
+        max_in_body=20,
+        realert_after_hours=24,
+    )
+    return DigestContext(**(base | kw))
+
+
+def anomalies(scores) -> pd.DataFrame:
+    frame = scores(POINTS)
+    return frame.assign(ongoing_since=pd.NaT)
+
+
+def test_groups_worst_first_and_anomalies_worst_first(scores) -> None:
+    subject, body = digest(anomalies(scores), ctx())
+    assert subject == "[dqad] shop_dq: 4 anomalies (1 high) - run run-a"
+    order = [body.index(h) for h in ("sales.orders: 2", "finance.gl: 1", "crm.contacts: 1")]
+    assert order == sorted(order)
+    assert body.index("[HIGH] row_count") < body.index("[MEDIUM] null_pct")
+    assert "Expected: 25,000,000 to 31,000,000 (6% above the expected range)" in body
+
+
+def test_max_in_body_and_links(scores) -> None:
+    links = []
+
+    def linker(series: str, ts: str, label: str) -> str:
+        links.append((series, ts, label))
+        return f"https://fb/?s={series}&l={label}"
+
+    _, body = digest(anomalies(scores), ctx(max_in_body=2, feedback=linker))
+    assert body.count("  Actual:") == 2 and "... and 2 more anomalies in the report." in body
+    assert links == [
+        ("sales.orders/row_count", "2026-11-02T02:16:07", "normal"),
+        ("sales.orders/row_count", "2026-11-02T02:16:07", "anomaly"),
+        ("sales.orders/null_pct", "2026-11-02T02:16:07", "normal"),
+        ("sales.orders/null_pct", "2026-11-02T02:16:07", "anomaly"),
+    ]
+    assert "dqad feedback" not in body
+
+
+def test_cli_command_is_quoted_and_carries_flags(scores) -> None:
+    frame = scores([("weird table", "row count", 0, 1, 2, "high")]).assign(ongoing_since=pd.NaT)
+    _, body = digest(frame, ctx(cli_flags=" --aws"))
+    assert (
+        "dqad feedback --dataset shop_dq --series 'weird table/row count' --timestamp 2026-11-02T02:16:07 "
+        "--label normal --aws" in body
+    )
+
+
+def test_subject_is_sns_safe(scores) -> None:
+    subject, _ = digest(anomalies(scores), ctx(run_id="r" * 40, dataset="d" * 60))
+    assert len(subject) < 100 and subject.isascii() and "\n" not in subject
+
+
+def test_suppressed_counts_are_explained(scores) -> None:
+    _, body = digest(anomalies(scores), ctx(repeated=2, continuing=1, below_threshold=3, min_severity="medium"))
+    assert "Not repeated here: 2 anomalies already sent in an earlier alert; 1 anomaly of incidents already" in body
+    assert "3 below the minimum severity 'medium'" in body
+
+
+def test_heartbeat_and_operator_messages() -> None:
+    subject, body = heartbeat_message("shop_dq", "run-a", 1234, 2)
+    assert subject == "[dqad] shop_dq: all clear - run run-a" and "1,234 points" in body
+    failed = StageFailed(run_id="run-a", dataset="shop_dq", stage="trainer", error_type="Boom", message="x" * 10)
+    subject, body = operator_message(failed, "dqad-prod", local=False)
+    assert "  dqad replay --run-id run-a --stage trainer --aws --prefix dqad-prod" in body
+    assert "Input event:  (not stored)" in body

@@ -1,0 +1,85 @@
+"""Signed feedback links: what verifies, what is refused and why."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qsl, urlparse
+
+import pytest
+
+from dqad.signing import LinkError, feedback_link, make_claim, parse_secret, sign_claim, verify
+
+KEYS = parse_secret("k" * 32)
+NOW = 1_800_000_000.0
+
+
+def params(label: str = "normal", ttl: float = 3600, keys=KEYS, series: str = "sales.orders/row_count") -> dict:
+    claim = make_claim("shop_dq", series, "2026-11-02T02:16:07", label, "run-a", ttl, now=NOW)
+    return sign_claim(keys, claim)
+
+
+def test_round_trip() -> None:
+    claim = verify(params(), KEYS, now=NOW + 10)
+    assert (claim.dataset, claim.series, claim.timestamp, claim.label, claim.run_id) == (
+        "shop_dq",
+        "sales.orders/row_count",
+        "2026-11-02T02:16:07",
+        "normal",
+        "run-a",
+    )
+
+
+def test_link_is_a_url_on_the_base_with_the_signed_fields() -> None:
+    claim = make_claim("shop_dq", "a/b & c=d", "2026-11-02T02:16:07", "anomaly", "run-a", 60, now=NOW)
+    url = feedback_link("https://x.lambda-url.eu-west-1.on.aws/", KEYS, claim)
+    assert url.startswith("https://x.lambda-url.eu-west-1.on.aws/?")
+    q = dict(parse_qsl(urlparse(url).query))
+    assert q["s"] == "a/b & c=d"  # awkward characters survive the round trip
+    assert verify(q, KEYS, now=NOW).series == "a/b & c=d"
+
+
+@pytest.mark.parametrize("field", ["d", "s", "t", "l", "r", "e"])
+def test_any_altered_field_breaks_the_signature(field: str) -> None:
+    p = params()
+    p[field] = {"l": "anomaly", "e": str(int(p["e"]) + 1)}.get(field, p[field] + "x")
+    with pytest.raises(LinkError, match="altered or not issued by dqad"):
+        verify(p, KEYS, now=NOW)
+
+
+def test_forged_signature_and_wrong_key_are_refused() -> None:
+    with pytest.raises(LinkError, match="altered"):
+        verify(params() | {"sig": "x" * 43}, KEYS, now=NOW)
+    with pytest.raises(LinkError, match="altered"):
+        verify(params(keys=parse_secret("z" * 32)), KEYS, now=NOW)
+
+
+def test_missing_fields_are_refused() -> None:
+    p = params()
+    del p["sig"]
+    with pytest.raises(LinkError, match="incomplete"):
+        verify(p, KEYS, now=NOW)
+
+
+def test_expired_link_is_refused_after_the_signature_check() -> None:
+    p = params(ttl=60)
+    with pytest.raises(LinkError, match="expired on 2027-01-15 08:01 UTC"):
+        verify(p, KEYS, now=NOW + 61)
+    # a forged link never learns whether it would have been expired
+    with pytest.raises(LinkError, match="altered"):
+        verify(p | {"sig": "y" * 43}, KEYS, now=NOW + 61)
+
+
+def test_key_rotation_accepts_previous_key() -> None:
+    old = parse_secret("o" * 32)
+    rotated = parse_secret(json.dumps({"current": "n" * 32, "previous": "o" * 32}))
+    assert verify(params(keys=old), rotated, now=NOW).label == "normal"
+    assert sign_claim(rotated, make_claim("d", "s", "t", "normal", "r", 1, now=NOW))["sig"] != params(keys=old)["sig"]
+
+
+def test_weak_or_malformed_secrets_are_rejected() -> None:
+    with pytest.raises(ValueError, match="too short"):
+        parse_secret("short")
+    with pytest.raises(ValueError, match="current"):
+        parse_secret(json.dumps({"previous": "p" * 32}))
+    with pytest.raises(ValueError, match="label"):
+        sign_claim(KEYS, make_claim("d", "s", "t", "maybe", "r", 1))
