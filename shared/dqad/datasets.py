@@ -227,10 +227,13 @@ class TrainerOptions(_Strict):
 
 
 class NotifierOptions(_Strict):
-    max_in_body: int = Field(default=20, ge=1)
+    """Who gets mailed what (see docs/alerts.md)."""
+
+    max_in_body: int = Field(default=20, ge=1, description="anomalies listed in the email; the rest in the report")
     min_severity: Literal["low", "medium", "high"] = "low"
-    realert_after_hours: float = Field(default=24, ge=0)
-    heartbeat: bool = False
+    realert_after_hours: float = Field(default=24, ge=0, description="a continuing incident is re-sent after this")
+    heartbeat: bool = Field(default=False, description="at most one 'all clear' email per UTC day on clean runs")
+    feedback_link_expiry_hours: float = Field(default=14 * 24, gt=0, description="validity of the email's links")
 
 
 class Dataset(_Strict):
