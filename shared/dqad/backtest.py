@@ -99,13 +99,22 @@ def run_backtest(
     labeler_cfg: LabelerConfig | None = None,
     detector_cfg: DetectorConfig | None = None,
     n_chunks: int = 6,
+    group_by_prefix: bool = False,
     out_dir: str | Path | None = None,
 ) -> BacktestResult:
-    """Backtest dqad and the two baselines on one split (see module docstring)."""
+    """Backtest dqad and the two baselines on one split (see module docstring).
+
+    ``group_by_prefix``: without a ``group`` column, series "a/b/metric" belong to load group "a/b"
+    (the fetcher's convention: the dataset's keys joined with "/", the metric name last), which
+    enables the cross-metric features; otherwise every series is its own group.
+    """
     if not 0 < train_fraction < 1:
         raise ValueError("train_fraction must be in (0, 1)")
     lcfg = labeler_cfg or LabelerConfig()
     dcfg = detector_cfg or DetectorConfig()
+    data = data.copy()
+    if group_by_prefix and "group" not in data.columns:
+        data["group"] = data["series"].astype(str).str.rsplit("/", n=1).str[0]
     df = normalise(data).reset_index(drop=True)
     windows = labels_to_windows(labels, df)
     pos = _position(df)
@@ -203,11 +212,18 @@ def format_table(metrics: dict[str, Any]) -> str:
 def _cmd(args: argparse.Namespace) -> int:
     data = read_series_file(args.data)
     labels = read_series_file(args.labels) if args.labels else None
-    lcfg = LabelerConfig.from_dict(json.loads(args.labeler_config)) if args.labeler_config else None
-    dcfg = DetectorConfig.from_dict(json.loads(args.detector_config)) if args.detector_config else None
+    lraw = json.loads(args.labeler_config) if args.labeler_config else {}
+    draw = json.loads(args.detector_config) if args.detector_config else {}
+    if args.holidays:
+        hol = [h.strip() for h in args.holidays.split(",") if h.strip()]
+        lraw.setdefault("holidays", hol)
+        draw.setdefault("holidays", hol)
+    lcfg = LabelerConfig.from_dict(lraw)
+    dcfg = DetectorConfig.from_dict(draw)
     res = run_backtest(
         data, labels, args.train_fraction, use_labels_as_feedback=not args.no_feedback,
         labeler_cfg=lcfg, detector_cfg=dcfg, n_chunks=args.chunks, out_dir=args.out,
+        group_by_prefix=args.group_by_prefix,
     )
     print(res.table)
     print(f"scores: {Path(args.out) / 'scores.csv'}  metrics: {Path(args.out) / 'metrics.json'}")
@@ -223,6 +239,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="output directory for scores.csv and metrics.json")
     p.add_argument("--no-feedback", action="store_true", dest="no_feedback",
                    help="use --labels only to measure, not as human feedback on the history")
+    p.add_argument("--group-by-prefix", action="store_true", dest="group_by_prefix",
+                   help='series "a/b/metric" form load group "a/b" (cross-metric features)')
+    p.add_argument("--holidays", help="comma-separated ISO dates of the holiday calendar")
     p.add_argument("--chunks", type=int, default=6, help="retrain/score blocks after the history")
     p.add_argument("--labeler-config", dest="labeler_config", help="JSON object overriding LabelerConfig")
     p.add_argument("--detector-config", dest="detector_config", help="JSON object overriding DetectorConfig")

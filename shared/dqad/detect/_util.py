@@ -139,9 +139,23 @@ def robust_scale(q25: np.ndarray, q75: np.ndarray, level: np.ndarray, rel_floor:
     return np.fmax(s, floor)
 
 
-def month_end_flag(ts: pd.DatetimeIndex | pd.Series, days: int) -> np.ndarray:
+def month_end_flag(ts: pd.DatetimeIndex | pd.Series, days: int, holidays: Sequence[date] = ()) -> np.ndarray:
+    """True on the last ``days`` business days (Mon-Fri, not a holiday) of each month.
+
+    Closing/invoicing surges happen on business days, so a month's last Saturday is an ordinary
+    Saturday, and a holiday on the 31st moves the surge to the 30th.
+    """
     t = pd.DatetimeIndex(ts)
-    return np.asarray((t.days_in_month - t.day) <= days)
+    if len(t) == 0 or days <= 0:
+        return np.zeros(len(t), dtype=bool)
+    d = t.normalize().to_numpy().astype("datetime64[D]")
+    uniq, inv = np.unique(d, return_inverse=True)
+    hol = np.array(sorted({np.datetime64(h, "D") for h in holidays}), dtype="datetime64[D]")
+    month_last = (uniq.astype("datetime64[M]") + 1).astype("datetime64[D]")  # first day of next month
+    is_bday = np.is_busday(uniq, holidays=hol)
+    after = np.busday_count(uniq + 1, month_last, holidays=hol)
+    flag = is_bday & (after < days)
+    return flag[inv]
 
 
 def holiday_flag(ts: pd.DatetimeIndex | pd.Series, holidays: Sequence[date]) -> np.ndarray:

@@ -73,17 +73,18 @@ class LabelerConfig(_FromDict):
     rel_scale_floor: float = 0.01
     #: a deviation must also be at least this relative change of the baseline to be labelled
     min_relative_change: float = 0.05
-    #: special days (holiday / month end) without enough own history are labelled only for gross
-    #: deviations: value below baseline/`special_day_factor` or above baseline*`special_day_factor`
-    special_day_factor: float = 4.0
+    #: holidays: the tolerated range of value / ordinary-day baseline (closures drop volumes a lot)
+    holiday_range: tuple[float, float] = (0.05, 1.5)
+    #: month ends: the tolerated range of value / ordinary-day baseline (closing surges)
+    month_end_range: tuple[float, float] = (0.6, 3.0)
     #: consensus: this many metrics of one load deviating together make their deviations anomalies
-    consensus_min_metrics: int = 2
+    consensus_min_metrics: int = 3
     #: robust z above which a metric counts as deviating for consensus (lower than the rule's)
-    consensus_threshold: float = 3.5
+    consensus_threshold: float = 4.5
     #: rounds of "label, drop labelled points from baselines, relabel"
     iterations: int = 2
-    #: days before the month's last day counted as month end (0 = only the last day)
-    month_end_days: int = 0
+    #: the month's last N business days count as month end (closing surges)
+    month_end_days: int = 2
 
     def __post_init__(self) -> None:
         bad = [s for s in self.slots if s not in VALID_SLOTS]
@@ -103,12 +104,12 @@ class DetectorConfig(_FromDict):
     candidates: tuple[str, ...] = VALID_CANDIDATES
     cv_folds: int = 3
     #: positives needed (overall) before supervised models are trusted; else the robust detector
-    min_positive: int = 10
+    min_positive: int = 20
     random_state: int = 0
     #: seasonal slots / calendar (same meaning as in LabelerConfig)
     slots: tuple[str, ...] = ("dow", "hour", "month_end")
     holidays: tuple[date, ...] = ()
-    month_end_days: int = 0
+    month_end_days: int = 2
     #: same-slot observations (trailing) forming the seasonal baseline
     seasonal_k: int = 8
     #: points forming the robust scale of seasonal residuals
@@ -118,7 +119,8 @@ class DetectorConfig(_FromDict):
     robust_threshold: float = 6.0
     #: robust detector: minimum relative change for an alarm (avoids alarms on tiny absolute moves)
     min_relative_change: float = 0.05
-    special_day_factor: float = 4.0
+    holiday_range: tuple[float, float] = (0.05, 1.5)
+    month_end_range: tuple[float, float] = (0.6, 3.0)
     #: training rows above this are subsampled (all positives kept, negatives sampled) for speed
     max_train_rows: int = 50_000
     #: champion/challenger: a challenger replaces the champion only if its F1 is at least this

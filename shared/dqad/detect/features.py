@@ -34,7 +34,6 @@ from dqad.detect.config import DetectorConfig
 
 Z_CLIP = 50.0
 REL_CLIP = 20.0
-MIN_SPECIAL_HISTORY = 2
 MIN_SEASONAL_HISTORY = 2
 
 
@@ -51,6 +50,32 @@ def _hash01(values: pd.Series) -> np.ndarray:
     uniq, inv = np.unique(values.astype(str).to_numpy(), return_inverse=True)
     codes = np.array([zlib.crc32(u.encode()) / 2**32 for u in uniq], dtype=np.float64)
     return codes[inv]
+
+
+def special_range_excess(
+    v: np.ndarray,
+    expected: np.ndarray,
+    holiday: np.ndarray,
+    month_end: np.ndarray,
+    holiday_range: tuple[float, float],
+    month_end_range: tuple[float, float],
+) -> np.ndarray:
+    """Signed log-distance of value/expected outside the tolerated range of its special day (0 inside).
+
+    Holidays and month ends differ too much from one another (a closure keeps 10% or 40% of the
+    volume, a closing surge doubles it or not) for a baseline of their own to be reliable with a few
+    months of history, so they are judged against a range around the ordinary-day baseline.
+    """
+    lo = np.where(holiday, holiday_range[0], month_end_range[0])
+    hi = np.where(holiday, holiday_range[1], month_end_range[1])
+    base = np.where(np.abs(expected) > 1e-9, expected, np.nan)
+    ratio = v / base
+    with np.errstate(divide="ignore", invalid="ignore"):
+        below = np.log(lo) - np.log(np.maximum(ratio, 1e-6))
+        above = np.log(np.maximum(ratio, 1e-6)) - np.log(hi)
+    out = np.where(below > 0, -below, np.where(above > 0, above, 0.0))
+    out = np.where((ratio <= 0) & np.isfinite(ratio), -(np.log(lo) + np.log(1e6)), out)
+    return np.nan_to_num(out, nan=0.0)
 
 
 def _seasonal_baseline(
@@ -97,21 +122,22 @@ def compute(frame: pd.DataFrame, cfg: DetectorConfig, labels: pd.Series | None =
 
     # calendar and seasonal slots
     step = step_seconds(ts_sorted, pad)
-    month_end = month_end_flag(t_index, cfg.month_end_days) if "month_end" in cfg.slots else np.zeros(n, bool)
-    holiday = holiday_flag(t_index, cfg.holidays)
-    special = month_end | holiday
-    slot_full = slot_codes(t_index, step, cfg.slots, month_end, holiday)
-    slot_base = slot_codes(t_index, step, cfg.slots, np.zeros(n, bool), np.zeros(n, bool))
     daily = ~(step < 20 * 3600)
+    month_end = (
+        month_end_flag(t_index, cfg.month_end_days, cfg.holidays) if "month_end" in cfg.slots else np.zeros(n, bool)
+    )
+    holiday = holiday_flag(t_index, cfg.holidays)
+    month_end &= daily & ~holiday
+    holiday &= daily
+    special = month_end | holiday
+    slot_base = slot_codes(t_index, step, cfg.slots, np.zeros(n, bool), np.zeros(n, bool))
 
-    # seasonal baselines: the ordinary slot (special days blanked out) and the special-day slot
-    bv_ord = np.where(special & daily, np.nan, bv)
+    # seasonal baseline of the ordinary slot; special days are blanked out of it and are judged by
+    # a tolerated range around it instead (see special_range_excess)
+    bv_ord = np.where(special, np.nan, bv)
     med_ord, n_ord = _seasonal_baseline(sc, slot_base, ts_sorted, bv_ord, cfg.seasonal_k)
-    med_spec, n_spec = _seasonal_baseline(sc, slot_full, ts_sorted, bv, max(cfg.seasonal_k // 2, 3))
-    use_spec = special & daily & (n_spec >= MIN_SPECIAL_HISTORY)
-    special_unknown = special & daily & ~use_spec
-    seas_med = np.where(use_spec, med_spec, med_ord)
-    seas_n = np.where(use_spec, n_spec, n_ord)
+    seas_med = med_ord
+    seas_n = n_ord
 
     # trailing windows (non-seasonal)
     wmed = {}
@@ -132,21 +158,27 @@ def compute(frame: pd.DataFrame, cfg: DetectorConfig, labels: pd.Series | None =
 
     # residuals w.r.t. the seasonal baseline, and their robust centre/scale (bias from trend/growth)
     resid = v - seas_med
-    resid_b = bv - seas_med
+    resid_b = bv_ord - seas_med
     r_med = pad.rolling(resid_b, cfg.scale_window, "median", min_periods=1)
     r_q1 = pad.rolling(resid_b, cfg.scale_window, "quantile", min_periods=3, q=0.25)
     r_q3 = pad.rolling(resid_b, cfg.scale_window, "quantile", min_periods=3, q=0.75)
     r_med = np.nan_to_num(r_med)
-    expected = seas_med + np.where(special_unknown, 0.0, r_med)
+    expected = seas_med + r_med
     scale = robust_scale(r_q1, r_q3, seas_med, cfg.rel_scale_floor)
     scale = np.where(np.isnan(scale), wscale[wlong], scale)
     robust_z = (v - expected) / scale
+    rel_dev = (v - expected) / np.maximum(np.abs(expected), 1e-9)
+    # special days: deviation beyond the tolerated range, in units of 5% (log scale), signed
+    excess = special_range_excess(v, expected, holiday, month_end, cfg.holiday_range, cfg.month_end_range)
+    robust_z = np.where(special, excess / 0.05, robust_z)
+    rel_dev = np.where(special, np.sign(excess) * np.expm1(np.abs(excess)), rel_dev)
     feats["seas_z"] = robust_z
-    feats["seas_rel"] = (v - expected) / np.maximum(np.abs(expected), 1e-9)
+    feats["seas_rel"] = rel_dev
     feats["seas_n"] = seas_n
     feats["seas_resid_raw_z"] = resid / scale
-    base_exp = np.where(seas_ok, med_ord, wmed[wlong])
-    feats["base_rel"] = (v - base_exp) / np.maximum(np.abs(base_exp), 1e-9)
+    base_exp = expected
+    feats["base_rel"] = (v - expected) / np.maximum(np.abs(expected), 1e-9)
+    special_unknown = special
 
     # lags / differences / stuck values
     lag1 = pad.shift(v, 1)
@@ -204,7 +236,8 @@ def compute(frame: pd.DataFrame, cfg: DetectorConfig, labels: pd.Series | None =
     # cross-metric features of one load: the same timestamp's other metrics in the group
     z = out["seas_z"].fillna(0.0).clip(-20, 20)
     keys = [df["group"], df["timestamp"]]
-    g = pd.DataFrame({"z": z, "dev": (z.abs() >= 3.0).astype(float), "neg": (z <= -3.0).astype(float),
+    same = out["same_as_prev"].astype(float)
+    g = pd.DataFrame({"z": z, "same": same, "dev": (z.abs() >= 3.0).astype(float), "neg": (z <= -3.0).astype(float),
                       "pos": (z >= 3.0).astype(float), "one": 1.0}, index=idx)
     sums = g.groupby(keys, sort=False).transform("sum")
     n_other = (sums["one"] - 1.0).to_numpy()
@@ -215,6 +248,7 @@ def compute(frame: pd.DataFrame, cfg: DetectorConfig, labels: pd.Series | None =
     out["grp_other_dev_frac"] = out["grp_other_dev"].to_numpy() / denom
     out["grp_other_neg"] = (sums["neg"] - g["neg"]).to_numpy()
     out["grp_other_pos"] = (sums["pos"] - g["pos"]).to_numpy()
+    out["grp_other_same_frac"] = ((sums["same"] - g["same"]).to_numpy() / denom) * (n_other > 0)
 
     # key encodings
     for c in key_columns(df):
@@ -231,7 +265,7 @@ def compute(frame: pd.DataFrame, cfg: DetectorConfig, labels: pd.Series | None =
             "is_holiday": holiday,
             "is_month_end": month_end,
             "base_expected": base_exp,
-            "slot": slot_full,
+            "slot": slot_base,
             "daily": daily,
             "lag1": lag1,
         },

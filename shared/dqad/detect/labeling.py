@@ -6,9 +6,10 @@ after, or the same time of day on neighbouring days). A centred median follows g
 without lag. Labelled anomalies are then blanked out and the baselines recomputed (``iterations``),
 so that an incident does not widen the very scale it is judged against.
 
-Special days have their own slots: a holiday is compared with other holidays, a month end with other
-month ends. When a series has too few of them, the rule only labels gross deviations on those days
-(``special_day_factor``), so a holiday dip or a month-end surge is never labelled as an incident.
+Special days (holidays of the configured calendar, the month's last business days) are left out of
+the ordinary baselines and judged against a tolerated range around them (``holiday_range``,
+``month_end_range``), so a holiday dip or a month-end surge is never labelled as an incident while an
+empty load on a holiday still is.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dqad.detect._util import (
     step_seconds,
 )
 from dqad.detect.config import LabelerConfig
+from dqad.detect.features import special_range_excess
 
 SOURCES = ("human", "seasonal_rule", "consensus", "none")
 
@@ -98,10 +100,12 @@ def label_history(
     pad = Padded(sc, max(cfg.scale_window, 16) + 2)
     step = step_seconds(ts, pad)
     daily = ~(step < 20 * 3600)
-    month_end = month_end_flag(t_index, cfg.month_end_days) if "month_end" in cfg.slots else np.zeros(n, bool)
-    holiday = holiday_flag(t_index, cfg.holidays)
-    special = (month_end | holiday) & daily
-    slot_full = slot_codes(t_index, step, cfg.slots, month_end, holiday)
+    month_end = (
+        month_end_flag(t_index, cfg.month_end_days, cfg.holidays) if "month_end" in cfg.slots else np.zeros(n, bool)
+    )
+    holiday = holiday_flag(t_index, cfg.holidays) & daily
+    month_end &= daily & ~holiday
+    special = month_end | holiday
     slot_base = slot_codes(t_index, step, cfg.slots, np.zeros(n, bool), np.zeros(n, bool))
 
     rule = np.zeros(n, dtype=bool)
@@ -109,44 +113,45 @@ def label_history(
     rel = np.zeros(n)
     for _ in range(max(cfg.iterations, 1)):
         bv = v.copy()
-        bv[(hum == 1) | rule] = np.nan
-        med_o, n_o = _centred_slot_median(sc, slot_base, ts, np.where(special, np.nan, bv), cfg.seasonal_k)
-        med_s, n_s = _centred_slot_median(sc, slot_full, ts, bv, cfg.seasonal_k)
-        use_spec = special & (n_s >= cfg.min_history)
-        spec_unknown = special & ~use_spec
-        med = np.where(use_spec, med_s, med_o)
-        cnt = np.where(use_spec, n_s, n_o)
+        bv[(hum == 1) | rule | special] = np.nan
+        med, cnt = _centred_slot_median(sc, slot_base, ts, bv, cfg.seasonal_k)
         resid_b = bv - med
         w = cfg.scale_window
         r_med = np.nan_to_num(pad.rolling(resid_b, w, "median", min_periods=1, center=True))
         q1 = pad.rolling(resid_b, w, "quantile", min_periods=3, center=True, q=0.25)
         q3 = pad.rolling(resid_b, w, "quantile", min_periods=3, center=True, q=0.75)
-        expected = med + np.where(spec_unknown, 0.0, r_med)
+        expected = med + r_med
         scale = robust_scale(q1, q3, med, cfg.rel_scale_floor)
         z = (v - expected) / scale
         rel = (v - expected) / np.maximum(np.abs(expected), 1e-9)
+        excess = special_range_excess(v, expected, holiday, month_end, cfg.holiday_range, cfg.month_end_range)
+        z = np.where(special, excess / 0.05, z)
+        rel = np.where(special, np.sign(excess) * np.expm1(np.abs(excess)), rel)
         enough = (cnt >= cfg.min_history) & np.isfinite(z)
-        ordinary = enough & ~spec_unknown & (np.abs(z) > cfg.mad_threshold) & (
-            np.abs(rel) >= cfg.min_relative_change
-        )
-        f = cfg.special_day_factor
-        ratio = v / np.where(np.abs(med_o) > 1e-9, med_o, np.nan)
-        gross = spec_unknown & (n_o >= cfg.min_history) & ((ratio < 1.0 / f) | (ratio > f))
-        new_rule = ordinary | gross
+        new_rule = enough & (np.abs(z) > cfg.mad_threshold) & (np.abs(rel) >= cfg.min_relative_change)
         if np.array_equal(new_rule, rule):
             break
         rule = new_rule
 
-    # consensus across the metrics of one load (same group, same timestamp)
+    # consensus across the metrics of one load (same group, same timestamp): metrics deviating
+    # together, or all repeating their previous load's numbers exactly (a stale snapshot)
     zc = np.where(np.isfinite(z), z, 0.0)
-    dev = (np.abs(zc) >= cfg.consensus_threshold) & (np.abs(rel) >= cfg.min_relative_change) & ~(
-        special & ~(n_s >= cfg.min_history)
-    )
+    dev = (np.abs(zc) >= cfg.consensus_threshold) & (np.abs(rel) >= cfg.min_relative_change)
+    prev = pad.shift(v, 1)
+    same = (v == prev) & np.isfinite(prev)
+    same_rate = pad.rolling(same.astype(np.float64), cfg.scale_window, "mean", min_periods=7, center=True)
+    stale = same & (np.nan_to_num(same_rate, nan=1.0) < 0.1) & daily
     groups = df["group"].to_numpy()[order]
-    cons_count = (
-        pd.Series(dev.astype(np.int64)).groupby([groups, ts], sort=False).transform("sum").to_numpy()
+    counts = (
+        pd.DataFrame({"dev": dev.astype(np.int64), "stale": stale.astype(np.int64), "one": 1})
+        .groupby([groups, ts], sort=False)
+        .transform("sum")
     )
-    consensus = dev & (cons_count >= cfg.consensus_min_metrics)
+    consensus = (dev & (counts["dev"].to_numpy() >= cfg.consensus_min_metrics)) | (
+        stale
+        & (counts["stale"].to_numpy() >= 2)
+        & (counts["stale"].to_numpy() * 2 >= counts["one"].to_numpy())
+    )
 
     label = np.zeros(n, dtype=np.int8)
     source = np.full(n, "none", dtype=object)

@@ -37,7 +37,7 @@ def _history_tail(hist: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:
     t = pd.DatetimeIndex(h["timestamp"])
     special = holiday_flag(t, cfg.holidays)
     if "month_end" in cfg.slots:
-        special = special | month_end_flag(t, cfg.month_end_days)
+        special = special | month_end_flag(t, cfg.month_end_days, cfg.holidays)
     keep = (from_end < need) | special
     return h[keep]
 
@@ -83,14 +83,20 @@ def _reasons(new: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalie
         a = aux.iloc[i]
         parts: list[tuple[float, str]] = []
         v = float(row["value"])
-        exp = float(a["base_expected"] if a["special_unknown"] else a["expected"])
+        exp = float(a["expected"])
         ts = row["timestamp"]
         if np.isnan(v):
             parts.append((100.0, "value is missing (NULL) where a number was expected"))
         elif np.isfinite(exp):
             slot = _slot_name(ts, bool(a["daily"]), bool(a["is_holiday"]), bool(a["is_month_end"]))
             where = f"for {slot}" if slot[0].isalpha() else f"at {slot}"
-            if abs(exp) > 1e-9:
+            if a["special_unknown"] and abs(exp) > 1e-9:
+                kind = "holidays" if a["is_holiday"] else "month ends"
+                parts.append((abs(float(f["seas_z"])),
+                              f"value {_fmt(v)} is outside the range tolerated on {kind} "
+                              f"({_fmt(float(row['expected_low']))} to {_fmt(float(row['expected_high']))}; "
+                              f"ordinary level {_fmt(exp)})"))
+            elif abs(exp) > 1e-9:
                 pct = (v - exp) / abs(exp) * 100
                 word = "below" if pct < 0 else "above"
                 parts.append((abs(float(f["seas_z"])),
@@ -145,9 +151,11 @@ def score_new(bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame) -> 
     lo, hi = exp - half, exp + half
     spec = aux["special_unknown"].to_numpy(dtype=bool)
     base = aux["base_expected"].to_numpy(dtype=np.float64)
-    f = cfg.special_day_factor
-    lo = np.where(spec, np.minimum(base / f, base * f), lo)
-    hi = np.where(spec, np.maximum(base / f, base * f), hi)
+    hol = aux["is_holiday"].to_numpy(dtype=bool)
+    r_lo = np.where(hol, cfg.holiday_range[0], cfg.month_end_range[0])
+    r_hi = np.where(hol, cfg.holiday_range[1], cfg.month_end_range[1])
+    lo = np.where(spec, np.minimum(base * r_lo, base * r_hi), lo)
+    hi = np.where(spec, np.maximum(base * r_lo, base * r_hi), hi)
     # a series that was never negative is not expected to become negative
     nonneg = (
         pd.concat([tail[["series", "value"]], new_n[["series", "value"]]])
