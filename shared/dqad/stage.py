@@ -121,6 +121,15 @@ def dead_letter(rt: StageRuntime, record: SQSRecord, error_type: str, reason: st
 
 
 def publish_failure(rt: StageRuntime, detail: EventDetail, exc: BaseException) -> None:
+    """Tell the operator (via the notifier) that this run failed at this stage.
+
+    A failure while handling a StageFailed is not reported with another StageFailed: that would
+    loop for as long as the cause lasts (e.g. SNS down). The record ends in the DLQ, whose alarm
+    is the signal.
+    """
+    if isinstance(detail, StageFailed):
+        logger.error("could not deliver a StageFailed; leaving it to the DLQ alarm", extra={"run_id": detail.run_id})
+        return
     stored_input = rt.storage.uri(event_key(detail.run_id, detail.detail_type, getattr(detail, "stage", None)))
     rt.publisher.publish(
         StageFailed(

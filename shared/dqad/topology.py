@@ -124,6 +124,7 @@ STAGES: tuple[Stage, ...] = (
         consumes=(ANOMALIES_SCORED, STAGE_FAILED),
         emits=(NOTIFICATION_SENT,),
         rules=(_bus_rule(ANOMALIES_SCORED, STAGE_FAILED, sources=ALL_SOURCES),),
+        extra_entry_points={"feedback": "dqad_notifier.handler:feedback_handler"},
     ),
 )
 

@@ -91,7 +91,7 @@ module "service" {
 
   extra_functions = {
     feedback = {
-      handler           = "dqad_notifier.handler.feedback_handler"
+      handler           = local.stage.extra_handlers.feedback
       timeout_s         = 30
       memory_mb         = 512
       function_url_auth = "NONE"

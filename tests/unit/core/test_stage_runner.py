@@ -66,3 +66,19 @@ def test_every_consuming_stage_has_queue_dlq_and_rule(cloud: LocalCloud) -> None
             bus = "default" if rule.on_default_bus else cloud.dep.names.bus
             got = events.describe_rule(Name=cloud.dep.names.rule(name, rule), EventBusName=bus)
             assert json.loads(got["EventPattern"]) == rule.pattern
+
+
+def test_a_failing_operator_alert_does_not_loop(cloud: LocalCloud, monkeypatch) -> None:
+    """If the operator alert itself cannot be sent, no new StageFailed is produced (the DLQ alarm speaks)."""
+    import dqad_notifier.domain as notifier_domain
+
+    def broken(*_a, **_k):
+        raise RuntimeError("SNS is down")
+
+    monkeypatch.setattr(notifier_domain, "notify", broken)
+    failed = StageFailed(run_id="r-3", dataset="demo_dq", stage="scorer", error_type="Boom", message="x")
+    _send(cloud, "notifier", json.dumps(envelope(failed, "dqad.scorer")))
+    cloud.pump(only=("notifier",), deadline_s=30)
+    assert len(cloud.dead_letters("notifier")) == 1
+    keys = [o["Key"] for o in cloud.client("s3").list_objects_v2(Bucket=cloud.dep.bucket).get("Contents", [])]
+    assert not any("StageFailed-notifier" in k for k in keys)
