@@ -191,7 +191,7 @@ def slot_codes(
     daily = ~(step_s < 20 * 3600)  # NaN step (first point) counts as daily
     code = np.zeros(len(ts), dtype=np.int64)
     if "dow" in slots:
-        base = np.asarray(ts.dayofweek, dtype=np.int64)
+        base = np.asarray(ts.day_of_week, dtype=np.int64)
     elif "dom" in slots:
         base = np.asarray(ts.day, dtype=np.int64)
     else:

@@ -202,7 +202,7 @@ def compute(frame: pd.DataFrame, cfg: DetectorConfig, labels: pd.Series | None =
     feats["scale_rel"] = scale / np.maximum(np.abs(expected), 1e-9)
 
     # calendar
-    feats["dow"] = np.asarray(t_index.dayofweek, dtype=np.float64)
+    feats["dow"] = np.asarray(t_index.day_of_week, dtype=np.float64)
     feats["dom"] = np.asarray(t_index.day, dtype=np.float64)
     feats["hour"] = np.asarray(t_index.hour, dtype=np.float64)
     feats["days_to_month_end"] = np.asarray(t_index.days_in_month - t_index.day, dtype=np.float64)

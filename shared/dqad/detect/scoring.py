@@ -59,7 +59,7 @@ def _slot_name(ts: pd.Timestamp, daily: bool, holiday: bool, month_end: bool) ->
     if month_end and daily:
         return "month ends"
     if daily:
-        return DAY_NAMES[ts.dayofweek]
+        return DAY_NAMES[ts.day_of_week]
     return f"{ts.hour:02d}:{ts.minute:02d}"
 
 
