@@ -146,10 +146,5 @@ class DetectorConfig(_FromDict):
         if self.cv_folds < 2:
             raise ValueError("DetectorConfig.cv_folds must be >= 2")
 
-    @property
-    def history_tail(self) -> int:
-        """Rows per series the scorer needs from history to compute a new point's features."""
-        return max(*self.windows, self.scale_window) + self.seasonal_k * 7 + 8
-
 
 __all__ = ["DetectorConfig", "LabelerConfig", "field"]

@@ -271,7 +271,8 @@ def train_candidates(
         _, m = item
         f1 = m["f1"] if np.isfinite(m["f1"]) else -1.0
         ap = m["pr_auc"] if np.isfinite(m["pr_auc"]) else -1.0
-        return (round(f1, 3), ap, 0 if item[0] == "robust" else 1)
+        # ties (e.g. no validation positives at all) go to the documented robust detector
+        return (round(f1, 3), ap, 1 if item[0] == "robust" else 0)
 
     best_name, best = max(candidates.items(), key=key)
     est = make_estimator(best_name, cfg, len(y))
