@@ -125,6 +125,9 @@ class SqlSource(_QuerySource):
     dsn_env: str | None = None  # name of an environment variable holding the DSN (local use)
     chunk_rows: int = Field(default=100_000, ge=1_000)
     statement_timeout_s: float = Field(default=900, gt=0, description="server-side statement_timeout")
+    binary: bool = Field(
+        default=True, description="binary result format (fast); false for a server that only sends text"
+    )
 
     @field_validator("query")
     @classmethod

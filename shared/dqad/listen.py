@@ -185,7 +185,9 @@ class Bridge:
                 self.result.timed_out = True
                 break
             wait = 1.0 if remaining is None else min(1.0, remaining)
-            for notify in self.conn.notifies(timeout=wait):
+            # Collect first, then query: the notifies() generator holds the connection, so running
+            # fetch_invocation inside its loop would wait on ourselves.
+            for notify in list(self.conn.notifies(timeout=wait, stop_after=1)):
                 try:
                     invocation_id = int(notify.payload)
                 except ValueError:

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -212,10 +214,59 @@ class WindowSplit:
                 sink.abort()
 
 
+def prefetched(chunks: Iterator[pa.Table], depth: int = 1) -> Iterator[pa.Table]:
+    """Read the source ``depth`` chunk(s) ahead in a thread, so fetching and canonicalising overlap.
+
+    The database works (and the driver waits on the network, GIL released) while this thread
+    canonicalises and writes the previous chunk. Memory stays bounded: at most ``depth`` chunks wait
+    in the queue. The source generator runs, and is closed, in the reader thread only.
+    """
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not put(("chunk", chunk)):
+                    break
+            else:
+                put(("done", None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(("error", exc))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # the source's connection / temp files are released in the thread that opened them
+
+    reader = threading.Thread(target=produce, name="dqad-fetch-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "chunk":
+                yield item
+            elif kind == "error":
+                raise item
+            else:
+                return
+    finally:
+        stop.set()
+        reader.join(timeout=60)
+
+
 def split_chunks(chunks: Iterable[pa.Table], ds: Any, split: WindowSplit) -> None:
     """Canonicalise each raw chunk and route it; errors leave nothing uploaded."""
     try:
-        for raw in chunks:
+        for raw in prefetched(iter(chunks)):
             if raw.num_rows:
                 split.add(to_canonical_chunk(raw, ds))
     except BaseException:
