@@ -1,0 +1,154 @@
+"""One measurement per process: ``python -m bench.stages <what> [rows]`` prints one JSON line.
+
+Each measurement runs in a fresh interpreter so that peak RSS (``ru_maxrss``) belongs to it alone
+and import caches do not flatter cold starts. ``bench/run.py`` calls this three times per figure and
+keeps the median.
+
+* ``scorer N``   — score N new rows (10,000 series × N/10,000 new loads, 60 loads of history each):
+  Parquet in (history + new) → ``score_new`` → Parquet out, and the floor: a plain pyarrow read of
+  the same two files and a write of a table as large as the scores.
+* ``labeler N``  — ``label_history`` on N rows of synthetic warehouse metrics.
+* ``trainer N``  — ``train_candidates`` (all candidates, time-ordered CV) on N labelled rows.
+* ``import M``   — import time of handler module M (e.g. ``dqad_fetcher.handler``).
+* ``chain``      — the demo dataset from the simulated Aurora insert to the notification, first with a
+  training job and then with the champion reused, with each stage's share.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+METRICS = 5
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def canonical(rows: int, days: int = 180, seed: int = 1):  # type: ignore[no-untyped-def]
+    """About ``rows`` canonical rows of the benchmark generator (tables × 5 metrics × days)."""
+    from dqad.datasets import parse_catalog, to_canonical
+    from dqad.demo import demo_catalog
+    from dqad.synth import generate
+
+    tables = max(1, round(rows / (METRICS * days)))
+    data = generate(tables=tables, days=days, seed=seed)
+    ds = parse_catalog(demo_catalog("bench-bucket", data.holidays)).get("demo_dq")
+    return to_canonical(data.metrics, ds), data.holidays
+
+
+def labeler(rows: int) -> dict:
+    from dqad.detect.config import LabelerConfig
+    from dqad.detect.labeling import label_history
+
+    frame, holidays = canonical(rows)
+    started = time.perf_counter()
+    labeled = label_history(frame, None, LabelerConfig(holidays=holidays))
+    seconds = time.perf_counter() - started
+    return {"rows": len(frame), "seconds": seconds, "labels": int(labeled["label"].sum())}
+
+
+def trainer(rows: int) -> dict:
+    from dqad.detect.config import DetectorConfig, LabelerConfig
+    from dqad.detect.labeling import label_history
+    from dqad.detect.model import train_candidates
+
+    frame, holidays = canonical(rows)
+    labeled = label_history(frame, None, LabelerConfig(holidays=holidays))
+    started = time.perf_counter()
+    result = train_candidates(labeled, DetectorConfig())
+    seconds = time.perf_counter() - started
+    return {
+        "rows": len(labeled),
+        "seconds": seconds,
+        "kind": getattr(result.bundle, "kind", ""),
+        "f1": float(result.metrics.get("f1", 0.0)),
+        "candidates": sorted(result.candidates),
+    }
+
+
+def scorer(rows: int) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dqad.detect.config import DetectorConfig, LabelerConfig
+    from dqad.detect.labeling import label_history
+    from dqad.detect.model import train_candidates
+    from dqad.detect.scoring import score_new
+
+    series_tables = 2000  # 2,000 tables × 5 metrics = 10,000 series
+    new_loads = max(1, rows // (series_tables * METRICS))
+    history_loads = 60
+    from dqad.datasets import parse_catalog, to_canonical
+    from dqad.demo import demo_catalog
+    from dqad.synth import generate
+
+    data = generate(tables=series_tables, days=history_loads + new_loads, seed=2)
+    ds = parse_catalog(demo_catalog("bench-bucket", data.holidays)).get("demo_dq")
+    frame = to_canonical(data.metrics, ds)
+    frame = frame.sort_values(["series", "timestamp"], ignore_index=True)
+    is_new = frame.groupby("series").cumcount(ascending=False) < new_loads  # the last loads of each series
+    small, holidays = canonical(20 * METRICS * 180)
+    bundle = train_candidates(label_history(small, None, LabelerConfig(holidays=holidays)), DetectorConfig()).bundle
+    history = label_history(frame[~is_new].reset_index(drop=True), None, LabelerConfig(holidays=data.holidays))
+    with tempfile.TemporaryDirectory() as tmp:
+        hist_path, new_path, out_path, floor_path = (
+            Path(tmp) / n for n in ("h.parquet", "n.parquet", "s.parquet", "f.parquet")
+        )
+        history.to_parquet(hist_path, index=False)
+        frame[is_new].reset_index(drop=True).to_parquet(new_path, index=False)
+
+        import pandas as pd
+
+        started = time.perf_counter()
+        scores = score_new(bundle, pd.read_parquet(hist_path), pd.read_parquet(new_path))
+        scores.to_parquet(out_path, index=False)
+        seconds = time.perf_counter() - started
+
+        # The floor: the same bytes in and out with nothing in between.
+        scores_table = pa.Table.from_pandas(scores, preserve_index=False)
+        started = time.perf_counter()
+        pq.read_table(hist_path)
+        new_table = pq.read_table(new_path)
+        pq.write_table(scores_table, floor_path)
+        floor = time.perf_counter() - started
+    return {
+        "rows": int(new_table.num_rows),
+        "history_rows": len(history),
+        "seconds": seconds,
+        "rows_per_s": new_table.num_rows / seconds,
+        "floor_seconds": floor,
+        "ratio_to_floor": seconds / floor,
+    }
+
+
+def cold_import(module: str) -> dict:
+    import importlib
+
+    started = time.perf_counter()
+    importlib.import_module(module)
+    return {"module": module, "seconds": time.perf_counter() - started}
+
+
+def main(argv: list[str]) -> int:
+    what = argv[0]
+    if what == "import":
+        result = cold_import(argv[1])
+    elif what == "chain":
+        from bench.chain import measure_chain
+
+        result = measure_chain()
+    else:
+        result = {"labeler": labeler, "trainer": trainer, "scorer": scorer}[what](int(argv[1]))
+    result["peak_rss_mb"] = peak_rss_mb()
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
