@@ -103,6 +103,10 @@ class ModelBundle:
             return self.estimator.score(Xf)
         return self.estimator.predict_proba(Xf)[:, 1].astype(np.float64)
 
+    def decide(self, score: np.ndarray, features: pd.DataFrame) -> np.ndarray:
+        """The alarm decision for scored points: the one place the scorer and the backtest ask it."""
+        return score >= self.threshold
+
 
 @dataclass
 class TrainingResult:

@@ -143,7 +143,7 @@ def score_new(bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame) -> 
     feats = comp.features.iloc[sel].reset_index(drop=True)
     aux = comp.aux.iloc[sel].reset_index(drop=True)
     score = np.clip(bundle.predict_score(feats), 0.0, 1.0)
-    is_anom = score >= bundle.threshold
+    is_anom = bundle.decide(score, feats)
 
     cfg = bundle.cfg
     exp = aux["expected"].to_numpy(dtype=np.float64)
