@@ -261,15 +261,25 @@ class LocalCloud:
                 out.append(json.loads(m["Body"]))
                 sqs.delete_message(QueueUrl=self.dep.inbox_url, ReceiptHandle=m["ReceiptHandle"])
 
-    def dead_letters(self, stage_name: str) -> list[dict]:
+    def dead_letters(self, stage_name: str, expect: int = 0, deadline_s: float = 15.0) -> list[dict]:
+        """Messages parked in a stage's DLQ; with ``expect``, poll until that many arrived or the deadline.
+
+        SQS moves a message to the DLQ on the receive *after* its last allowed attempt, and the message
+        keeps the visibility it had, so it can take a moment to show: poll, never sleep a fixed time.
+        """
         sqs = self.client("sqs")
-        msgs = sqs.receive_message(
-            QueueUrl=self.dep.dlq_urls[stage_name],
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=0,
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        return msgs
+        found: list[dict] = []
+        deadline = time.perf_counter() + deadline_s
+        while True:
+            found += sqs.receive_message(
+                QueueUrl=self.dep.dlq_urls[stage_name],
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=0,
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if len(found) >= expect or time.perf_counter() > deadline:
+                return found
+            time.sleep(0.1)
 
     # -- persistence between processes (demo → replay) -------------------------------------------
     def export_bucket(self, target: Path) -> int:

@@ -49,8 +49,8 @@ def test_transient_failure_is_retried_then_redriven_with_a_stage_failed(cloud: L
     )
     # No dataset catalog exists in this deployment: reading it raises a (retryable) S3 error.
     _send(cloud, "notifier", json.dumps(envelope(scored, "dqad.scorer")))
-    cloud.pump(only=("notifier",), deadline_s=30)
-    dead = cloud.dead_letters("notifier")
+    cloud.pump(only=("notifier",), deadline_s=60)
+    dead = cloud.dead_letters("notifier", expect=1)
     assert len(dead) == 1 and "error" not in dead[0].get("MessageAttributes", {})  # redriven by SQS itself
     stored = cloud.client("s3").list_objects_v2(Bucket=cloud.dep.bucket, Prefix="events/r-2/")["Contents"]
     assert [o["Key"] for o in stored if "StageFailed" in o["Key"]] == ["events/r-2/StageFailed-notifier.json"]
