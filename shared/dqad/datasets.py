@@ -21,6 +21,11 @@ Aurora log rows trigger it, and per-stage options. The file is TOML or JSON:
 
 Validation happens when the file is loaded, with errors that name the dataset and the key, because a
 typo in a column name should fail at deploy time, not as an empty email at 6 a.m.
+
+Only the canonical-frame functions at the end need pandas / pyarrow, and they import them where
+they run: every stage loads the catalog (through :mod:`dqad.stage`), but the fetcher's Aurora
+entry point, the sweeper and the notifier's operator alert never build a frame, and importing both
+libraries costs most of a second of a Lambda cold start (issue 8).
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ import json
 import re
 import tomllib
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import pandas as pd
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 SQL_PARAMETERS = ("history_start", "new_start", "new_end")
@@ -338,6 +345,8 @@ def to_canonical(raw: pd.DataFrame, ds: Dataset) -> pd.DataFrame:
     Row-wise and vectorised: applying it to each chunk of a source and concatenating gives the same
     frame as applying it once (see :func:`to_canonical_chunk` for the streaming form).
     """
+    import pandas as pd
+
     for col in (*ds.keys, ds.timestamp, ds.value):
         if col not in raw.columns:
             raise SchemaMismatch(col, f"missing from the source data (has: {', '.join(map(str, raw.columns))})")
@@ -373,21 +382,21 @@ def _joined(frame: pd.DataFrame, cols: list[str]) -> pd.Series:
     return first.str.cat([frame[c] for c in cols[1:]], sep="/") if len(cols) > 1 else first
 
 
-_CANONICAL_TYPES = {
-    "timestamp": pa.timestamp("ns"),
-    "value": pa.float64(),
-    "load_delay_s": pa.float64(),
-    "is_rerun": pa.bool_(),
-}
-
-
 def canonical_arrow_schema(columns: list[str]) -> pa.Schema:
     """The Arrow schema of a canonical frame with these columns.
 
     Fixed per column name (text columns are ``string``), so every chunk of one fetch has the same
     schema and can be appended to one Parquet file, whatever pandas inferred for that chunk.
     """
-    return pa.schema([(c, _CANONICAL_TYPES.get(c, pa.string())) for c in columns])
+    import pyarrow as pa
+
+    types = {
+        "timestamp": pa.timestamp("ns"),
+        "value": pa.float64(),
+        "load_delay_s": pa.float64(),
+        "is_rerun": pa.bool_(),
+    }
+    return pa.schema([(c, types.get(c, pa.string())) for c in columns])
 
 
 def to_canonical_chunk(chunk: pa.Table | pa.RecordBatch | pd.DataFrame, ds: Dataset) -> pa.Table:
@@ -397,6 +406,8 @@ def to_canonical_chunk(chunk: pa.Table | pa.RecordBatch | pd.DataFrame, ds: Data
     through Python ``Decimal`` objects would be the slowest step of a fetch. The result always has
     :func:`canonical_arrow_schema` types.
     """
+    import pyarrow as pa
+
     if isinstance(chunk, pa.RecordBatch):
         chunk = pa.Table.from_batches([chunk])
     if isinstance(chunk, pa.Table):

@@ -3,23 +3,29 @@
 One JSON object per (series, timestamp), at a key derived from both, so a later verdict on the
 same point replaces the earlier one and a double click writes the same object twice. The labeler
 reads them all on every run: human feedback overrides every automatic rule.
+
+pandas is imported inside the functions: the notifier's feedback page imports this module to write
+one label, and its Lambda's cold start should not pay for pandas before a request needs it (issue 8).
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Literal
-
-import pandas as pd
+from typing import TYPE_CHECKING, Literal
 
 from dqad.storage import Storage
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Label = Literal["normal", "anomaly"]
 COLUMNS = ("series", "timestamp", "label", "note", "by", "at")
 
 
 def label_key(dataset: str, series: str, timestamp: datetime | str) -> str:
+    import pandas as pd
+
     ts = pd.Timestamp(timestamp)
     ts = ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
     digest = hashlib.sha256(f"{series}\x1f{ts.isoformat()}".encode()).hexdigest()[:20]
@@ -31,6 +37,8 @@ def write_label(
 ) -> str:
     if label not in ("normal", "anomaly"):
         raise ValueError(f"label must be 'normal' or 'anomaly', got {label!r}")
+    import pandas as pd
+
     ts = pd.Timestamp(timestamp)
     ts = ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
     uri = storage.uri(label_key(dataset, series, ts))
@@ -49,6 +57,8 @@ def write_label(
 
 
 def read_labels(storage: Storage, dataset: str) -> pd.DataFrame:
+    import pandas as pd
+
     rows = [storage.get_json(uri) for uri in storage.list_uris(storage.uri(f"labels/{dataset}/"))]
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     if frame.empty:

@@ -14,6 +14,13 @@ a record that cannot be processed, the same way for every stage:
   ``batchItemFailures`` and SQS redelivers it; stages are idempotent, so a retry is safe. On its
   last allowed attempt a ``StageFailed`` is published first, so that even a run that ends in the
   DLQ through redrive is never silent.
+
+Cold start (issue 8): this module is imported by every handler, so it imports only what every
+entry point uses. Powertools' batch utility (which pulls asyncio and every event data class) is
+imported inside :func:`run_batch`, the one place that uses it, so the fetcher's Aurora and sweeper
+entry points and the feedback page never load it; the dataset catalog and storage modules import
+pandas / pyarrow only where they build frames or Parquet (see :mod:`dqad.datasets`,
+:mod:`dqad.storage`).
 """
 
 from __future__ import annotations
@@ -22,12 +29,10 @@ import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from dqad.bus import EventPublisher, event_key
 from dqad.contract import ContractError, EventDetail, StageFailed, parse_event
@@ -35,6 +40,9 @@ from dqad.datasets import DatasetCatalog, load_catalog
 from dqad.settings import Settings
 from dqad.storage import Storage
 from dqad.topology import MAX_RECEIVE_COUNT, stage
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 logger = Logger(service="dqad")
 
@@ -157,6 +165,8 @@ def run_batch(
 
     ``raw_routes`` handles non-contract events by detail-type (e.g. SageMaker job-state changes).
     """
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
     consumes = tuple(t for t in stage(rt.stage).consumes if not raw_routes or t not in raw_routes)
 
     def record_handler(record: SQSRecord) -> None:

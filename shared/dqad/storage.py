@@ -3,6 +3,11 @@
 Stages exchange *pointers* (``DataRef``: uri, rows, sha256). Writers compute the sha256 of the
 exact bytes stored; readers verify it, so a file overwritten behind a run's back (or truncated by a
 failed upload) is detected instead of silently scored.
+
+pyarrow is imported inside the Parquet methods, not at module level: every stage imports this module
+(through :mod:`dqad.stage` and :mod:`dqad.bus`), but the bytes/JSON paths (event archive, catalog,
+alert state, feedback labels) never touch Parquet, and importing pyarrow costs ~0.3 s of a Lambda
+cold start (issue 8). Annotations name pyarrow types under ``TYPE_CHECKING`` only.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from dqad.contract import DataRef
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 _CHUNK = 8 * 1024 * 1024
 
@@ -154,6 +160,9 @@ class Storage:
     # -- Parquet ---------------------------------------------------------------------------
     def write_parquet(self, uri: str, frame: Any) -> DataRef:
         """Write a pandas DataFrame (or pyarrow Table) as one Parquet object; return its pointer."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd")
@@ -187,6 +196,8 @@ class Storage:
         Memory stays bounded by one batch (plus one row group's pages), whatever the object's size:
         an object on S3 is downloaded to disk first rather than into memory.
         """
+        import pyarrow.parquet as pq
+
         loc = parse_uri(uri)
         with tempfile.TemporaryDirectory(prefix="dqad-") as tmp:
             path = Path(loc.key) if loc.scheme == "file" else Path(tmp) / "part.parquet"
@@ -196,6 +207,8 @@ class Storage:
                 yield from pf.iter_batches(batch_size=batch_rows, columns=columns)
 
     def read_table(self, ref: DataRef | str, columns: list[str] | None = None) -> pa.Table:
+        import pyarrow.parquet as pq
+
         data = self.get_bytes(ref.uri, sha256=ref.sha256) if isinstance(ref, DataRef) else self.get_bytes(ref)
         table = pq.read_table(io.BytesIO(data), columns=columns)
         if isinstance(ref, DataRef) and table.num_rows != ref.rows:
@@ -216,6 +229,8 @@ class ParquetSink:
     """
 
     def __init__(self, storage: Storage, uri: str, schema: pa.Schema) -> None:
+        import pyarrow.parquet as pq
+
         self.storage = storage
         self.uri = uri
         self.schema = schema
@@ -230,6 +245,8 @@ class ParquetSink:
             raise RuntimeError(f"{self.uri}: sink is closed")
         if chunk.num_rows == 0:
             return
+        import pyarrow as pa
+
         table = chunk if isinstance(chunk, pa.Table) else pa.Table.from_batches([chunk])
         if table.schema != self.schema:
             table = table.select(self.schema.names).cast(self.schema)

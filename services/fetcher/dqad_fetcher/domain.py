@@ -21,6 +21,13 @@ Outcomes of bad input (all tested):
 * SQL error or statement timeout: ``StageFailed`` whose message carries the statement id;
 * source data without a configured column, or with a non-numeric value / non-timestamp time:
   ``StageFailed`` naming the column.
+
+Imports are split by entry point on purpose: the Aurora entry point and the sweeper only validate a
+payload and publish, so this module imports nothing heavy at module level; pyarrow (and, through
+:mod:`dqad_fetcher.sources` and :func:`dqad.datasets.to_canonical_chunk`, pandas and numpy) is
+imported by the fetch path when it runs. That keeps the Aurora/sweeper cold start well under a
+second (issue 8: ≤ 0.5 s for the handler module); pyarrow types appear in annotations only under
+``TYPE_CHECKING``.
 """
 
 from __future__ import annotations
@@ -33,17 +40,19 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from aws_lambda_powertools import Logger
 
 from dqad.contract import DataRef, DatasetFetched, LoadCompleted, TimeWindow, make_run_id
 from dqad.datasets import SchemaMismatch, SqlSource, normalise_status, to_canonical_chunk
 from dqad.stage import PermanentError, StageRuntime
 from dqad.storage import ParquetSink, Storage
-from dqad_fetcher.sources import SourceContext, SourceError, Window, iter_source
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from dqad_fetcher.sources import Window
 
 logger = Logger(service="dqad-fetcher")
 
@@ -170,6 +179,8 @@ class WindowSplit:
     """
 
     def __init__(self, storage: Storage, prefix: str, window: Window) -> None:
+        import pyarrow as pa
+
         self.storage = storage
         self.prefix = prefix
         hs, ns, ne = (pa.scalar(_naive_utc(t), type=pa.timestamp("ns")) for t in window)
@@ -183,6 +194,8 @@ class WindowSplit:
     def add(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
+        import pyarrow.compute as pc
+
         if self.schema is None:
             self.schema = table.schema
             self.history = self.storage.parquet_sink(f"{self.prefix}/history.parquet", table.schema)
@@ -291,6 +304,8 @@ def fetch(
     ``sleep`` / ``clock`` (default :data:`POLL_SLEEP` / :data:`POLL_CLOCK`) pace the Redshift Data
     API poller; tests inject them to drive a statement to FINISHED, FAILED or a timeout without waiting.
     """
+    from dqad_fetcher.sources import SourceContext, SourceError, iter_source
+
     try:
         ds = rt.catalog.get(detail.dataset)
     except ValueError as exc:

@@ -16,6 +16,11 @@ No noise:
 
 StageFailed events go to the *operator* topic as a separate message: which stage, which error,
 where the input event is and the exact ``dqad replay`` command that re-runs it.
+
+pandas is imported inside the digest functions, not at module level: the handler module imports
+this one, and the operator alert (a StageFailed) and the feedback page never touch a frame, so
+their cold start should not pay for pandas (issue 8). The scores are read (pyarrow) only in
+:func:`_send_alert`.
 """
 
 from __future__ import annotations
@@ -29,9 +34,8 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from aws_lambda_powertools import Logger
 
 from dqad.contract import AnomaliesScored, EventDetail, NotificationSent, StageFailed
@@ -40,6 +44,9 @@ from dqad.signing import feedback_link, make_claim, parse_secret
 from dqad.stage import StageRuntime
 from dqad.topology import Names
 from dqad_notifier.state import Decision, StateStore, decide
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = Logger(service="dqad-notifier")
 
@@ -87,6 +94,8 @@ def _duration(seconds: float) -> str:
 
 def _iso(ts: Any) -> str:
     """The exact timestamp of a point, as the label key expects it (UTC, no offset)."""
+    import pandas as pd
+
     t = pd.Timestamp(ts)
     t = t.tz_convert("UTC").tz_localize(None) if t.tzinfo else t
     return t.isoformat()
@@ -153,6 +162,8 @@ def digest(alert: pd.DataFrame, ctx: DigestContext) -> tuple[str, str]:
 
 
 def _anomaly_lines(row: Any, group: str, ctx: DigestContext) -> list[str]:
+    import pandas as pd
+
     series, ts = str(row.series), _iso(row.timestamp)
     dev = deviation(row.value, row.expected_low, row.expected_high)
     lines = [

@@ -11,23 +11,30 @@ page also lets the user add a note ("planned backfill"), stored with the label.
 
 Responses are short self-contained HTML pages with ``no-store`` caching and ``no-referrer``
 (the signature must not leak to other sites through the Referer header).
+
+This page is served by the notifier's Lambda image under its own entry point: it imports nothing
+heavy (the timestamp on the page is formatted with :mod:`datetime`, :func:`dqad.feedback.write_label`
+imports pandas only when a label is written, Powertools' event classes are imported by
+:func:`handle`), so a click on a link does not wait for pandas to load (issue 8).
 """
 
 from __future__ import annotations
 
 import base64
 import html
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-import pandas as pd
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
 
 from dqad.feedback import write_label
 from dqad.signing import FeedbackClaim, LinkError, verify
 from dqad.stage import StageRuntime
 from dqad_notifier.domain import feedback_keys
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
 
 logger = Logger(service="dqad-feedback")
 
@@ -66,12 +73,26 @@ def _page(status: int, title: str, body: str) -> dict:
     return {"statusCode": status, "headers": dict(_HEADERS), "body": doc, "isBase64Encoded": False}
 
 
+def _load_time(timestamp: str) -> str:
+    """``YYYY-MM-DD HH:MM`` of the claim's ISO timestamp, without pandas when :mod:`datetime` can parse it.
+
+    The notifier issues ``pandas.Timestamp.isoformat()`` strings, which ``datetime.fromisoformat``
+    reads (Python ≥ 3.11); anything else falls back to pandas, so the page says what it always said.
+    """
+    try:
+        ts: Any = datetime.fromisoformat(timestamp)
+    except ValueError:
+        import pandas as pd
+
+        ts = pd.Timestamp(timestamp)
+    return f"{ts:%Y-%m-%d %H:%M}"
+
+
 def _point(claim: FeedbackClaim) -> str:
-    ts = pd.Timestamp(claim.timestamp)
     return (
         f"<dl><dt>dataset</dt><dd>{html.escape(claim.dataset)}</dd>"
         f"<dt>series</dt><dd>{html.escape(claim.series)}</dd>"
-        f"<dt>load</dt><dd>{ts:%Y-%m-%d %H:%M} UTC</dd>"
+        f"<dt>load</dt><dd>{_load_time(claim.timestamp)} UTC</dd>"
         f"<dt>alert run</dt><dd>{html.escape(claim.run_id)}</dd></dl>"
     )
 
@@ -115,6 +136,10 @@ def _form_fields(event: LambdaFunctionUrlEvent) -> dict[str, str]:
 
 def handle(rt: StageRuntime, raw_event: dict[str, Any]) -> dict:
     """One HTTP request of the function URL: GET → confirmation page, POST → record the label."""
+    # Here, not at module level: the package imports every event class, and the SQS entry point
+    # (which imports this module through the handler) never serves a page.
+    from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
+
     event = LambdaFunctionUrlEvent(raw_event)
     method = (event.request_context.http.method or "GET").upper()
     if method not in ("GET", "POST"):

@@ -18,6 +18,10 @@ runs makes the same decisions as the original runs did. Load times jitter (a dai
 The decision (:func:`decide`) is a pure function of the state and the scores; :class:`StateStore`
 reads and writes it with S3 conditional writes (``If-Match`` / ``If-None-Match``), merging on a
 conflict, so two runs of one dataset finishing at once never erase each other's memory.
+
+pandas is imported inside the functions that handle timestamps and scores, not at module level:
+the notifier's handler module imports this one, and its operator-alert path and feedback page
+never touch a frame, so their Lambda cold start should not pay for pandas (issue 8).
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from aws_lambda_powertools import Logger
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = Logger(service="dqad-notifier")
 
@@ -39,6 +45,8 @@ _SEP = "\x1f"
 
 
 def _ts(value: Any) -> pd.Timestamp:
+    import pandas as pd
+
     ts = pd.Timestamp(value)
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
 
@@ -96,6 +104,8 @@ class AlertState:
 
     def prune(self) -> None:
         """Bound the state: old points cannot reappear in a new load, old incidents are over."""
+        import pandas as pd
+
         times = [pd.Timestamp(v) for v in self.alerted.values()]
         times += [pd.Timestamp(i["last_ts"]) for i in self.incidents.values() if i.get("last_ts")]
         if not times:
@@ -124,6 +134,8 @@ class Decision:
 
 def decide(state: AlertState, scores: pd.DataFrame, realert_after_hours: float, min_severity: str) -> Decision:
     """Apply the memory to a run's scores. Pure: returns the new state, stores nothing."""
+    import pandas as pd
+
     new = AlertState.from_json(json.loads(json.dumps(state.to_json())))  # deep copy
     floor = SEVERITY_RANK.get(min_severity, 0)
     keep: list[int] = []
