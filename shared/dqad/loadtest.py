@@ -192,6 +192,40 @@ def produced_at(storage: Storage, run_id: str, detail_type: str = NOTIFICATION_S
     )
 
 
+# -- comparing runs --------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    """What a run must reproduce under faults: its flagged points, its scores file, its email count."""
+
+    anomalies: set[tuple[str, str]]
+    scores_sha256: str
+    emails: int
+
+
+def start_loads(cloud: LocalCloud, loads: list[Load]) -> list[str]:
+    """Insert each load's log row (the fetcher's Aurora entry point); return the run ids in order."""
+    from dqad.topology import stage
+
+    return [r for ld in loads for r in cloud.invoke(stage("fetcher"), "aurora", ld.payload)["runs"]]
+
+
+def run_result(storage: Storage, run_id: str, emails: int) -> RunResult:
+    from dqad.contract import DataRef
+
+    event = storage.get_json(storage.uri(f"events/{run_id}/AnomaliesScored.json"))["detail"]
+    ref = DataRef(**event["scores"])
+    scores = storage.read_parquet(ref)
+    flagged = scores[scores["is_anomaly"].astype(bool)]
+    pairs = {(s, str(t)) for s, t in zip(flagged["series"], flagged["timestamp"], strict=True)}
+    return RunResult(pairs, ref.sha256, emails)
+
+
+def run_results(cloud: LocalCloud, storage: Storage, run_ids: list[str]) -> dict[str, RunResult]:
+    """Each run's result; the alert emails are counted from (and drained out of) the inbox."""
+    mail = emails_by_run(cloud.inbox())
+    return {r: run_result(storage, r, mail.get(r, Counter())["alert"]) for r in run_ids}
+
+
 # -- moto over HTTP --------------------------------------------------------------------------------
 #: Credentials that can only ever reach the local server (requests must be signed with something).
 FAKE_CREDENTIALS = {

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
 logger = Logger(service="dqad")
 
 
+CATALOG_TTL_S = 60.0
+
+
 class PermanentError(Exception):
     """Retrying cannot help (bad data, bad configuration, integrity failure)."""
 
@@ -61,9 +65,24 @@ class StageRuntime:
     publisher: EventPublisher
     clients: Clients
 
-    @functools.cached_property
+    @property
     def catalog(self) -> DatasetCatalog:
-        return load_catalog(self.storage, self.settings.datasets_uri)
+        """The dataset catalog, re-read at most every :data:`CATALOG_TTL_S` seconds.
+
+        A warm container must not keep a configuration the operator has since fixed: the documented
+        recovery is "fix the file, then redrive the DLQ", and a catalog cached for the container's
+        lifetime made the redriven records fail again. After a permanent failure the catalog is
+        dropped at once (:meth:`forget_catalog`), so the next record reads the current file.
+        """
+        cached = self.__dict__.get("catalog")
+        now = time.monotonic()
+        if cached is None or now - cached[1] > CATALOG_TTL_S:
+            cached = (load_catalog(self.storage, self.settings.datasets_uri), now)
+            self.__dict__["catalog"] = cached
+        return cached[0]
+
+    def forget_catalog(self) -> None:
+        self.__dict__.pop("catalog", None)
 
     def run_prefix(self, dataset: str, run_id: str) -> str:
         return self.storage.uri(f"runs/{dataset}/{run_id}")
@@ -188,6 +207,7 @@ def run_batch(
             handle(rt, detail)
         except PermanentError as exc:
             logger.exception("permanent failure", extra={"run_id": detail.run_id})
+            rt.forget_catalog()  # the cause may be the configuration: the redrive must see the fixed file
             publish_failure(rt, detail, exc)
             dead_letter(rt, record, type(exc).__name__, str(exc))
         except Exception as exc:
