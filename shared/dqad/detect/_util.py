@@ -4,6 +4,11 @@ Everything here works on numpy arrays already sorted by (group, time). Grouped r
 use one trick instead of ``groupby().rolling()`` (which is slow with many series): the sorted values
 are laid out in one buffer with ``pad`` NaNs between groups, so a single pandas rolling pass never
 mixes two groups (rolling statistics skip NaN), and no Python loop runs per series or per row.
+
+When only some rows need a statistic (the scorer needs windows ending at the new rows, not at every
+row of history), :func:`window_quantiles` reads just those windows out of the same buffer with a
+strided view and takes their order statistics with ``np.partition``: cost follows the rows asked
+for, and the values equal pandas' rolling median/quantile (same order statistics, same formulas).
 """
 
 from __future__ import annotations
@@ -13,24 +18,46 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 STANDARD_COLUMNS = ("series", "group", "timestamp", "value", "is_rerun", "load_delay_s")
 DERIVED_COLUMNS = ("label", "label_source")
+_STR = pd.Series([], dtype=str).dtype  # the dtype ``astype(str)`` gives
 
 
-def normalise(frame: pd.DataFrame) -> pd.DataFrame:
+def _is_canonical(frame: pd.DataFrame) -> bool:
+    """True when the mandatory columns already have the types ``normalise`` would give them."""
+    if "group" not in frame.columns:
+        return False
+    s, g = frame["series"], frame["group"]
+    return (
+        s.dtype == _STR
+        and g.dtype == _STR
+        and frame["timestamp"].dtype == np.dtype("datetime64[ns]")
+        and frame["value"].dtype == np.float64
+        and not g.hasnans
+        and not s.hasnans
+    )
+
+
+def normalise(frame: pd.DataFrame, *, copy: bool = True) -> pd.DataFrame:
     """Return a copy of the canonical frame with the mandatory columns typed as the contract says.
 
-    ``group`` defaults to ``series``; timestamps become tz-naive UTC datetime64[ns].
+    ``group`` defaults to ``series``; timestamps become tz-naive UTC datetime64[ns]. With
+    ``copy=False`` a frame that is already canonical is returned as it is (the caller promises not
+    to modify it): the scorer hands an already normalised million-row frame to the features, and
+    copying it again would cost as much as reading it.
     """
     missing = [c for c in ("series", "timestamp", "value") if c not in frame.columns]
     if missing:
         raise ValueError(f"canonical frame is missing column(s): {', '.join(missing)}")
+    if not copy and _is_canonical(frame):
+        return frame
     out = frame.copy()
     out["series"] = out["series"].astype(str)
     if "group" not in out.columns:
         out["group"] = out["series"]
-    else:
+    elif out["group"].hasnans or out["group"].dtype != _STR:
         out["group"] = out["group"].astype(object).where(out["group"].notna(), out["series"]).astype(str)
     ts = pd.to_datetime(out["timestamp"])
     if getattr(ts.dt, "tz", None) is not None:
@@ -132,11 +159,126 @@ class Padded:
         return np.arange(self.n) - self.starts[self.gid] if self.n else np.zeros(0, dtype=np.int64)
 
 
+def window_quantiles(
+    buf: np.ndarray,
+    ends: np.ndarray,
+    width: int,
+    qs: Sequence[float],
+    *,
+    min_periods: int = 1,
+    chunk: int = 1 << 15,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Quantiles (linear, NaN skipped) and counts of the windows ``buf[e - width + 1 : e + 1]``.
+
+    The same numbers as ``pd.Series(buf).rolling(width, min_periods).quantile(q)[ends]`` (and
+    ``.median()`` for q = 0.5), computed only at ``ends``. ``buf`` is a :class:`Padded` buffer, so a
+    window never reaches into another group, and every ``e - width + 1`` must be >= 0. The windows
+    are copied out in chunks and sorted row-wise (numpy's vectorised sort beats ``np.partition``
+    at several ranks for these widths, and one sort serves every quantile); NaN sorts last, so with
+    ``c`` valid values the order statistics are the first ``c`` positions of a row.
+    """
+    ends = np.asarray(ends, dtype=np.int64)
+    m = len(ends)
+    starts = ends - (width - 1)
+    if m and starts.min() < 0:
+        raise ValueError("window reaches before the buffer (padding too small)")
+    csum = np.zeros(len(buf) + 1, dtype=np.int64)
+    np.cumsum(~np.isnan(buf), out=csum[1:])
+    counts = csum[ends + 1] - csum[starts]
+    outs = [np.full(m, np.nan) for _ in qs]
+    if not len(qs) or not m:
+        return outs, counts
+    view = sliding_window_view(buf, width)
+    for a in range(0, m, chunk):
+        sl = slice(a, a + chunk)
+        srt = np.sort(view[starts[sl]], axis=1)
+        c = counts[sl]
+        part = np.flatnonzero(c != width)  # windows with gaps (series starts, blanked labels): few
+        for out, q in zip(outs, qs, strict=True):
+            o = out[sl]
+            o[:] = _order_stat(srt, width, q)  # full windows: the same ranks everywhere
+            if len(part):
+                val = _order_stat(srt[part], c[part], q)
+                o[part] = np.where(c[part] >= max(min_periods, 1), val, np.nan)
+    return outs, counts
+
+
+def _order_stat(srt: np.ndarray, c: np.ndarray | int, q: float) -> np.ndarray:
+    """Quantile ``q`` of rows whose first ``c`` values are sorted and valid, as pandas computes it.
+
+    ``c`` is one count for all rows (column slices, no per-row indexing) or one count per row.
+    """
+    last = srt.shape[1] - 1
+    rows: np.ndarray | slice = slice(None) if np.ndim(c) == 0 else np.arange(len(srt))
+    if q == 0.5:  # pandas' rolling median averages the two middle values of an even count
+        mid = np.minimum(c // 2, last)
+        upper = srt[rows, mid]
+        lower = srt[rows, np.maximum(mid - 1, 0)]
+        return np.where(c % 2 == 0, (upper + lower) / 2, upper)
+    h = q * np.maximum(c - 1, 0)
+    lo = np.asarray(h).astype(np.int64)
+    frac = h - lo
+    low = srt[rows, lo]
+    if np.ndim(c) == 0 and not frac:
+        return low
+    high = srt[rows, np.minimum(lo + 1, last)]
+    return np.where(frac > 0, low + (high - low) * frac, low)
+
+
+def window_rates(buf: np.ndarray, ends: np.ndarray, width: int, *, min_periods: int = 1) -> np.ndarray:
+    """Share of ones among the valid values of 0/1 flags in ``buf[e - width + 1 : e + 1]``, at ``ends``.
+
+    The same numbers as pandas' rolling mean of such flags, from integer cumulative counts (exact,
+    and linear in the buffer); only meaningful for buffers holding 0, 1 and NaN.
+    """
+    ends = np.asarray(ends, dtype=np.int64)
+    starts = ends - (width - 1)
+    cnt = np.zeros(len(buf) + 1, dtype=np.int64)
+    np.cumsum(~np.isnan(buf), out=cnt[1:])
+    ones = np.zeros(len(buf) + 1, dtype=np.int64)
+    np.cumsum(buf == 1.0, out=ones[1:])
+    c = cnt[ends + 1] - cnt[starts]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(c >= max(min_periods, 1), (ones[ends + 1] - ones[starts]) / c, np.nan)
+
+
+def series_time_order(codes: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
+    """Stable order by (series, time).
+
+    A stable sort by series alone is enough when each series is already in time order in the frame
+    (the scorer's history tail followed by new loads: two sorted runs, which the sort merges in
+    linear time); otherwise a full sort by (series, time).
+    """
+    if len(codes) < 2:
+        return np.arange(len(codes))
+    order = np.argsort(codes, kind="stable")
+    c, t = codes[order], ts_ns[order]
+    if ((c[1:] != c[:-1]) | (t[1:] >= t[:-1])).all():
+        return order
+    return np.lexsort((ts_ns, codes))
+
+
 def robust_scale(q25: np.ndarray, q75: np.ndarray, level: np.ndarray, rel_floor: float) -> np.ndarray:
     """IQR-based robust sigma with a floor relative to the level (and an absolute epsilon)."""
     s = (q75 - q25) / 1.349
     floor = np.maximum(np.abs(level) * rel_floor, 1e-9)
     return np.fmax(s, floor)
+
+
+def _calendar_days(t: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct calendar days (datetime64[D]) and each timestamp's index into them.
+
+    Timestamps of a few months span a few hundred days: a table over that span replaces sorting a
+    million timestamps (``np.unique``); the table may hold days nobody uses, which is harmless.
+    """
+    d = t.normalize().to_numpy().astype("datetime64[D]")
+    if t.tz is None and not t.hasnans:
+        num = d.astype(np.int64)
+        lo = int(num.min())
+        span = int(num.max()) - lo + 1
+        if span <= 4 * len(num) + 1000:
+            return (np.arange(span) + lo).astype("datetime64[D]"), num - lo
+    return np.unique(d, return_inverse=True)
 
 
 def month_end_flag(ts: pd.DatetimeIndex | pd.Series, days: int, holidays: Sequence[date] = ()) -> np.ndarray:
@@ -148,8 +290,7 @@ def month_end_flag(ts: pd.DatetimeIndex | pd.Series, days: int, holidays: Sequen
     t = pd.DatetimeIndex(ts)
     if len(t) == 0 or days <= 0:
         return np.zeros(len(t), dtype=bool)
-    d = t.normalize().to_numpy().astype("datetime64[D]")
-    uniq, inv = np.unique(d, return_inverse=True)
+    uniq, inv = _calendar_days(t)
     hol = np.array(sorted({np.datetime64(h, "D") for h in holidays}), dtype="datetime64[D]")
     month_last = (uniq.astype("datetime64[M]") + 1).astype("datetime64[D]")  # first day of next month
     is_bday = np.is_busday(uniq, holidays=hol)
@@ -161,18 +302,34 @@ def month_end_flag(ts: pd.DatetimeIndex | pd.Series, days: int, holidays: Sequen
 def holiday_flag(ts: pd.DatetimeIndex | pd.Series, holidays: Sequence[date]) -> np.ndarray:
     if not holidays:
         return np.zeros(len(ts), dtype=bool)
-    t = pd.DatetimeIndex(ts).normalize()
-    hol = pd.DatetimeIndex(pd.to_datetime(list(holidays))).normalize()
-    return np.asarray(t.isin(hol))
+    t = pd.DatetimeIndex(ts)
+    if len(t) == 0 or t.tz is not None:
+        hol = pd.DatetimeIndex(pd.to_datetime(list(holidays))).normalize()
+        return np.asarray(t.normalize().isin(hol))
+    uniq, inv = _calendar_days(t)
+    hol = np.array(sorted({np.datetime64(h, "D") for h in holidays}), dtype="datetime64[D]")
+    return np.isin(uniq, hol)[inv]
 
 
-def step_seconds(ts_ns: np.ndarray, pad: Padded, window: int = 16) -> np.ndarray:
-    """Typical spacing of a series before each point (rolling median of earlier steps), causal."""
+def step_seconds(ts_ns: np.ndarray, pad: Padded, window: int = 16, exact: np.ndarray | None = None) -> np.ndarray:
+    """Typical spacing of a series before each point (rolling median of earlier steps), causal.
+
+    ``exact`` (a mask) limits the median to the rows that need its value. Elsewhere, where every
+    step in the window is >= 20 hours, the smallest step stands in: both it and the median say
+    "daily data", which is all the features ask of such rows (rows of sub-daily series always get
+    the median: their seasonal slot depends on it). Rolling minima are linear; medians are not.
+    """
     t = ts_ns.astype("float64") / 1e9
     prev = pad.shift(t, 1)
-    step = t - prev
-    med = pad.rolling(step, window, "median", min_periods=1, strictly_before=False)
-    return med
+    buf = pad.buffer(t - prev)
+    if exact is None:
+        (med,), _ = window_quantiles(buf, pad.pos, window, [0.5])
+        return med
+    low = pd.Series(buf).rolling(window, min_periods=1).min().to_numpy()[pad.pos]
+    need = exact | ~(low >= 20 * 3600)
+    out = low.copy()
+    (out[need],), _ = window_quantiles(buf, pad.pos[need], window, [0.5])
+    return out
 
 
 def slot_codes(

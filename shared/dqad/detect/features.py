@@ -27,8 +27,11 @@ from dqad.detect._util import (
     month_end_flag,
     normalise,
     robust_scale,
+    series_time_order,
     slot_codes,
     step_seconds,
+    window_quantiles,
+    window_rates,
 )
 from dqad.detect.config import DetectorConfig
 
@@ -47,9 +50,12 @@ class Computed:
 
 def _hash01(values: pd.Series) -> np.ndarray:
     """Stable string encoding in [0, 1): crc32 (not Python's salted hash) so train and score agree."""
-    uniq, inv = np.unique(values.astype(str).to_numpy(), return_inverse=True)
-    codes = np.array([zlib.crc32(u.encode()) / 2**32 for u in uniq], dtype=np.float64)
-    return codes[inv]
+    inv, uniq = pd.factorize(values.astype(str), use_na_sentinel=False)
+    return _crc01(np.asarray(uniq, dtype=object))[inv]
+
+
+def _crc01(names: np.ndarray) -> np.ndarray:
+    return np.array([zlib.crc32(str(u).encode()) / 2**32 for u in names], dtype=np.float64)
 
 
 def special_range_excess(
@@ -78,50 +84,116 @@ def special_range_excess(
     return np.nan_to_num(out, nan=0.0)
 
 
+def _within_before(gid: np.ndarray, tgt: np.ndarray, width: int) -> np.ndarray:
+    """Rows that are a target or lie at most ``width`` rows before a target of their own group."""
+    n = len(gid)
+    at = np.arange(n)
+    nxt = np.minimum.accumulate(np.where(tgt, at, n)[::-1])[::-1] if n else at
+    has = nxt < n
+    out = np.zeros(n, dtype=bool)
+    out[has] = (gid[nxt[has]] == gid[has]) & (nxt[has] - at[has] <= width)
+    return out
+
+
 def _seasonal_baseline(
     series_codes: np.ndarray,
     slot: np.ndarray,
-    ts_ns: np.ndarray,
     base_values: np.ndarray,
     k: int,
+    rows: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Trailing median and count of the last ``k`` same-slot values of each series (strictly earlier)."""
-    order = np.lexsort((ts_ns, slot, series_codes))
-    key = series_codes[order] * 100_000 + slot[order]
-    pad = Padded(key, k + 1)
-    vals = base_values[order]
-    med = pad.rolling(vals, k, "median", min_periods=1)
-    cnt = pad.rolling(vals, k, "count", min_periods=0)
-    out_med = np.empty_like(med)
-    out_cnt = np.empty_like(cnt)
-    out_med[order] = med
-    out_cnt[order] = np.nan_to_num(cnt)
-    return out_med, out_cnt
+    """Trailing median and count of the last ``k`` same-slot values of each series (strictly earlier).
+
+    Inputs are sorted by (series, time); the result is for ``rows`` only. A stable sort by
+    (series, slot) keeps time order inside each slot, and the windows are read from that order.
+    """
+    key = series_codes.astype(np.int64) * 100_000 + slot
+    order = np.argsort(key, kind="stable")
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    pad = Padded(key[order], k + 1)
+    (med,), cnt = window_quantiles(pad.buffer(base_values[order]), pad.pos[inv[rows]] - 1, k, [0.5])
+    return med, cnt.astype(np.float64)
 
 
-def compute(frame: pd.DataFrame, cfg: DetectorConfig, labels: pd.Series | None = None) -> Computed:
-    """Features and baselines for every row of ``frame`` (see module docstring)."""
-    df = normalise(frame)
+def _extend_to_loads(df: pd.DataFrame, ts_ns: np.ndarray, tmask: np.ndarray) -> np.ndarray:
+    """Targets plus the other rows of their loads (same group and timestamp): cross-metric inputs."""
+    if not tmask.any() or tmask.all():
+        return tmask
+    t_ts = ts_ns[tmask]
+    cand = ~tmask & (ts_ns >= t_ts.min()) & (ts_ns <= t_ts.max())  # usually none: history is older
+    if cand.any():
+        cand[cand] = np.isin(ts_ns[cand], t_ts)
+    if not cand.any():
+        return tmask
+    sub = np.flatnonzero(cand | tmask)
+    g, _ = pd.factorize(df["group"].iloc[sub])
+    t, _ = pd.factorize(ts_ns[sub])
+    key = g.astype(np.int64) * (int(t.max()) + 1) + t
+    hit = np.isin(key, key[tmask[sub]])
+    out = tmask.copy()
+    out[sub[hit]] = True
+    return out
+
+
+def _windows(
+    buf: np.ndarray, ends: np.ndarray, width: int, min_periods: int, q_min_periods: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median (``min_periods``) and quartiles (``q_min_periods``) of the windows ending at ``ends``."""
+    (med, q1, q3), cnt = window_quantiles(buf, ends, width, [0.5, 0.25, 0.75], min_periods=min_periods)
+    few = cnt < q_min_periods
+    q1[few] = np.nan
+    q3[few] = np.nan
+    return med, q1, q3
+
+
+def compute(
+    frame: pd.DataFrame,
+    cfg: DetectorConfig,
+    labels: pd.Series | np.ndarray | None = None,
+    *,
+    targets: np.ndarray | None = None,
+) -> Computed:
+    """Features and baselines for the rows of ``frame`` (see module docstring).
+
+    ``labels`` is aligned on the frame's index (a Series) or on its rows (an array). ``targets``
+    (a boolean mask over the rows) asks for the rows that need scoring only; the other rows are
+    context. Each statistic is then computed only where the targets depend on it (their trailing
+    windows; seasonal baselines of the ``scale_window`` points before them), so a scorer pays for
+    its new rows, not for the history tail. The result has one row per target, in frame order, with
+    the same values a full computation gives those rows.
+    """
+    df = normalise(frame, copy=False)
     n = len(df)
     idx = df.index
-    series_codes, _ = pd.factorize(df["series"], sort=True)
+    series_codes, series_names = pd.factorize(df["series"], sort=True)
     ts_ns = df["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
-    order = np.lexsort((ts_ns, series_codes))
+    order = series_time_order(series_codes, ts_ns)
     sc = series_codes[order]
     ts_sorted = ts_ns[order]
-    t_index = pd.DatetimeIndex(df["timestamp"].to_numpy()[order])
+    t_index = pd.DatetimeIndex(ts_sorted.view("datetime64[ns]"))
     v = df["value"].to_numpy(dtype=np.float64)[order]
     bv = v.copy()
     if labels is not None:
-        lab = pd.Series(labels).reindex(idx).fillna(0).to_numpy()[order].astype(bool)
-        bv[lab] = np.nan
+        if isinstance(labels, pd.Series):
+            lab = labels.reindex(idx).fillna(0).to_numpy(dtype=np.float64)
+        else:
+            lab = np.nan_to_num(np.asarray(labels, dtype=np.float64))
+        bv[lab[order].astype(bool)] = np.nan
+
+    if targets is None:
+        tgt = np.ones(n, dtype=bool)
+    else:
+        tgt = _extend_to_loads(df, ts_ns, np.asarray(targets, dtype=bool))[order]
+    T = np.flatnonzero(tgt)
 
     maxw = max(max(cfg.windows), cfg.scale_window, 16)
     pad = Padded(sc, maxw + 1)
+    ends = pad.pos[T] - 1  # windows strictly before each target
     feats: dict[str, np.ndarray] = {}
 
-    # calendar and seasonal slots
-    step = step_seconds(ts_sorted, pad)
+    # calendar and seasonal slots (every row: earlier rows feed the seasonal baselines)
+    step = step_seconds(ts_sorted, pad, exact=tgt)
     daily = ~(step < 20 * 3600)
     month_end = (
         month_end_flag(t_index, cfg.month_end_days, cfg.holidays) if "month_end" in cfg.slots else np.zeros(n, bool)
@@ -133,152 +205,173 @@ def compute(frame: pd.DataFrame, cfg: DetectorConfig, labels: pd.Series | None =
     slot_base = slot_codes(t_index, step, cfg.slots, np.zeros(n, bool), np.zeros(n, bool))
 
     # seasonal baseline of the ordinary slot; special days are blanked out of it and are judged by
-    # a tolerated range around it instead (see special_range_excess)
+    # a tolerated range around it instead (see special_range_excess). Needed at the targets and at
+    # the scale_window points before them (their residuals form the targets' scale).
     bv_ord = np.where(special, np.nan, bv)
-    med_ord, n_ord = _seasonal_baseline(sc, slot_base, ts_sorted, bv_ord, cfg.seasonal_k)
-    seas_med = med_ord
-    seas_n = n_ord
+    R = np.flatnonzero(_within_before(pad.gid, tgt, cfg.scale_window)) if targets is not None else T
+    seas_med_r, seas_n_r = _seasonal_baseline(sc, slot_base, bv_ord, cfg.seasonal_k, R)
 
     # trailing windows (non-seasonal)
+    bbuf = pad.buffer(bv)
     wmed = {}
     wscale = {}
+    vt = v[T]
     for w in cfg.windows:
-        m = pad.rolling(bv, w, "median", min_periods=1)
-        q1 = pad.rolling(bv, w, "quantile", min_periods=2, q=0.25)
-        q3 = pad.rolling(bv, w, "quantile", min_periods=2, q=0.75)
+        m, q1, q3 = _windows(bbuf, ends, w, 1, 2)
         s = robust_scale(q1, q3, m, cfg.rel_scale_floor)
         wmed[w], wscale[w] = m, s
-        feats[f"z_w{w}"] = (v - m) / s
-        feats[f"rel_w{w}"] = (v - m) / np.maximum(np.abs(m), 1e-9)
+        feats[f"z_w{w}"] = (vt - m) / s
+        feats[f"rel_w{w}"] = (vt - m) / np.maximum(np.abs(m), 1e-9)
     wlong = max(cfg.windows)
 
     # where the seasonal slot has too little history, fall back to the longest trailing median
-    seas_ok = seas_n >= MIN_SEASONAL_HISTORY
-    seas_med = np.where(seas_ok, seas_med, wmed[wlong])
+    fallback = np.flatnonzero(seas_n_r < MIN_SEASONAL_HISTORY)
+    if len(fallback):
+        (fb_med,), _ = window_quantiles(bbuf, pad.pos[R[fallback]] - 1, wlong, [0.5])
+        seas_med_r[fallback] = fb_med
+    at_t = np.searchsorted(R, T)
+    seas_med = seas_med_r[at_t]
+    seas_n = seas_n_r[at_t]
 
     # residuals w.r.t. the seasonal baseline, and their robust centre/scale (bias from trend/growth)
-    resid = v - seas_med
-    resid_b = bv_ord - seas_med
-    r_med = pad.rolling(resid_b, cfg.scale_window, "median", min_periods=1)
-    r_q1 = pad.rolling(resid_b, cfg.scale_window, "quantile", min_periods=3, q=0.25)
-    r_q3 = pad.rolling(resid_b, cfg.scale_window, "quantile", min_periods=3, q=0.75)
+    resid = vt - seas_med
+    rbuf = np.full(pad.size, np.nan)
+    rbuf[pad.pos[R]] = bv_ord[R] - seas_med_r
+    r_med, r_q1, r_q3 = _windows(rbuf, ends, cfg.scale_window, 1, 3)
     r_med = np.nan_to_num(r_med)
     expected = seas_med + r_med
     scale = robust_scale(r_q1, r_q3, seas_med, cfg.rel_scale_floor)
     scale = np.where(np.isnan(scale), wscale[wlong], scale)
-    robust_z = (v - expected) / scale
-    rel_dev = (v - expected) / np.maximum(np.abs(expected), 1e-9)
+    robust_z = (vt - expected) / scale
+    rel_dev = (vt - expected) / np.maximum(np.abs(expected), 1e-9)
     # special days: deviation beyond the tolerated range, in units of 5% (log scale), signed
-    excess = special_range_excess(v, expected, holiday, month_end, cfg.holiday_range, cfg.month_end_range)
-    robust_z = np.where(special, excess / 0.05, robust_z)
-    rel_dev = np.where(special, np.sign(excess) * np.expm1(np.abs(excess)), rel_dev)
+    hol_t, me_t, special_t = holiday[T], month_end[T], special[T]
+    excess = special_range_excess(vt, expected, hol_t, me_t, cfg.holiday_range, cfg.month_end_range)
+    robust_z = np.where(special_t, excess / 0.05, robust_z)
+    rel_dev = np.where(special_t, np.sign(excess) * np.expm1(np.abs(excess)), rel_dev)
     feats["seas_z"] = robust_z
     feats["seas_rel"] = rel_dev
     feats["seas_n"] = seas_n
     feats["seas_resid_raw_z"] = resid / scale
-    base_exp = expected
-    feats["base_rel"] = (v - expected) / np.maximum(np.abs(expected), 1e-9)
-    special_unknown = special
+    feats["base_rel"] = (vt - expected) / np.maximum(np.abs(expected), 1e-9)
 
     # lags / differences / stuck values
-    lag1 = pad.shift(v, 1)
-    feats["diff1_z"] = (v - lag1) / scale
-    feats["rel_lag1"] = (v - lag1) / np.maximum(np.abs(lag1), 1e-9)
-    same = (v == lag1).astype(np.float64)
-    same[np.isnan(lag1)] = np.nan
-    feats["same_as_prev"] = np.nan_to_num(same)
-    feats["same_rate"] = pad.rolling(same, wlong, "mean", min_periods=1)
-    lag_slot = pad.shift(v, 7)
-    feats["rel_lag7"] = (v - lag_slot) / np.maximum(np.abs(lag_slot), 1e-9)
-    feats["is_missing"] = np.isnan(v).astype(np.float64)
-    feats["is_zero"] = (v == 0).astype(np.float64)
+    vbuf = pad.buffer(v)
+    lag1 = vbuf[pad.pos[T] - 1]
+    feats["diff1_z"] = (vt - lag1) / scale
+    feats["rel_lag1"] = (vt - lag1) / np.maximum(np.abs(lag1), 1e-9)
+    prev_all = vbuf[pad.pos - 1]
+    same_all = (v == prev_all).astype(np.float64)
+    same_all[np.isnan(prev_all)] = np.nan
+    feats["same_as_prev"] = np.nan_to_num(same_all[T])
+    feats["same_rate"] = window_rates(pad.buffer(same_all), ends, wlong)
+    lag_slot = vbuf[pad.pos[T] - 7]
+    feats["rel_lag7"] = (vt - lag_slot) / np.maximum(np.abs(lag_slot), 1e-9)
+    feats["is_missing"] = np.isnan(vt).astype(np.float64)
+    feats["is_zero"] = (vt == 0).astype(np.float64)
     zero_prev = (bv == 0).astype(np.float64)
     zero_prev[np.isnan(bv)] = np.nan
-    feats["zero_rate"] = pad.rolling(zero_prev, wlong, "mean", min_periods=1)
-    prev_t = pad.shift(ts_sorted.astype(np.float64), 1)
-    feats["gap_ratio"] = (ts_sorted.astype(np.float64) - prev_t) / 1e9 / np.maximum(step, 1.0)
-    feats["n_hist"] = pad.cumcount().astype(np.float64)
+    feats["zero_rate"] = window_rates(pad.buffer(zero_prev), ends, wlong)
+    t_f = ts_sorted.astype(np.float64)
+    prev_t = pad.buffer(t_f)[pad.pos[T] - 1]
+    feats["gap_ratio"] = (t_f[T] - prev_t) / 1e9 / np.maximum(step[T], 1.0)
+    feats["n_hist"] = pad.cumcount()[T].astype(np.float64)
     feats["level_log"] = np.sign(expected) * np.log1p(np.abs(expected))
     feats["scale_rel"] = scale / np.maximum(np.abs(expected), 1e-9)
 
     # calendar
-    feats["dow"] = np.asarray(t_index.day_of_week, dtype=np.float64)
-    feats["dom"] = np.asarray(t_index.day, dtype=np.float64)
-    feats["hour"] = np.asarray(t_index.hour, dtype=np.float64)
-    feats["days_to_month_end"] = np.asarray(t_index.days_in_month - t_index.day, dtype=np.float64)
-    feats["is_month_end"] = month_end.astype(np.float64)
-    feats["is_holiday"] = holiday.astype(np.float64)
-    feats["special_unknown"] = special_unknown.astype(np.float64)
-    feats["is_daily"] = daily.astype(np.float64)
+    tt = t_index[T]
+    feats["dow"] = np.asarray(tt.day_of_week, dtype=np.float64)
+    feats["dom"] = np.asarray(tt.day, dtype=np.float64)
+    feats["hour"] = np.asarray(tt.hour, dtype=np.float64)
+    feats["days_to_month_end"] = np.asarray(tt.days_in_month - tt.day, dtype=np.float64)
+    feats["is_month_end"] = me_t.astype(np.float64)
+    feats["is_holiday"] = hol_t.astype(np.float64)
+    feats["special_unknown"] = special_t.astype(np.float64)
+    feats["is_daily"] = daily[T].astype(np.float64)
 
     # load-run context
     if "is_rerun" in df.columns:
-        feats["is_rerun"] = df["is_rerun"].fillna(False).astype(bool).to_numpy()[order].astype(np.float64)
+        rerun = df["is_rerun"].fillna(False).astype(bool).to_numpy(dtype=np.float64)
+        feats["is_rerun"] = rerun[order[T]]
     else:
-        feats["is_rerun"] = np.zeros(n)
+        feats["is_rerun"] = np.zeros(len(T))
     if "load_delay_s" in df.columns:
         d = pd.to_numeric(df["load_delay_s"], errors="coerce").to_numpy(dtype=np.float64)[order]
-        dm = pad.rolling(d, wlong, "median", min_periods=1)
-        dq1 = pad.rolling(d, wlong, "quantile", min_periods=2, q=0.25)
-        dq3 = pad.rolling(d, wlong, "quantile", min_periods=2, q=0.75)
-        feats["load_delay_z"] = (d - dm) / robust_scale(dq1, dq3, dm, 0.05)
+        dm, dq1, dq3 = _windows(pad.buffer(d), ends, wlong, 1, 2)
+        feats["load_delay_z"] = (d[T] - dm) / robust_scale(dq1, dq3, dm, 0.05)
     else:
-        feats["load_delay_z"] = np.zeros(n)
+        feats["load_delay_z"] = np.zeros(len(T))
 
-    out = pd.DataFrame(feats, index=idx[order])
-    for c in out.columns:
+    for c, x in feats.items():  # cross-metric features below are not clipped
         if c.endswith("_z") or c.startswith("z_"):
-            out[c] = out[c].clip(-Z_CLIP, Z_CLIP)
+            feats[c] = np.clip(x, -Z_CLIP, Z_CLIP)
         elif "rel" in c:
-            out[c] = out[c].clip(-REL_CLIP, REL_CLIP)
-    out = out.reindex(idx)
+            feats[c] = np.clip(x, -REL_CLIP, REL_CLIP)
 
     # cross-metric features of one load: the same timestamp's other metrics in the group
-    z = out["seas_z"].fillna(0.0).clip(-20, 20)
-    keys = [df["group"], df["timestamp"]]
-    same = out["same_as_prev"].astype(float)
-    g = pd.DataFrame({"z": z, "same": same, "dev": (z.abs() >= 3.0).astype(float), "neg": (z <= -3.0).astype(float),
-                      "pos": (z >= 3.0).astype(float), "one": 1.0}, index=idx)
-    sums = g.groupby(keys, sort=False).transform("sum")
-    n_other = (sums["one"] - 1.0).to_numpy()
-    denom = np.maximum(n_other, 1.0)
-    out["grp_n_metrics"] = n_other
-    out["grp_other_mean_z"] = ((sums["z"] - g["z"]) / denom).to_numpy()
-    out["grp_other_dev"] = (sums["dev"] - g["dev"]).to_numpy()
-    out["grp_other_dev_frac"] = out["grp_other_dev"].to_numpy() / denom
-    out["grp_other_neg"] = (sums["neg"] - g["neg"]).to_numpy()
-    out["grp_other_pos"] = (sums["pos"] - g["pos"]).to_numpy()
-    out["grp_other_same_frac"] = ((sums["same"] - g["same"]).to_numpy() / denom) * (n_other > 0)
+    rows = order[T]  # frame positions of the targets, in (series, time) order
+    z = np.clip(np.nan_to_num(feats["seas_z"], nan=0.0), -20, 20)
+    same = feats["same_as_prev"]
+    g_codes = pd.factorize(df["group"])[0][rows]
+    t_codes, _ = pd.factorize(ts_sorted[T])
+    load, _ = pd.factorize(g_codes.astype(np.int64) * (int(t_codes.max(initial=0)) + 1) + t_codes)
+    n_loads = int(load.max(initial=-1)) + 1
 
-    # key encodings
+    def others(x: np.ndarray) -> np.ndarray:
+        return np.bincount(load, weights=x, minlength=n_loads)[load] - x
+
+    n_other = np.bincount(load, minlength=n_loads)[load] - 1.0
+    denom = np.maximum(n_other, 1.0)
+    feats["grp_n_metrics"] = n_other
+    feats["grp_other_mean_z"] = others(z) / denom
+    feats["grp_other_dev"] = others((np.abs(z) >= 3.0).astype(np.float64))
+    feats["grp_other_dev_frac"] = feats["grp_other_dev"] / denom
+    feats["grp_other_neg"] = others((z <= -3.0).astype(np.float64))
+    feats["grp_other_pos"] = others((z >= 3.0).astype(np.float64))
+    feats["grp_other_same_frac"] = (others(same) / denom) * (n_other > 0)
+
+    # key encodings (codes of the whole column, then the targets' rows: no string copies)
     for c in key_columns(df):
         if df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
-            out[f"key_{c}"] = _hash01(df[c].fillna(""))
-    out["key_metric"] = _hash01(df["series"].str.rsplit("/", n=1).str[-1])
+            feats[f"key_{c}"] = _hash01(df[c].fillna(""))[rows]
+    metric_of_series = np.array([str(s).rsplit("/", 1)[-1] for s in series_names], dtype=object)
+    feats["key_metric"] = _crc01(metric_of_series)[sc[T]] if len(series_names) else np.zeros(0)
 
-    aux = pd.DataFrame(
-        {
-            "expected": expected,
-            "scale": scale,
-            "robust_z": robust_z,
-            "special_unknown": special_unknown,
-            "is_holiday": holiday,
-            "is_month_end": month_end,
-            "base_expected": base_exp,
-            "slot": slot_base,
-            "daily": daily,
-            "lag1": lag1,
-        },
-        index=idx[order],
-    ).reindex(idx)
-    aux["base_expected"] = aux["base_expected"].fillna(aux["expected"])
-    feats_df = out.replace([np.inf, -np.inf], np.nan).fillna(0.0).astype(np.float32)
-    return Computed(features=feats_df, aux=aux)
+    # one float32 matrix, a column per feature (contiguous), rows put back in frame order once
+    back = np.argsort(rows, kind="stable")
+    identity = bool(len(rows) < 2 or (np.diff(rows) > 0).all())
+    matrix = np.empty((len(feats), len(rows)), dtype=np.float32)
+    for j, x in enumerate(feats.values()):
+        matrix[j] = x if identity else x[back]
+    bad = ~np.isfinite(matrix)
+    if bad.any():
+        matrix[bad] = 0.0
+    out_rows = rows if identity else rows[back]
+    out_index = idx[out_rows]
+    features = pd.DataFrame(matrix.T, index=out_index, columns=list(feats), copy=False)
+    series_min = np.fmin.reduceat(v, pad.starts)[pad.gid[T]] if n else np.zeros(0)
+    aux_cols = {
+        "expected": expected,
+        "scale": scale,
+        "robust_z": robust_z,
+        "special_unknown": special_t,
+        "is_holiday": hol_t,
+        "is_month_end": me_t,
+        "base_expected": expected,
+        "slot": slot_base[T],
+        "daily": daily[T],
+        "lag1": lag1,
+        "series_min": series_min,
+    }
+    aux = pd.DataFrame({k: x if identity else x[back] for k, x in aux_cols.items()}, index=out_index, copy=False)
+    if targets is not None and len(features) != int(np.count_nonzero(targets)):
+        keep = np.asarray(targets, dtype=bool)[out_rows]
+        features, aux = features[keep], aux[keep]
+    return Computed(features=features, aux=aux)
 
 
-def build_features(
-    frame: pd.DataFrame, cfg: DetectorConfig, *, labels: pd.Series | None = None
-) -> pd.DataFrame:
+def build_features(frame: pd.DataFrame, cfg: DetectorConfig, *, labels: pd.Series | None = None) -> pd.DataFrame:
     """Causal features (float32, no NaN) with the same index as ``frame``.
 
     ``labels`` (1 = anomaly, aligned on the frame's index) blank labelled points out of the

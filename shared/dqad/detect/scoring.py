@@ -8,10 +8,20 @@ new loads) plus its own load's other metrics, so appending future loads never ch
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
-from dqad.detect._util import holiday_flag, key_columns, month_end_flag, normalise
+from dqad.detect._util import (
+    Padded,
+    holiday_flag,
+    key_columns,
+    month_end_flag,
+    normalise,
+    series_time_order,
+    window_quantiles,
+)
 from dqad.detect.features import compute
 from dqad.detect.model import ModelBundle
 
@@ -20,30 +30,39 @@ DAY_NAMES = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Satur
 
 
 def _history_tail(hist: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:
-    """The rows of history new points can depend on (per series), in original order."""
+    """The rows of history new points can depend on, sorted by (series, time).
+
+    Per series: the last ``need`` points (trailing windows, ``seasonal_k + 1`` seasonal cycles and
+    the scale window, where a cycle is 7 points for daily data and a day's worth of points for
+    sub-daily data, judged from the median of the last 64 steps), plus every earlier special day.
+    Positional slicing on the series-sorted frame: no per-series Python.
+    """
     if len(hist) == 0:
         return hist
     cfg = bundle.cfg
-    h = hist.sort_values(["series", "timestamp"], kind="stable")
-    ts = h["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
-    step = pd.Series(np.r_[0, np.diff(ts)] / 1e9, index=h.index)
-    first = h["series"].ne(h["series"].shift())
-    step[first.to_numpy()] = np.nan
-    med_step = step.groupby(h["series"].to_numpy()).transform(lambda s: s.tail(64).median())
-    cycle = np.where(med_step.fillna(86400).to_numpy() >= 20 * 3600, 7,
-                     np.ceil(86400 / np.maximum(med_step.fillna(86400).to_numpy(), 1.0)))
+    codes, _ = pd.factorize(hist["series"], sort=True)
+    ts = hist["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+    order = series_time_order(codes, ts)
+    codes, ts = codes[order], ts[order]
+    pad = Padded(codes, 65)
+    step = np.r_[np.nan, np.diff(ts) / 1e9]
+    step[pad.starts] = np.nan
+    last = np.r_[pad.starts[1:], len(codes)] - 1
+    (med_step,), _ = window_quantiles(pad.buffer(step), pad.pos[last], 64, [0.5])
+    med_step = np.nan_to_num(med_step, nan=86400.0)
+    cycle = np.where(med_step >= 20 * 3600, 7, np.ceil(86400 / np.maximum(med_step, 1.0)))
     need = max(*cfg.windows, cfg.scale_window, 16) + 2 + (cfg.seasonal_k + 1) * cycle + cfg.scale_window
-    from_end = h.groupby("series", sort=False).cumcount(ascending=False).to_numpy()
-    t = pd.DatetimeIndex(h["timestamp"])
+    from_end = last[pad.gid] - np.arange(len(codes))
+    t = pd.DatetimeIndex(ts.view("datetime64[ns]"))
     special = holiday_flag(t, cfg.holidays)
     if "month_end" in cfg.slots:
         special = special | month_end_flag(t, cfg.month_end_days, cfg.holidays)
-    keep = (from_end < need) | special
-    return h[keep]
+    keep = (from_end < need[pad.gid]) | special
+    return hist.iloc[order[keep]]
 
 
 def _fmt(x: float) -> str:
-    if not np.isfinite(x):
+    if not math.isfinite(x):
         return "n/a"
     ax = abs(x)
     if ax >= 100:
@@ -53,81 +72,151 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _slot_name(ts: pd.Timestamp, daily: bool, holiday: bool, month_end: bool) -> str:
+def _slot_name(dow: int, hour: int, minute: int, daily: bool, holiday: bool, month_end: bool) -> str:
     if holiday:
         return "holidays"
     if month_end and daily:
         return "month ends"
     if daily:
-        return DAY_NAMES[ts.day_of_week]
-    return f"{ts.hour:02d}:{ts.minute:02d}"
+        return DAY_NAMES[dow]
+    return f"{hour:02d}:{minute:02d}"
 
 
-def _reasons(new: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalies: np.ndarray) -> np.ndarray:
-    """Top drivers in words, only for anomalous rows (few), so per-row Python is affordable."""
-    out = np.full(len(new), "", dtype=object)
-    if not anomalies.any():
-        return out
-    metric = new["series"].str.rsplit("/", n=1).str[-1].str.replace("_", " ")
-    z = feats["seas_z"].to_numpy()
-    dev = np.abs(z) >= 3.0
-    grp_key = new["group"].astype(str) + "|" + new["timestamp"].astype(str)
-    dev_names = (
-        pd.DataFrame({"k": grp_key[dev], "m": metric[dev], "neg": z[dev] < 0})
-        .groupby("k")
-        .agg(names=("m", lambda s: sorted(set(s))), neg=("neg", "mean"))
+def _metric_words(series: str) -> str:
+    return series.rsplit("/", 1)[-1].replace("_", " ")
+
+
+def _reasons(out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalies: np.ndarray) -> np.ndarray:
+    """Top drivers in words, only for anomalous rows.
+
+    Anomalies are few, so a Python loop over them is affordable, but only over plain lists taken
+    for those rows (no pandas row access), and the "metrics moved together" summary looks only at
+    deviating rows of loads that hold an anomaly: nothing here walks every new row in Python.
+    """
+    res = np.full(len(out), "", dtype=object)
+    rows = np.flatnonzero(anomalies)
+    if not len(rows):
+        return res
+    ts_ns = out["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+    z = feats["seas_z"].to_numpy(dtype=np.float64)
+
+    # metrics deviating (|seas_z| >= 3) in the loads (group, timestamp) that hold an anomaly
+    dev = np.flatnonzero(np.abs(z) >= 3.0)
+    dev = dev[np.isin(ts_ns[dev], ts_ns[rows])]
+    take = np.union1d(rows, dev)
+    group = dict(zip(take.tolist(), out["group"].iloc[take].tolist(), strict=True))
+    series = dict(zip(dev.tolist(), out["series"].iloc[dev].tolist(), strict=True))
+    keys = [(group[i], t) for i, t in zip(rows.tolist(), ts_ns[rows].tolist(), strict=True)]
+    loads = set(keys)
+    moved: dict[tuple[str, int], tuple[set[str], list[bool]]] = {}
+    for i, t, zz in zip(dev.tolist(), ts_ns[dev].tolist(), z[dev].tolist(), strict=True):
+        if (group[i], t) in loads:
+            names, negs = moved.setdefault((group[i], t), (set(), []))
+            names.add(_metric_words(series[i]))
+            negs.append(zz < 0)
+    together: dict[tuple[str, int], str] = {}
+    for key, (name_set, negs) in moved.items():
+        if len(name_set) >= 2:
+            names = sorted(name_set)
+            verb = "dropped" if sum(negs) / len(negs) >= 0.5 else "rose"
+            together[key] = f"{', '.join(names[:-1])} and {names[-1]} {verb} together in this load"
+
+    t_rows = pd.DatetimeIndex(ts_ns[rows].view("datetime64[ns]"))
+    f = {
+        c: feats[c].to_numpy(dtype=np.float64)[rows].tolist()
+        for c in ("same_as_prev", "same_rate", "gap_ratio", "load_delay_z", "is_rerun")
+    }
+    a = {
+        c: aux[c].to_numpy(dtype=bool)[rows].tolist()
+        for c in ("daily", "is_holiday", "is_month_end", "special_unknown")
+    }
+    per_row = zip(
+        rows.tolist(),
+        keys,
+        out["value"].to_numpy(dtype=np.float64)[rows].tolist(),
+        aux["expected"].to_numpy(dtype=np.float64)[rows].tolist(),
+        out["expected_low"].to_numpy(dtype=np.float64)[rows].tolist(),
+        out["expected_high"].to_numpy(dtype=np.float64)[rows].tolist(),
+        np.abs(z[rows]).tolist(),
+        np.asarray(t_rows.day_of_week).tolist(),
+        np.asarray(t_rows.hour).tolist(),
+        np.asarray(t_rows.minute).tolist(),
+        a["daily"],
+        a["is_holiday"],
+        a["is_month_end"],
+        a["special_unknown"],
+        f["same_as_prev"],
+        f["same_rate"],
+        f["gap_ratio"],
+        f["load_delay_z"],
+        f["is_rerun"],
+        strict=True,
     )
-    for i in np.flatnonzero(anomalies):
-        row = new.iloc[i]
-        f = feats.iloc[i]
-        a = aux.iloc[i]
+    for (
+        i,
+        key,
+        v,
+        exp,
+        lo,
+        hi,
+        az,
+        dow,
+        hour,
+        minute,
+        daily,
+        hol,
+        me,
+        spec,
+        same,
+        same_rate,
+        gap,
+        delay,
+        rerun,
+    ) in per_row:
         parts: list[tuple[float, str]] = []
-        v = float(row["value"])
-        exp = float(a["expected"])
-        ts = row["timestamp"]
-        if np.isnan(v):
+        if math.isnan(v):
             parts.append((100.0, "value is missing (NULL) where a number was expected"))
-        elif np.isfinite(exp):
-            slot = _slot_name(ts, bool(a["daily"]), bool(a["is_holiday"]), bool(a["is_month_end"]))
+        elif math.isfinite(exp):
+            slot = _slot_name(dow, hour, minute, daily, hol, me)
             where = f"for {slot}" if slot[0].isalpha() else f"at {slot}"
-            if a["special_unknown"] and abs(exp) > 1e-9:
-                kind = "holidays" if a["is_holiday"] else "month ends"
-                parts.append((abs(float(f["seas_z"])),
-                              f"value {_fmt(v)} is outside the range tolerated on {kind} "
-                              f"({_fmt(float(row['expected_low']))} to {_fmt(float(row['expected_high']))}; "
-                              f"ordinary level {_fmt(exp)})"))
+            if spec and abs(exp) > 1e-9:
+                kind = "holidays" if hol else "month ends"
+                parts.append(
+                    (
+                        az,
+                        f"value {_fmt(v)} is outside the range tolerated on {kind} "
+                        f"({_fmt(lo)} to {_fmt(hi)}; ordinary level {_fmt(exp)})",
+                    )
+                )
             elif abs(exp) > 1e-9:
                 pct = (v - exp) / abs(exp) * 100
                 word = "below" if pct < 0 else "above"
-                parts.append((abs(float(f["seas_z"])),
-                              f"value {_fmt(v)} is {abs(pct):.0f}% {word} the usual {_fmt(exp)} {where}"))
+                parts.append((az, f"value {_fmt(v)} is {abs(pct):.0f}% {word} the usual {_fmt(exp)} {where}"))
             else:
-                parts.append((abs(float(f["seas_z"])), f"value {_fmt(v)} where {_fmt(exp)} is usual {where}"))
-        k = grp_key.iloc[i]
-        if k in dev_names.index and len(dev_names.at[k, "names"]) >= 2:
-            names = dev_names.at[k, "names"]
-            verb = "dropped" if dev_names.at[k, "neg"] >= 0.5 else "rose"
-            listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
-            parts.append((50.0, f"{listed} {verb} together in this load"))
-        if f["same_as_prev"] > 0 and f["same_rate"] < 0.2:
+                parts.append((az, f"value {_fmt(v)} where {_fmt(exp)} is usual {where}"))
+        if key in together:
+            parts.append((50.0, together[key]))
+        if same > 0 and same_rate < 0.2:
             parts.append((40.0, f"same value as the previous load ({_fmt(v)}): the data may be stale"))
-        if f["gap_ratio"] > 1.9:
-            parts.append((20.0, f"{f['gap_ratio']:.0f}x the usual interval since the previous load"))
-        if f["load_delay_z"] > 4:
+        if gap > 1.9:
+            parts.append((20.0, f"{gap:.0f}x the usual interval since the previous load"))
+        if delay > 4:
             parts.append((15.0, "the load ran much later/slower than usual"))
-        if f["is_rerun"] > 0:
+        if rerun > 0:
             parts.append((5.0, "this load is a rerun"))
         parts.sort(key=lambda p: -p[0])
-        out[i] = "; ".join(p[1] for p in parts[:3]) or "unusual combination of recent behaviour"
-    return out
+        res[i] = "; ".join(p[1] for p in parts[:3]) or "unusual combination of recent behaviour"
+    return res
 
 
 def score_new(bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """One output row per ``new`` row (same index): carried columns + score, label, range, reasons."""
+    """One output row per ``new`` row (same index): carried columns + score, label, range, reasons.
+
+    History is cut to the tail the new points depend on, and features are computed for the new rows
+    only (the history rows are context): the cost follows the number of new rows.
+    """
     new_n = normalise(new)
-    hist_n = normalise(history) if history is not None and len(history) else new_n.iloc[:0]
-    if "label" not in hist_n.columns:
-        hist_n["label"] = 0
+    hist_n = normalise(history, copy=False) if history is not None and len(history) else new_n.iloc[:0]
     tail = _history_tail(hist_n, bundle)
     cols = sorted(set(tail.columns) | set(new_n.columns))
     both = pd.concat(
@@ -135,13 +224,13 @@ def score_new(bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame) -> 
         ignore_index=True,
     )
     for c in ("series", "group"):
-        both[c] = both[c].astype(str)
-    labels = pd.Series(np.r_[tail["label"].fillna(0).to_numpy(dtype=np.float64), np.zeros(len(new_n))],
-                       index=both.index)
-    comp = compute(both, bundle.cfg, labels=labels)
-    sel = np.arange(len(tail), len(both))
-    feats = comp.features.iloc[sel].reset_index(drop=True)
-    aux = comp.aux.iloc[sel].reset_index(drop=True)
+        if both[c].dtype != new_n[c].dtype or both[c].hasnans:
+            both[c] = both[c].astype(str)
+    tail_labels = tail["label"].fillna(0).to_numpy(dtype=np.float64) if "label" in tail.columns else np.zeros(len(tail))
+    labels = np.r_[tail_labels, np.zeros(len(new_n))]
+    comp = compute(both, bundle.cfg, labels=labels, targets=np.arange(len(both)) >= len(tail))
+    feats = comp.features.reset_index(drop=True)
+    aux = comp.aux.reset_index(drop=True)
     score = np.clip(bundle.predict_score(feats), 0.0, 1.0)
     is_anom = bundle.decide(score, feats)
 
@@ -157,17 +246,16 @@ def score_new(bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame) -> 
     lo = np.where(spec, np.minimum(base * r_lo, base * r_hi), lo)
     hi = np.where(spec, np.maximum(base * r_lo, base * r_hi), hi)
     # a series that was never negative is not expected to become negative
-    nonneg = (
-        pd.concat([tail[["series", "value"]], new_n[["series", "value"]]])
-        .groupby("series")["value"].min().ge(0)
-    )
-    nn = new_n["series"].map(nonneg).fillna(False).to_numpy(dtype=bool)
+    nn = aux["series_min"].to_numpy(dtype=np.float64) >= 0
     lo = np.where(nn, np.maximum(lo, 0.0), lo)
 
     z = np.abs(feats["seas_z"].to_numpy(dtype=np.float64))
     rel = np.abs(feats["seas_rel"].to_numpy(dtype=np.float64))
-    sev = np.where((score >= 0.9) & ((z >= 2 * cfg.robust_threshold) | (rel >= 0.5)), "high",
-                   np.where((score >= 0.7) | (rel >= 0.2), "medium", "low"))
+    sev = np.where(
+        (score >= 0.9) & ((z >= 2 * cfg.robust_threshold) | (rel >= 0.5)),
+        "high",
+        np.where((score >= 0.7) | (rel >= 0.2), "medium", "low"),
+    )
     sev = np.where(is_anom, sev, "")
 
     carried = ["series", "group", "timestamp", "value", *[c for c in key_columns(new_n) if c in new_n.columns]]
