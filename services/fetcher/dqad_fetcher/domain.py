@@ -17,7 +17,8 @@ Outcomes of bad input (all tested):
 * a log id that does not exist in Aurora (the insert rolled back after the trigger invoked): nothing
   reads the log table, so the run proceeds from the payload; a load that never happened has no new
   data, which ends as below;
-* no new rows in the load's window: no DatasetFetched, no downstream run, a warning in the log;
+* no new rows in the load's window: no DatasetFetched, no downstream run, a warning in the log and a
+  ``StageFailed`` (``NoNewData``) so the operator hears of the missing metrics;
 * SQL error or statement timeout: ``StageFailed`` whose message carries the statement id;
 * source data without a configured column, or with a non-numeric value / non-timestamp time:
   ``StageFailed`` naming the column.
@@ -46,7 +47,7 @@ from aws_lambda_powertools import Logger
 
 from dqad.contract import DataRef, DatasetFetched, LoadCompleted, TimeWindow, make_run_id
 from dqad.datasets import SchemaMismatch, SqlSource, normalise_status, to_canonical_chunk
-from dqad.stage import PermanentError, StageRuntime
+from dqad.stage import PermanentError, StageRuntime, publish_failure
 from dqad.storage import ParquetSink, Storage
 
 if TYPE_CHECKING:
@@ -57,6 +58,10 @@ if TYPE_CHECKING:
 logger = Logger(service="dqad-fetcher")
 
 REQUIRED_LOG_FIELDS = ("log_id", "table_name", "loaded_at", "status")
+
+
+class NoNewData(Exception):
+    """The load's window holds no rows in the source: nothing to score, and someone should know."""
 
 
 class LogRowError(ValueError):
@@ -338,7 +343,17 @@ def fetch(
         "seconds": round(time.perf_counter() - started, 3),
     }
     if refs is None:
+        # An ETL load with no metrics is itself worth telling someone about: the run ends here, but
+        # visibly (an operator alert), never in silence. The record is handled, not parked in the DLQ.
         logger.warning("no new data in the load's window; no run downstream", extra=log)
+        publish_failure(
+            rt,
+            detail,
+            NoNewData(
+                f"the source has no rows for this load's window [{new_start:%Y-%m-%d %H:%M}, {new_end:%Y-%m-%d %H:%M}) "
+                f"UTC: the metrics of log {detail.log_id} ({detail.table_name}) are missing"
+            ),
+        )
         return None
     history_ref, new_ref = refs
     logger.info("fetched", extra={**log, "history_rows": history_ref.rows, "new_rows": new_ref.rows})

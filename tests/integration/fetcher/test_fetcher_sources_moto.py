@@ -87,7 +87,7 @@ path = "{path}"
     assert sorted(new["series"]) == ["a", "b"] and sorted(new["value"]) == [9.0, 19.0]
 
 
-def test_empty_new_data_means_no_downstream_run(
+def test_empty_new_data_means_no_downstream_run_and_an_operator_alert(
     cloud, storage, put_catalog, load_completed, make_catalog, make_metrics, stored_events, caplog
 ):
     frame = make_metrics(days=10)
@@ -103,6 +103,8 @@ def test_empty_new_data_means_no_downstream_run(
 
     assert "DatasetFetched.json" not in stored_events(detail.run_id)
     assert not list(storage.list_uris(storage.uri(f"runs/fx_dq/{detail.run_id}/")))  # nothing half-written
+    failed = storage.get_json(storage.uri(f"events/{detail.run_id}/StageFailed-fetcher.json"))["detail"]
+    assert failed["error_type"] == "NoNewData" and "are missing" in failed["message"]  # told, not silent
     assert any("no new data in the load's window" in r.getMessage() for r in caplog.records)
 
 

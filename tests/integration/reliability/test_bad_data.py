@@ -67,7 +67,7 @@ def constant_series(f: pd.DataFrame) -> pd.DataFrame:
 
 # case -> (transform, outcome, what the run's scores must show: None = not checked)
 CASES = {
-    "empty": (empty, "no run", None),
+    "empty": (empty, "no data", None),
     "all_nan": (all_nan, "notified", "every new point flagged"),
     "missing_column": (missing_column, "failed", "metric_value"),
     "non_numeric": (non_numeric, "failed", "not numeric: 'n/a'"),
@@ -90,8 +90,10 @@ def test_bad_data_has_its_documented_outcome(chain, baseline, case: str) -> None
     cloud.pump(deadline_s=120)
     got = outcomes(storage, [run_id])[run_id]
 
-    if expected == "no run":
-        assert got.events == ["LoadCompleted.json"] and cloud.inbox() == []
+    if expected == "no data":  # no run downstream, but the operator is told (never a silent end)
+        assert got.failures == ["StageFailed-fetcher.json"] and cloud.dead_letters("fetcher") == []
+        (operator,) = cloud.inbox()
+        assert operator["MessageAttributes"]["kind"]["Value"] == "operator" and "NoNewData" in operator["Message"]
         return
     if expected == "failed":
         assert got.failures == ["StageFailed-fetcher.json"]
