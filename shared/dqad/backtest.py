@@ -146,6 +146,12 @@ def run_backtest(
             champion = res.bundle
         t2 = time.perf_counter()
         scored = score_new(champion, labeled, new)
+        # the product's alarm decision with the scored rows' series and timestamps (per-series
+        # thresholds, one alert per incident): the same ModelBundle.decide the scorer calls, given
+        # the frame so the backtest does not depend on the scorer version passing it
+        scored["is_anomaly"] = champion.decide(
+            scored["score"].to_numpy(dtype=np.float64), None, frame=scored[["series", "timestamp"]]
+        )
         t3 = time.perf_counter()
         parts.append(scored)
         trainings.append({

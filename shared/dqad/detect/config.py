@@ -131,6 +131,20 @@ class DetectorConfig(_FromDict):
     #: minimum precision-weighted threshold search: thresholds are chosen to maximise F-beta
     threshold_beta: float = 1.0
     n_estimators: int = 50
+    #: alarm rules (see dqad.detect.alarm): per-series thresholds calibrated on the history so that
+    #: it would have raised at most this many incidents per day (1/7: one a week)
+    alarm_budget_per_day: float = 1.0 / 7.0
+    #: a calibrated threshold is raised by this factor on the odds scale (score / (1 - score)):
+    #: the scored future is longer than the history, so its noise reaches further than the history's
+    calibration_margin: float = 1.5
+    #: mature history points (full seasonal baselines) a series needs before it is calibrated
+    min_calibration_points: int = 50
+    #: sub-daily series not calibrated yet: odds-scale factor on the global threshold (more points
+    #: per day means more chances for noise to cross a per-point threshold)
+    uncalibrated_margin: float = 1.5
+    #: an alarm less than this many hours after the previous alert of the same series belongs to
+    #: that incident and is not a new alert (daily or slower loads are always judged on their own)
+    incident_gap_hours: float = 24.0
 
     def __post_init__(self) -> None:
         bad = [c for c in self.candidates if c not in VALID_CANDIDATES]
@@ -143,6 +157,8 @@ class DetectorConfig(_FromDict):
             raise ValueError("DetectorConfig.windows: need at least one window of >= 2 points")
         object.__setattr__(self, "windows", tuple(sorted({int(w) for w in self.windows})))
         object.__setattr__(self, "holidays", tuple(sorted({_to_date(h) for h in self.holidays})))
+        if self.alarm_budget_per_day < 0 or self.calibration_margin < 1 or self.uncalibrated_margin < 1:
+            raise ValueError("DetectorConfig: alarm_budget_per_day >= 0 and margins >= 1 required")
         if self.cv_folds < 2:
             raise ValueError("DetectorConfig.cv_folds must be >= 2")
 

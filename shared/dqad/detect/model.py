@@ -29,6 +29,8 @@ from sklearn.metrics import average_precision_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from dqad.detect.alarm import SeriesCalibration, calibrate_series
+from dqad.detect.alarm import decide as alarm_decide
 from dqad.detect.config import DetectorConfig
 from dqad.detect.features import compute
 
@@ -96,6 +98,9 @@ class ModelBundle:
     trained_at: str
     metrics: dict[str, float]
     kind: str
+    #: per-series alarm thresholds and steps learned on the history (dqad.detect.alarm); bundles
+    #: pickled before this field existed load with None (global threshold only)
+    calibration: SeriesCalibration | None = None
 
     def predict_score(self, X: pd.DataFrame) -> np.ndarray:
         Xf = X.reindex(columns=self.feature_names, fill_value=0.0)
@@ -103,9 +108,16 @@ class ModelBundle:
             return self.estimator.score(Xf)
         return self.estimator.predict_proba(Xf)[:, 1].astype(np.float64)
 
-    def decide(self, score: np.ndarray, features: pd.DataFrame) -> np.ndarray:
-        """The alarm decision for scored points: the one place the scorer and the backtest ask it."""
-        return score >= self.threshold
+    def decide(self, score: np.ndarray, features: pd.DataFrame | None, frame: pd.DataFrame | None = None) -> np.ndarray:
+        """The alarm decision for scored points: the one place the scorer and the backtest ask it.
+
+        ``frame`` (the scored rows' ``series`` and ``timestamp``, same order as ``score``) enables
+        the per-series thresholds and the one-alert-per-incident rule (see dqad.detect.alarm);
+        without it only the global threshold and the sub-daily margin apply.
+        """
+        return alarm_decide(
+            score, self.threshold, self.cfg, getattr(self, "calibration", None), features=features, frame=frame
+        )
 
 
 @dataclass
@@ -172,8 +184,7 @@ def _best_threshold(y: np.ndarray, s: np.ndarray, w: np.ndarray, beta: float = 1
     nxt = thr[i + 1] if i + 1 < len(thr) else thr[i] - 1e-6
     threshold = float((thr[i] + nxt) / 2.0)
     ap = float(average_precision_score(y, s, sample_weight=w))
-    return {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1), "pr_auc": ap,
-            "threshold": threshold}
+    return {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1), "pr_auc": ap, "threshold": threshold}
 
 
 def _time_folds(ts: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -261,11 +272,15 @@ def train_candidates(
             oof_y.append(y[va])
             oof_w.append(w[va])
         if usable:
-            m = _best_threshold(np.concatenate(oof_y), np.concatenate(oof_s), np.concatenate(oof_w),
-                                cfg.threshold_beta)
+            m = _best_threshold(np.concatenate(oof_y), np.concatenate(oof_s), np.concatenate(oof_w), cfg.threshold_beta)
         else:
-            m = {"precision": float("nan"), "recall": float("nan"), "f1": float("nan"),
-                 "pr_auc": float("nan"), "threshold": 0.5}
+            m = {
+                "precision": float("nan"),
+                "recall": float("nan"),
+                "f1": float("nan"),
+                "pr_auc": float("nan"),
+                "threshold": 0.5,
+            }
         if name == "robust":
             m = _robust_threshold(m, X, y, w, human_normal, est_cfg=cfg, usable=bool(usable))
         m["cv_seconds"] = time.perf_counter() - t_c
@@ -292,6 +307,10 @@ def train_candidates(
         metrics=metrics,
         kind="robust" if best_name == "robust" else best_name,
     )
+    # per-series alarm thresholds from this model's own scores on the history (alarm rule 1)
+    t_cal = time.perf_counter()
+    bundle.calibration = calibrate_series(bundle.predict_score(X_all), labeled, X_all, bundle.threshold, cfg)
+    t_cal = time.perf_counter() - t_cal
     promote, reason = is_better(metrics, champion_metrics, cfg.promote_margin)
     if best_name == "robust" and n_pos < cfg.min_positive:
         reason = f"{n_pos} positive labels < min_positive {cfg.min_positive}: robust fallback; " + reason
@@ -301,7 +320,7 @@ def train_candidates(
         candidates=candidates,
         promote=promote,
         reason=reason,
-        timings={"features_s": t_feat, "total_s": time.perf_counter() - t0},
+        timings={"features_s": t_feat, "calibration_s": t_cal, "total_s": time.perf_counter() - t0},
     )
 
 

@@ -1,0 +1,130 @@
+"""Alarm rules: per-series calibration on the history, sub-daily margin, one alert per incident."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dqad.detect import DetectorConfig
+from dqad.detect.alarm import (
+    SeriesCalibration,
+    budget_threshold,
+    calibrate_series,
+    count_incidents,
+    decide,
+    odds_scale,
+    suppress_continuing,
+)
+from dqad.detect.model import ModelBundle, RobustDetector
+
+CFG = DetectorConfig()
+
+
+def _hist(n: int, step: str, series: str, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """History frame and the mature-point features calibration reads."""
+    ts = pd.date_range("2024-01-01", periods=n, freq=step)
+    frame = pd.DataFrame({"series": series, "timestamp": ts})
+    feats = pd.DataFrame({"seas_n": np.full(n, 8.0), "n_hist": np.arange(n, dtype=float) + CFG.scale_window,
+                          "is_daily": float(step == "D")})
+    return frame, feats
+
+
+def test_count_incidents_merges_alarms_closer_than_the_gap() -> None:
+    t = np.array([0.0, 10.0, 20.0, 1000.0, 5000.0])
+    assert count_incidents(t, 100.0) == 3
+    # an alarm every 60 s for 10 minutes re-alerts every 300 s: 0, 300, 600
+    assert count_incidents(np.arange(11) * 60.0, 300.0) == 3
+    assert count_incidents(t, 1.0) == 5
+    assert count_incidents(np.array([]), 1.0) == 0
+
+
+def test_budget_threshold_allows_at_most_the_budgeted_incidents() -> None:
+    t = np.arange(10) * 86400.0  # ten days, one point a day
+    s = np.array([0.1, 0.9, 0.1, 0.8, 0.1, 0.7, 0.1, 0.6, 0.1, 0.55])
+    assert budget_threshold(s, t, 0.5, allowed=2, gap_s=3600) == 0.8  # 0.9 and 0.8 only
+    assert budget_threshold(s, t, 0.5, allowed=10, gap_s=3600) == 0.5  # budget never binds
+    # with a 3-day re-alert gap the alarms of days 1 and 3 are one alert, days 5 and 7 another
+    assert budget_threshold(s, t, 0.5, allowed=2, gap_s=3 * 86400) == 0.6
+    assert budget_threshold(s, t, 0.5, allowed=1, gap_s=3 * 86400) == 0.8
+
+
+def test_noisy_subdaily_series_gets_a_higher_threshold_than_a_quiet_one() -> None:
+    rng = np.random.default_rng(0)
+    f1, x1 = _hist(2000, "5min", "noisy")
+    f2, x2 = _hist(2000, "5min", "quiet")
+    s1 = np.clip(rng.uniform(0.0, 0.8, 2000), 0, 1)  # many points well above the global 0.5
+    s2 = np.clip(rng.uniform(0.0, 0.3, 2000), 0, 1)
+    cal = calibrate_series(np.r_[s1, s2], pd.concat([f1, f2], ignore_index=True),
+                           pd.concat([x1, x2], ignore_index=True), 0.5, CFG)
+    assert cal.thresholds["noisy"] > odds_scale(0.79, 1.0)  # above (almost) all of its history
+    assert cal.thresholds["quiet"] == 0.5  # a quiet history keeps the global threshold
+    assert cal.step_s["noisy"] == 300.0
+    # the rule in numbers: the history itself would now alarm at most once (budget 1/7 a day, 7 days)
+    assert (s1 >= cal.thresholds["noisy"]).sum() <= 1
+
+
+def test_warm_up_and_human_anomalies_do_not_raise_the_threshold() -> None:
+    frame, feats = _hist(600, "h", "s")
+    s = np.full(600, 0.2)
+    s[:10] = 0.95  # warm-up: baselines not mature yet
+    feats.loc[:9, "seas_n"] = 0
+    s[300:310] = 0.9  # an incident a human labelled
+    frame["label"] = 0
+    frame["label_source"] = "none"
+    frame.loc[300:309, ["label", "label_source"]] = [1, "human"]
+    cal = calibrate_series(s, frame, feats, 0.5, CFG)
+    # the human-labelled incident is not noise, and it shows where this series' incidents lie
+    assert cal.thresholds["s"] <= 0.9
+    assert cal.thresholds["s"] >= 0.5
+
+
+def test_human_labelled_incident_above_the_noise_lowers_the_threshold() -> None:
+    frame, feats = _hist(2000, "5min", "s")
+    rng = np.random.default_rng(1)
+    s = rng.uniform(0.0, 0.7, 2000)
+    s[1000:1010] = 0.75  # just above the noise: the margin alone would mute it
+    base = calibrate_series(s, frame, feats, 0.5, CFG).thresholds["s"]
+    frame["label"] = 0
+    frame["label_source"] = "human"
+    frame.loc[1000:1009, "label"] = 1
+    taught = calibrate_series(s, frame, feats, 0.5, CFG).thresholds["s"]
+    assert 0.7 < taught < 0.75 < base
+
+
+def test_one_alert_per_incident_on_subdaily_data_but_every_bad_daily_load() -> None:
+    ts5 = pd.date_range("2024-01-01", periods=6, freq="5min")
+    tsd = pd.date_range("2024-01-01", periods=3, freq="D")
+    series = np.array(["fast"] * 6 + ["daily"] * 3)
+    t = np.r_[ts5.to_numpy().astype("datetime64[s]"), tsd.to_numpy().astype("datetime64[s]")].astype(float)
+    alarm = np.array([True, True, False, True, False, False, True, True, True])
+    out = suppress_continuing(alarm, series, t, 24 * 3600.0)
+    assert out.tolist() == [True, False, False, False, False, False, True, True, True]
+    # causal: the decision on a point does not change when later points are added
+    assert suppress_continuing(alarm[:2], series[:2], t[:2], 24 * 3600.0).tolist() == [True, False]
+
+
+def test_decide_uses_series_thresholds_and_subdaily_margin() -> None:
+    cal = SeriesCalibration(thresholds={"noisy": 0.8}, step_s={"noisy": 300.0, "new": 300.0, "day": 86400.0})
+    frame = pd.DataFrame({"series": ["noisy", "noisy", "new", "day"],
+                          "timestamp": pd.to_datetime(["2024-01-01", "2024-01-03", "2024-01-01", "2024-01-01"])})
+    score = np.array([0.7, 0.85, 0.55, 0.55])
+    got = decide(score, 0.5, CFG, cal, frame=frame)
+    # 0.7 < noisy's 0.8; 0.55 < the margin-raised global threshold of an uncalibrated 5-minute series
+    assert got.tolist() == [False, True, False, True]
+    # without the frame: global threshold, sub-daily margin from the is_daily feature
+    feats = pd.DataFrame({"is_daily": [0.0, 0.0, 0.0, 1.0]})
+    assert decide(score, 0.5, CFG, None, features=feats).tolist() == [True, True, False, True]
+
+
+def test_bundle_decide_and_old_bundles_without_calibration() -> None:
+    b = ModelBundle(estimator=RobustDetector(CFG), feature_names=[], threshold=0.5, cfg=CFG, trained_at="",
+                    metrics={}, kind="robust")
+    assert b.decide(np.array([0.4, 0.6]), None).tolist() == [False, True]
+    del b.__dict__["calibration"]  # a bundle pickled before the field existed
+    assert b.decide(np.array([0.6]), None, frame=pd.DataFrame({"series": ["x"], "timestamp": [pd.Timestamp(0)]}))[0]
+
+
+def test_config_validates_margins() -> None:
+    with pytest.raises(ValueError):
+        DetectorConfig(calibration_margin=0.5)
