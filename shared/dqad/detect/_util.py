@@ -209,18 +209,27 @@ def _order_stat(srt: np.ndarray, c: np.ndarray | int, q: float) -> np.ndarray:
     ``c`` is one count for all rows (column slices, no per-row indexing) or one count per row.
     """
     last = srt.shape[1] - 1
-    rows: np.ndarray | slice = slice(None) if np.ndim(c) == 0 else np.arange(len(srt))
-    if q == 0.5:  # pandas' rolling median averages the two middle values of an even count
+    if np.ndim(c) == 0:
+        c = int(c)
+        if q == 0.5:  # pandas' rolling median averages the two middle values of an even count
+            mid = min(c // 2, last)
+            return (srt[:, mid] + srt[:, max(mid - 1, 0)]) / 2 if c % 2 == 0 else srt[:, mid]
+        h = q * max(c - 1, 0)
+        lo = int(h)
+        if h == lo:
+            return srt[:, lo]
+        low = srt[:, lo]
+        return low + (srt[:, min(lo + 1, last)] - low) * (h - lo)
+    rows = np.arange(len(srt))
+    if q == 0.5:
         mid = np.minimum(c // 2, last)
         upper = srt[rows, mid]
         lower = srt[rows, np.maximum(mid - 1, 0)]
         return np.where(c % 2 == 0, (upper + lower) / 2, upper)
     h = q * np.maximum(c - 1, 0)
-    lo = np.asarray(h).astype(np.int64)
+    lo = h.astype(np.int64)
     frac = h - lo
     low = srt[rows, lo]
-    if np.ndim(c) == 0 and not frac:
-        return low
     high = srt[rows, np.minimum(lo + 1, last)]
     return np.where(frac > 0, low + (high - low) * frac, low)
 
@@ -315,7 +324,7 @@ def step_seconds(ts_ns: np.ndarray, pad: Padded, window: int = 16, exact: np.nda
     """Typical spacing of a series before each point (rolling median of earlier steps), causal.
 
     ``exact`` (a mask) limits the median to the rows that need its value. Elsewhere, where every
-    step in the window is >= 20 hours, the smallest step stands in: both it and the median say
+    step in the window is >= 20 hours (or missing), the row's own step stands in: both it and the median say
     "daily data", which is all the features ask of such rows (rows of sub-daily series always get
     the median: their seasonal slot depends on it). Rolling minima are linear; medians are not.
     """
@@ -325,9 +334,11 @@ def step_seconds(ts_ns: np.ndarray, pad: Padded, window: int = 16, exact: np.nda
     if exact is None:
         (med,), _ = window_quantiles(buf, pad.pos, window, [0.5])
         return med
-    low = pd.Series(buf).rolling(window, min_periods=1).min().to_numpy()[pad.pos]
-    need = exact | ~(low >= 20 * 3600)
-    out = low.copy()
+    step = buf[pad.pos]
+    short = np.zeros(len(buf) + 1, dtype=np.int64)
+    np.cumsum(buf < 20 * 3600, out=short[1:])  # NaN compares False
+    need = exact | (short[pad.pos + 1] - short[pad.pos + 1 - window] > 0)
+    out = step.copy()  # a daily step of the window, where every step in it is daily
     (out[need],), _ = window_quantiles(buf, pad.pos[need], window, [0.5])
     return out
 

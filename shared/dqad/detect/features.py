@@ -363,6 +363,7 @@ def compute(
         "daily": daily[T],
         "lag1": lag1,
         "series_min": series_min,
+        "load": load,
     }
     aux = pd.DataFrame({k: x if identity else x[back] for k, x in aux_cols.items()}, index=out_index, copy=False)
     if targets is not None and len(features) != int(np.count_nonzero(targets)):

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from dqad.detect._util import (
     Padded,
@@ -26,6 +27,7 @@ from dqad.detect.features import compute
 from dqad.detect.model import ModelBundle
 
 OUTPUT_COLUMNS = ("score", "is_anomaly", "severity", "expected_low", "expected_high", "reasons")
+SEVERITIES = ("", "low", "medium", "high")
 DAY_NAMES = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays", "Sundays")
 
 
@@ -86,35 +88,32 @@ def _metric_words(series: str) -> str:
     return series.rsplit("/", 1)[-1].replace("_", " ")
 
 
-def _reasons(out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalies: np.ndarray) -> np.ndarray:
+def _reasons(out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalies: np.ndarray) -> pd.Series:
     """Top drivers in words, only for anomalous rows.
 
     Anomalies are few, so a Python loop over them is affordable, but only over plain lists taken
     for those rows (no pandas row access), and the "metrics moved together" summary looks only at
     deviating rows of loads that hold an anomaly: nothing here walks every new row in Python.
     """
-    res = np.full(len(out), "", dtype=object)
     rows = np.flatnonzero(anomalies)
+    texts: list[str] = []
     if not len(rows):
-        return res
+        return _sparse_strings(len(out), rows, texts)
     ts_ns = out["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
     z = feats["seas_z"].to_numpy(dtype=np.float64)
 
     # metrics deviating (|seas_z| >= 3) in the loads (group, timestamp) that hold an anomaly
+    load = aux["load"].to_numpy()
+    keys = load[rows].tolist()
     dev = np.flatnonzero(np.abs(z) >= 3.0)
-    dev = dev[np.isin(ts_ns[dev], ts_ns[rows])]
-    take = np.union1d(rows, dev)
-    group = dict(zip(take.tolist(), out["group"].iloc[take].tolist(), strict=True))
-    series = dict(zip(dev.tolist(), out["series"].iloc[dev].tolist(), strict=True))
-    keys = [(group[i], t) for i, t in zip(rows.tolist(), ts_ns[rows].tolist(), strict=True)]
-    loads = set(keys)
-    moved: dict[tuple[str, int], tuple[set[str], list[bool]]] = {}
-    for i, t, zz in zip(dev.tolist(), ts_ns[dev].tolist(), z[dev].tolist(), strict=True):
-        if (group[i], t) in loads:
-            names, negs = moved.setdefault((group[i], t), (set(), []))
-            names.add(_metric_words(series[i]))
-            negs.append(zz < 0)
-    together: dict[tuple[str, int], str] = {}
+    dev = dev[np.isin(load[dev], load[rows])]
+    moved: dict[int, tuple[set[str], list[bool]]] = {}
+    metric_names = out["series"].iloc[dev].tolist()
+    for key, name, zz in zip(load[dev].tolist(), metric_names, z[dev].tolist(), strict=True):
+        names, negs = moved.setdefault(key, (set(), []))
+        names.add(_metric_words(name))
+        negs.append(zz < 0)
+    together: dict[int, str] = {}
     for key, (name_set, negs) in moved.items():
         if len(name_set) >= 2:
             names = sorted(name_set)
@@ -131,7 +130,6 @@ def _reasons(out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalie
         for c in ("daily", "is_holiday", "is_month_end", "special_unknown")
     }
     per_row = zip(
-        rows.tolist(),
         keys,
         out["value"].to_numpy(dtype=np.float64)[rows].tolist(),
         aux["expected"].to_numpy(dtype=np.float64)[rows].tolist(),
@@ -153,7 +151,6 @@ def _reasons(out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalie
         strict=True,
     )
     for (
-        i,
         key,
         v,
         exp,
@@ -205,8 +202,30 @@ def _reasons(out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalie
         if rerun > 0:
             parts.append((5.0, "this load is a rerun"))
         parts.sort(key=lambda p: -p[0])
-        res[i] = "; ".join(p[1] for p in parts[:3]) or "unusual combination of recent behaviour"
-    return res
+        texts.append("; ".join(p[1] for p in parts[:3]) or "unusual combination of recent behaviour")
+    return _sparse_strings(len(out), rows, texts)
+
+
+def _sparse_strings(n: int, rows: np.ndarray, texts: list[str]) -> pd.Series:
+    """A string column of ``n`` rows, empty except ``texts`` at ``rows`` (ascending).
+
+    Built directly as Arrow buffers (offsets from the lengths, one joined byte string): a million
+    mostly empty Python strings would otherwise be scanned one by one on the way in and out.
+    """
+    data = [t.encode() for t in texts]
+    lengths = np.zeros(n, dtype=np.int64)
+    lengths[rows] = [len(b) for b in data]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(b"".join(data)))
+    return pd.Series(pd.arrays.ArrowExtensionArray(arr)).astype(str)
+
+
+def _coded_strings(codes: np.ndarray, names: tuple[str, ...]) -> pd.Series:
+    """A string column from small integer codes into ``names`` (dictionary-decoded by Arrow)."""
+    dictionary = pa.array(names, type=pa.large_string())
+    arr = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int8)), dictionary).cast(pa.large_string())
+    return pd.Series(pd.arrays.ArrowExtensionArray(arr)).astype(str)
 
 
 def score_new(bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
@@ -215,7 +234,7 @@ def score_new(bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame) -> 
     History is cut to the tail the new points depend on, and features are computed for the new rows
     only (the history rows are context): the cost follows the number of new rows.
     """
-    new_n = normalise(new)
+    new_n = normalise(new, copy=False)
     hist_n = normalise(history, copy=False) if history is not None and len(history) else new_n.iloc[:0]
     tail = _history_tail(hist_n, bundle)
     cols = sorted(set(tail.columns) | set(new_n.columns))
@@ -253,18 +272,18 @@ def score_new(bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame) -> 
     rel = np.abs(feats["seas_rel"].to_numpy(dtype=np.float64))
     sev = np.where(
         (score >= 0.9) & ((z >= 2 * cfg.robust_threshold) | (rel >= 0.5)),
-        "high",
-        np.where((score >= 0.7) | (rel >= 0.2), "medium", "low"),
+        3,
+        np.where((score >= 0.7) | (rel >= 0.2), 2, 1),
     )
-    sev = np.where(is_anom, sev, "")
+    sev = np.where(is_anom, sev, 0)
 
     carried = ["series", "group", "timestamp", "value", *[c for c in key_columns(new_n) if c in new_n.columns]]
     out = new_n[carried].reset_index(drop=True)
     out["score"] = score
     out["is_anomaly"] = is_anom
-    out["severity"] = sev
+    out["severity"] = _coded_strings(sev, SEVERITIES).array
     out["expected_low"] = lo
     out["expected_high"] = hi
-    out["reasons"] = _reasons(out, feats, aux, is_anom)
+    out["reasons"] = _reasons(out, feats, aux, is_anom).array
     out.index = new.index
     return out
