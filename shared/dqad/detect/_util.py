@@ -13,7 +13,9 @@ for, and the values equal pandas' rolling median/quantile (same order statistics
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import numpy as np
@@ -154,6 +156,21 @@ class Padded:
         filled = shifted.groupby(gid_buf).ffill().to_numpy()
         return filled[self.pos]
 
+    def trailing_rate(self, flags: np.ndarray, rows: np.ndarray, width: int) -> np.ndarray:
+        """Share of ones among the valid (non-NaN) 0/1 ``flags`` in the ``width`` rows before each of ``rows``.
+
+        pandas' rolling mean (``min_periods=1``) of such flags, strictly before the row, from integer
+        cumulative counts over the unpadded arrays (exact, linear, no buffer).
+        """
+        valid = np.zeros(self.n + 1, dtype=np.int64)
+        np.cumsum(~np.isnan(flags), out=valid[1:])
+        ones = np.zeros(self.n + 1, dtype=np.int64)
+        np.cumsum(flags == 1.0, out=ones[1:])
+        first = np.maximum(rows - width, self.starts[self.gid[rows]])
+        c = valid[rows] - valid[first]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(c > 0, (ones[rows] - ones[first]) / c, np.nan)
+
     def cumcount(self) -> np.ndarray:
         """Number of earlier rows in the same group."""
         return np.arange(self.n) - self.starts[self.gid] if self.n else np.zeros(0, dtype=np.int64)
@@ -182,17 +199,15 @@ def window_quantiles(
     starts = ends - (width - 1)
     if m and starts.min() < 0:
         raise ValueError("window reaches before the buffer (padding too small)")
-    csum = np.zeros(len(buf) + 1, dtype=np.int64)
-    np.cumsum(~np.isnan(buf), out=csum[1:])
-    counts = csum[ends + 1] - csum[starts]
     outs = [np.full(m, np.nan) for _ in qs]
-    if not len(qs) or not m:
-        return outs, counts
+    counts = np.zeros(m, dtype=np.int64)
     view = sliding_window_view(buf, width)
-    for a in range(0, m, chunk):
+
+    def run(a: int) -> None:
         sl = slice(a, a + chunk)
         srt = np.sort(view[starts[sl]], axis=1)
         c = counts[sl]
+        c[:] = np.count_nonzero(srt == srt, axis=1)  # NaN != NaN
         part = np.flatnonzero(c != width)  # windows with gaps (series starts, blanked labels): few
         for out, q in zip(outs, qs, strict=True):
             o = out[sl]
@@ -200,7 +215,29 @@ def window_quantiles(
             if len(part):
                 val = _order_stat(srt[part], c[part], q)
                 o[part] = np.where(c[part] >= max(min_periods, 1), val, np.nan)
+
+    _map_chunks(run, range(0, m, chunk))
     return outs, counts
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _map_chunks(fn: Callable[[int], None], starts: range) -> None:
+    """Run ``fn`` on each chunk start, on the process's CPUs when there are several chunks.
+
+    numpy's gather and sort release the GIL, so the chunks of one statistic sort in parallel; the
+    chunks write disjoint slices of the outputs.
+    """
+    global _POOL
+    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4)
+    if workers < 2 or len(starts) < 2:
+        for a in starts:
+            fn(a)
+        return
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dqad-windows")
+    list(_POOL.map(fn, starts))
 
 
 def _order_stat(srt: np.ndarray, c: np.ndarray | int, q: float) -> np.ndarray:
@@ -232,23 +269,6 @@ def _order_stat(srt: np.ndarray, c: np.ndarray | int, q: float) -> np.ndarray:
     low = srt[rows, lo]
     high = srt[rows, np.minimum(lo + 1, last)]
     return np.where(frac > 0, low + (high - low) * frac, low)
-
-
-def window_rates(buf: np.ndarray, ends: np.ndarray, width: int, *, min_periods: int = 1) -> np.ndarray:
-    """Share of ones among the valid values of 0/1 flags in ``buf[e - width + 1 : e + 1]``, at ``ends``.
-
-    The same numbers as pandas' rolling mean of such flags, from integer cumulative counts (exact,
-    and linear in the buffer); only meaningful for buffers holding 0, 1 and NaN.
-    """
-    ends = np.asarray(ends, dtype=np.int64)
-    starts = ends - (width - 1)
-    cnt = np.zeros(len(buf) + 1, dtype=np.int64)
-    np.cumsum(~np.isnan(buf), out=cnt[1:])
-    ones = np.zeros(len(buf) + 1, dtype=np.int64)
-    np.cumsum(buf == 1.0, out=ones[1:])
-    c = cnt[ends + 1] - cnt[starts]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(c >= max(min_periods, 1), (ones[ends + 1] - ones[starts]) / c, np.nan)
 
 
 def series_time_order(codes: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:

@@ -31,7 +31,6 @@ from dqad.detect._util import (
     slot_codes,
     step_seconds,
     window_quantiles,
-    window_rates,
 )
 from dqad.detect.config import DetectorConfig
 
@@ -264,14 +263,14 @@ def compute(
     same_all = (v == prev_all).astype(np.float64)
     same_all[np.isnan(prev_all)] = np.nan
     feats["same_as_prev"] = np.nan_to_num(same_all[T])
-    feats["same_rate"] = window_rates(pad.buffer(same_all), ends, wlong)
+    feats["same_rate"] = pad.trailing_rate(same_all, T, wlong)
     lag_slot = vbuf[pad.pos[T] - 7]
     feats["rel_lag7"] = (vt - lag_slot) / np.maximum(np.abs(lag_slot), 1e-9)
     feats["is_missing"] = np.isnan(vt).astype(np.float64)
     feats["is_zero"] = (vt == 0).astype(np.float64)
     zero_prev = (bv == 0).astype(np.float64)
     zero_prev[np.isnan(bv)] = np.nan
-    feats["zero_rate"] = window_rates(pad.buffer(zero_prev), ends, wlong)
+    feats["zero_rate"] = pad.trailing_rate(zero_prev, T, wlong)
     t_f = ts_sorted.astype(np.float64)
     prev_t = pad.buffer(t_f)[pad.pos[T] - 1]
     feats["gap_ratio"] = (t_f[T] - prev_t) / 1e9 / np.maximum(step[T], 1.0)
