@@ -15,6 +15,7 @@ teach the detector that incidents are normal.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,31 @@ class Computed:
 
     features: pd.DataFrame
     aux: pd.DataFrame
+
+
+class _Sink(dict):
+    """Feature columns stored as float32 the moment they are computed (clipped, NaN/inf -> 0).
+
+    Holding ~45 float64 columns of a million rows until the end doubles the memory a scorer touches,
+    and fresh memory is page-faulted in (expensive in sandboxed runtimes). ``keep`` names keep their
+    float64 value in ``wide`` for the cross-metric features computed from them.
+    """
+
+    def __init__(self, keep: tuple[str, ...]) -> None:
+        super().__init__()
+        self.keep = keep
+        self.wide: dict[str, np.ndarray] = {}
+        self.clip = True
+
+    def __setitem__(self, name: str, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        if self.clip and (name.endswith("_z") or name.startswith("z_")):
+            x = np.clip(x, -Z_CLIP, Z_CLIP)
+        elif self.clip and "rel" in name:
+            x = np.clip(x, -REL_CLIP, REL_CLIP)
+        if name in self.keep:
+            self.wide[name] = x
+        super().__setitem__(name, np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32))
 
 
 def _hash01(values: pd.Series) -> np.ndarray:
@@ -152,6 +178,7 @@ def compute(
     labels: pd.Series | np.ndarray | None = None,
     *,
     targets: np.ndarray | None = None,
+    column_order: Sequence[str] | None = None,
 ) -> Computed:
     """Features and baselines for the rows of ``frame`` (see module docstring).
 
@@ -160,7 +187,8 @@ def compute(
     context. Each statistic is then computed only where the targets depend on it (their trailing
     windows; seasonal baselines of the ``scale_window`` points before them), so a scorer pays for
     its new rows, not for the history tail. The result has one row per target, in frame order, with
-    the same values a full computation gives those rows.
+    the same values a full computation gives those rows. ``column_order`` puts those feature
+    columns first (a model's own order, so that selecting its columns needs no copy).
     """
     df = normalise(frame, copy=False)
     n = len(df)
@@ -189,7 +217,7 @@ def compute(
     maxw = max(max(cfg.windows), cfg.scale_window, 16)
     pad = Padded(sc, maxw + 1)
     ends = pad.pos[T] - 1  # windows strictly before each target
-    feats: dict[str, np.ndarray] = {}
+    feats = _Sink(keep=("seas_z", "same_as_prev"))
 
     # calendar and seasonal slots (every row: earlier rows feed the seasonal baselines)
     step = step_seconds(ts_sorted, pad, exact=tgt)
@@ -302,16 +330,12 @@ def compute(
     else:
         feats["load_delay_z"] = np.zeros(len(T))
 
-    for c, x in feats.items():  # cross-metric features below are not clipped
-        if c.endswith("_z") or c.startswith("z_"):
-            feats[c] = np.clip(x, -Z_CLIP, Z_CLIP)
-        elif "rel" in c:
-            feats[c] = np.clip(x, -REL_CLIP, REL_CLIP)
+    feats.clip = False  # cross-metric features below are not clipped
 
     # cross-metric features of one load: the same timestamp's other metrics in the group
     rows = order[T]  # frame positions of the targets, in (series, time) order
-    z = np.clip(np.nan_to_num(feats["seas_z"], nan=0.0), -20, 20)
-    same = feats["same_as_prev"]
+    z = np.clip(np.nan_to_num(feats.wide["seas_z"], nan=0.0), -20, 20)
+    same = feats.wide["same_as_prev"]
     g_codes = pd.factorize(df["group"])[0][rows]
     t_codes, _ = pd.factorize(ts_sorted[T])
     load, _ = pd.factorize(g_codes.astype(np.int64) * (int(t_codes.max(initial=0)) + 1) + t_codes)
@@ -340,15 +364,15 @@ def compute(
     # one float32 matrix, a column per feature (contiguous), rows put back in frame order once
     back = np.argsort(rows, kind="stable")
     identity = bool(len(rows) < 2 or (np.diff(rows) > 0).all())
-    matrix = np.empty((len(feats), len(rows)), dtype=np.float32)
-    for j, x in enumerate(feats.values()):
+    names = [c for c in (column_order or ()) if c in feats]
+    names += [c for c in feats if c not in set(names)]
+    matrix = np.empty((len(names), len(rows)), dtype=np.float32)
+    for j, c in enumerate(names):
+        x = feats.pop(c)
         matrix[j] = x if identity else x[back]
-    bad = ~np.isfinite(matrix)
-    if bad.any():
-        matrix[bad] = 0.0
     out_rows = rows if identity else rows[back]
     out_index = idx[out_rows]
-    features = pd.DataFrame(matrix.T, index=out_index, columns=list(feats), copy=False)
+    features = pd.DataFrame(matrix.T, index=out_index, columns=names, copy=False)
     series_min = np.fmin.reduceat(v, pad.starts)[pad.gid[T]] if n else np.zeros(0)
     aux_cols = {
         "expected": expected,

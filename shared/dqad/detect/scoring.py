@@ -247,7 +247,13 @@ def score_new(bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame) -> 
             both[c] = both[c].astype(str)
     tail_labels = tail["label"].fillna(0).to_numpy(dtype=np.float64) if "label" in tail.columns else np.zeros(len(tail))
     labels = np.r_[tail_labels, np.zeros(len(new_n))]
-    comp = compute(both, bundle.cfg, labels=labels, targets=np.arange(len(both)) >= len(tail))
+    comp = compute(
+        both,
+        bundle.cfg,
+        labels=labels,
+        targets=np.arange(len(both)) >= len(tail),
+        column_order=bundle.feature_names,
+    )
     feats = comp.features.reset_index(drop=True)
     aux = comp.aux.reset_index(drop=True)
     score = np.clip(bundle.predict_score(feats), 0.0, 1.0)
