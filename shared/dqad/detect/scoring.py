@@ -257,7 +257,8 @@ def score_new(bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame) -> 
     feats = comp.features.reset_index(drop=True)
     aux = comp.aux.reset_index(drop=True)
     score = np.clip(bundle.predict_score(feats), 0.0, 1.0)
-    is_anom = bundle.decide(score, feats)
+    # the same decision the backtest makes: per-series thresholds and one alert per incident need the rows
+    is_anom = bundle.decide(score, feats, frame=new_n[["series", "timestamp"]].reset_index(drop=True))
 
     cfg = bundle.cfg
     exp = aux["expected"].to_numpy(dtype=np.float64)
