@@ -113,8 +113,15 @@ def event_metrics(scored: pd.DataFrame, windows: pd.DataFrame, alarm_col: str = 
     p = tp_runs / n_runs if n_runs else 0.0
     r = found / n_windows if n_windows else 0.0
     f = 2 * p * r / (p + r) if p + r else 0.0
-    return {"precision": p, "recall": r, "f1": f, "alarm_runs": n_runs, "true_runs": tp_runs,
-            "windows": n_windows, "found": found}
+    return {
+        "precision": p,
+        "recall": r,
+        "f1": f,
+        "alarm_runs": n_runs,
+        "true_runs": tp_runs,
+        "windows": n_windows,
+        "found": found,
+    }
 
 
 def zscore_baseline(frame: pd.DataFrame, window: int = 30, k: float = 3.0) -> np.ndarray:

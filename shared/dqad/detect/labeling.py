@@ -52,8 +52,13 @@ def _centred_slot_median(
 def feedback_to_points(feedback: pd.DataFrame | None) -> pd.DataFrame:
     """Normalise human feedback to (series, timestamp, human) with human in {1, 0}."""
     if feedback is None or len(feedback) == 0:
-        return pd.DataFrame({"series": pd.Series(dtype=str), "timestamp": pd.Series(dtype="datetime64[ns]"),
-                             "human": pd.Series(dtype="int8")})
+        return pd.DataFrame(
+            {
+                "series": pd.Series(dtype=str),
+                "timestamp": pd.Series(dtype="datetime64[ns]"),
+                "human": pd.Series(dtype="int8"),
+            }
+        )
     fb = feedback.copy()
     missing = [c for c in ("series", "timestamp", "label") if c not in fb.columns]
     if missing:
@@ -69,9 +74,7 @@ def feedback_to_points(feedback: pd.DataFrame | None) -> pd.DataFrame:
     return fb[["series", "timestamp", "human"]].drop_duplicates(["series", "timestamp"], keep="last")
 
 
-def label_history(
-    history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: LabelerConfig
-) -> pd.DataFrame:
+def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: LabelerConfig) -> pd.DataFrame:
     """Return ``history`` with ``label`` (int8 0/1) and ``label_source`` (see module docstring)."""
     df = normalise(history)
     n = len(df)
@@ -148,9 +151,7 @@ def label_history(
         .transform("sum")
     )
     consensus = (dev & (counts["dev"].to_numpy() >= cfg.consensus_min_metrics)) | (
-        stale
-        & (counts["stale"].to_numpy() >= 2)
-        & (counts["stale"].to_numpy() * 2 >= counts["one"].to_numpy())
+        stale & (counts["stale"].to_numpy() >= 2) & (counts["stale"].to_numpy() * 2 >= counts["one"].to_numpy())
     )
 
     label = np.zeros(n, dtype=np.int8)
