@@ -38,6 +38,23 @@ def read_champion(rt: StageRuntime, dataset: str) -> dict | None:
     return rt.storage.get_json(uri) if rt.storage.exists(uri) else None
 
 
+def model_trained(
+    request: DatasetLabeled, champion: dict, *, reused: bool, job_name: str | None = None
+) -> ModelTrained:
+    """The event that hands the run to the scorer with the champion (reused, promoted or kept)."""
+    return ModelTrained(
+        run_id=request.run_id,
+        dataset=request.dataset,
+        model=ModelRef(uri=champion["uri"], sha256=champion["sha256"], version=champion["version"]),
+        reused=reused,
+        metrics=champion["metrics"],
+        labeled=request.labeled,
+        new=request.new,
+        window=request.window,
+        job_name=job_name,
+    )
+
+
 def staleness(champion: dict | None, ds: Dataset, labels_fp: str, label_rate: float, now: datetime) -> str:
     """Why the champion cannot be reused ("" when it can)."""
     if champion is None:
@@ -66,16 +83,7 @@ def on_labeled(rt: StageRuntime, detail: DatasetLabeled) -> ModelTrained | None:
     why = staleness(champion, ds, labels_fp, label_rate, datetime.now(UTC))
     if not why:
         assert champion is not None
-        event = ModelTrained(
-            run_id=detail.run_id,
-            dataset=ds.name,
-            model=ModelRef(uri=champion["uri"], sha256=champion["sha256"], version=champion["version"]),
-            reused=True,
-            metrics=champion["metrics"],
-            labeled=detail.labeled,
-            new=detail.new,
-            window=detail.window,
-        )
+        event = model_trained(detail, champion, reused=True)
         rt.publisher.publish(event)
         return event
     logger.info("training a challenger", extra={"run_id": detail.run_id, "reason": why})
@@ -165,16 +173,6 @@ def on_job_state(rt: StageRuntime, event: dict) -> ModelTrained | None:
         rt.storage.put_json(champion_uri(rt, request.dataset), champion)
     else:
         logger.info("challenger not better; champion kept", extra={"reason": report.get("reason")})
-    event = ModelTrained(
-        run_id=request.run_id,
-        dataset=request.dataset,
-        model=ModelRef(uri=champion["uri"], sha256=champion["sha256"], version=champion["version"]),
-        reused=False,
-        metrics=champion["metrics"],
-        labeled=request.labeled,
-        new=request.new,
-        window=request.window,
-        job_name=name,
-    )
+    event = model_trained(request, champion, reused=False, job_name=name)
     rt.publisher.publish(event)
     return event
