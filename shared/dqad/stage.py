@@ -29,7 +29,7 @@ import functools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -64,6 +64,7 @@ class StageRuntime:
     storage: Storage
     publisher: EventPublisher
     clients: Clients
+    _catalog: tuple[DatasetCatalog, float] | None = field(default=None, repr=False)
 
     @property
     def catalog(self) -> DatasetCatalog:
@@ -74,15 +75,13 @@ class StageRuntime:
         lifetime made the redriven records fail again. After a permanent failure the catalog is
         dropped at once (:meth:`forget_catalog`), so the next record reads the current file.
         """
-        cached = self.__dict__.get("catalog")
         now = time.monotonic()
-        if cached is None or now - cached[1] > CATALOG_TTL_S:
-            cached = (load_catalog(self.storage, self.settings.datasets_uri), now)
-            self.__dict__["catalog"] = cached
-        return cached[0]
+        if self._catalog is None or now - self._catalog[1] > CATALOG_TTL_S:
+            self._catalog = (load_catalog(self.storage, self.settings.datasets_uri), now)
+        return self._catalog[0]
 
     def forget_catalog(self) -> None:
-        self.__dict__.pop("catalog", None)
+        self._catalog = None
 
     def run_prefix(self, dataset: str, run_id: str) -> str:
         return self.storage.uri(f"runs/{dataset}/{run_id}")

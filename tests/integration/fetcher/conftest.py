@@ -57,7 +57,7 @@ def put_catalog(storage: Storage, cloud: LocalCloud) -> Callable[[str], StageRun
     def put(text: str) -> StageRuntime:
         storage.put_bytes(cloud.dep.settings().datasets_uri, text.encode())
         rt = runtime("fetcher")
-        rt.__dict__.pop("catalog", None)  # cached_property: re-read the catalog just written
+        rt.forget_catalog()  # re-read the catalog just written
         return rt
 
     return put
