@@ -43,9 +43,11 @@ def test_parses(tfkit, path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["versions.tf", "common_variables.tf", "common.tf"])
 def test_service_roots_share_their_common_files(name: str) -> None:
-    roots = [TF / "services" / s for s in STAGE_NAMES]
-    different = [r.name for r in roots[1:] if not filecmp.cmp(roots[0] / name, r / name, shallow=False)]
-    assert not different, f"{name} differs from services/{STAGE_NAMES[0]}/{name} in {different}"
+    """One file in roots/service/, linked from every service root: no copies to drift apart."""
+    source = (TF / "roots" / "service" / name).resolve()
+    for stage in STAGE_NAMES:
+        link = TF / "services" / stage / name
+        assert link.is_symlink() and link.resolve() == source, f"services/{stage}/{name} is not a link to {source}"
 
 
 def test_environment_roots_differ_only_in_tfvars() -> None:
@@ -56,6 +58,7 @@ def test_environment_roots_differ_only_in_tfvars() -> None:
         assert sorted(p.name for p in env.glob("*.tf")) == ref
         diff = [n for n in ref if not filecmp.cmp(envs[0] / n, env / n, shallow=False)]
         assert not diff, f"envs/{env.name}: {diff} differ from envs/{envs[0].name}"
+        assert all((env / n).is_symlink() for n in ref), f"envs/{env.name}: .tf files must link to roots/env/"
         for stage in (*STAGE_NAMES, "common", "shared"):
             assert (env / f"{stage}.tfvars").exists(), f"envs/{env.name}/{stage}.tfvars missing"
 
