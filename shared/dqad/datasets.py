@@ -56,7 +56,7 @@ class DatasetConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def referenced_parameters(query: str) -> set[str]:

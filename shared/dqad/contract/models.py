@@ -28,7 +28,7 @@ Uri = Annotated[str, Field(pattern=URI_PATTERN, max_length=1024)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class DataRef(_Strict):
