@@ -320,6 +320,67 @@ def parse_catalog(text: str, fmt: str = "toml") -> DatasetCatalog:
     return DatasetCatalog(datasets=datasets)
 
 
+# -- writing a catalog ------------------------------------------------------------------------------
+# The long format most warehouses' data-quality jobs write (one row per table, metric and load), and
+# the one the demo, the load test, the benchmarks and most tests use.
+STANDARD_LONG_FORMAT: dict[str, Any] = {
+    "keys": ["table_name", "metric_name"],
+    "timestamp": "load_ts",
+    "value": "metric_value",
+    "group": ["table_name"],
+}
+
+
+def long_format_dataset(*, trigger_tables: list[str], source: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """One dataset of :data:`STANDARD_LONG_FORMAT`: its trigger tables, its source and any other keys.
+
+    ``options`` are the dataset's other keys (``history_days``, ``description``, ``context``) and
+    per-stage sections (``labeler={...}``, ``trainer={...}``); ``None`` means "leave the default".
+    """
+    given = {k: v for k, v in options.items() if v is not None}
+    body = {"description": given.pop("description")} if "description" in given else {}
+    body |= STANDARD_LONG_FORMAT | given
+    body["trigger"] = {"table_names": list(trigger_tables)}
+    body["source"] = dict(source)
+    return body
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if hasattr(value, "isoformat"):
+        return json.dumps(value.isoformat())
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} to a dataset catalog")
+
+
+def render_catalog(datasets: dict[str, dict[str, Any]]) -> str:
+    """The TOML text of a catalog, as a user would write it (``[datasets.<name>]`` and its sections).
+
+    Generated catalogs (demo, load test, benchmarks, tests) go through the same parser as a user's
+    file, so what they exercise is the real configuration path, not a shortcut around it.
+    """
+    lines: list[str] = []
+
+    def table(path: str, body: dict[str, Any]) -> None:
+        lines.extend(["", f"[{path}]"])
+        lines.extend(f"{key} = {_toml_value(v)}" for key, v in body.items() if not isinstance(v, dict))
+        for key, v in body.items():
+            if isinstance(v, dict):
+                table(f"{path}.{key}", v)
+
+    for name, body in datasets.items():
+        table(f"datasets.{name}", body)
+    text = "\n".join(lines).lstrip() + "\n"
+    parse_catalog(text)  # fail here, naming the key, rather than in a handler later
+    return text
+
+
 def load_catalog(storage: Any, uri: str) -> DatasetCatalog:
     fmt = "json" if uri.endswith(".json") else "toml"
     return parse_catalog(storage.get_bytes(uri).decode(), fmt)

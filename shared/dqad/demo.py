@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dqad.datasets import long_format_dataset, render_catalog
 from dqad.local import LocalCloud, PumpReport
 from dqad.storage import Storage
 from dqad.synth import SynthData
@@ -30,28 +31,19 @@ FINAL_INCIDENTS = (("empty", 3), ("duplicated", 7), ("null_spike", 11))
 
 
 def demo_catalog(bucket: str, holidays: tuple, new_window_hours: float = 20) -> str:
-    holiday_list = ", ".join(f'"{d.isoformat()}"' for d in holidays)
-    return f"""
-[datasets.{DATASET}]
-description = "Daily data-quality metrics of the demo warehouse (20 tables)"
-keys = ["table_name", "metric_name"]
-timestamp = "load_ts"
-value = "metric_value"
-group = ["table_name"]
-context = ["job_name", "is_rerun", "loaded_at"]
-history_days = 200
-new_window_hours = {new_window_hours:g}
-
-[datasets.{DATASET}.trigger]
-table_names = ["dq.metrics_daily"]
-
-[datasets.{DATASET}.source]
-kind = "file"
-path = "s3://{bucket}/sources/{DATASET}/metrics.parquet"
-
-[datasets.{DATASET}.labeler]
-holidays = [{holiday_list}]
-"""
+    return render_catalog(
+        {
+            DATASET: long_format_dataset(
+                description="Daily data-quality metrics of the demo warehouse (20 tables)",
+                context=["job_name", "is_rerun", "loaded_at"],
+                history_days=200,
+                new_window_hours=new_window_hours,
+                trigger_tables=["dq.metrics_daily"],
+                source={"kind": "file", "path": f"s3://{bucket}/sources/{DATASET}/metrics.parquet"},
+                labeler={"holidays": [d.isoformat() for d in holidays]},
+            )
+        }
+    )
 
 
 @dataclass

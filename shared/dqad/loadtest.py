@@ -35,13 +35,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from dqad.datasets import long_format_dataset, render_catalog
 from dqad.local import LocalCloud, load_entry_point, sqs_event
 from dqad.storage import Storage
 from dqad.topology import NOTIFICATION_SENT, STAGE_FAILED, STAGES, Stage
 
 # A retraining policy that never fires on label-rate drift: the load test measures the chain, and the
 # history of an earlier load of a dataset is shorter than a later one's, which moves the label rate.
-LOAD_TRAINER = "[datasets.{name}.trainer]\ndrift_threshold = 1000000\n"
+LOAD_TRAINER = {"drift_threshold": 1000000}
 
 
 @dataclass(frozen=True)
@@ -52,25 +53,17 @@ class Load:
     payload: dict
 
 
-def dataset_toml(name: str, bucket: str, *, history_days: float, extra: str = "") -> str:
-    return f"""
-[datasets.{name}]
-description = "load-test dataset {name}"
-keys = ["table_name", "metric_name"]
-timestamp = "load_ts"
-value = "metric_value"
-group = ["table_name"]
-context = ["job_name", "is_rerun", "loaded_at"]
-history_days = {history_days:g}
-new_window_hours = 20
-
-[datasets.{name}.trigger]
-table_names = ["dq.{name}"]
-
-[datasets.{name}.source]
-kind = "file"
-path = "s3://{bucket}/sources/{name}/metrics.parquet"
-{extra}"""
+def load_dataset(name: str, bucket: str, *, history_days: float, source: dict | None = None) -> dict:
+    """One load-test dataset (catalog entry): its own trigger table and, unless given, its own source file."""
+    return long_format_dataset(
+        description=f"load-test dataset {name}",
+        context=["job_name", "is_rerun", "loaded_at"],
+        history_days=history_days,
+        new_window_hours=20,
+        trigger_tables=[f"dq.{name}"],
+        source=source or {"kind": "file", "path": f"s3://{bucket}/sources/{name}/metrics.parquet"},
+        trainer=LOAD_TRAINER,
+    )
 
 
 def load_payloads(name: str, metrics: Any, loads: int) -> list[Load]:
@@ -123,13 +116,13 @@ def seed_datasets(
     data.metrics.to_parquet(buf, index=False)
     blob = buf.getvalue()
     names = [f"{prefix}{i:03d}" for i in range(datasets)]
-    catalog = []
+    catalog = {}
     per_dataset = []
     for name in names:
         storage.put_bytes(storage.uri(f"sources/{name}/metrics.parquet"), blob)
-        catalog.append(dataset_toml(name, storage.bucket, history_days=days + 10, extra=LOAD_TRAINER.format(name=name)))
+        catalog[name] = load_dataset(name, storage.bucket, history_days=days + 10)
         per_dataset.append(load_payloads(name, data.metrics, loads_per_dataset))
-    storage.put_bytes(storage.uri("config/datasets.toml"), "\n".join(catalog).encode())
+    storage.put_bytes(storage.uri("config/datasets.toml"), render_catalog(catalog).encode())
     return [load for round_ in zip(*per_dataset, strict=True) for load in round_]
 
 

@@ -14,6 +14,7 @@ import pytest
 from dqad import stage
 from dqad.bus import envelope
 from dqad.contract import AnomaliesScored, EventDetail, NotificationSent
+from dqad.datasets import long_format_dataset, render_catalog
 from dqad.local import LocalCloud, sqs_event
 from dqad.storage import Storage
 from dqad_notifier.handler import lambda_handler
@@ -23,21 +24,15 @@ T0 = pd.Timestamp("2026-11-02 02:16:07")
 
 
 def catalog(**notifier: Any) -> str:
-    opts = "\n".join(f"{k} = {json.dumps(v)}" for k, v in notifier.items())
-    return f"""
-[datasets.{DATASET}]
-keys = ["table_name", "metric_name"]
-timestamp = "load_ts"
-value = "metric_value"
-group = ["table_name"]
-[datasets.{DATASET}.trigger]
-table_names = ["dq.metrics_daily"]
-[datasets.{DATASET}.source]
-kind = "file"
-path = "s3://dqad-test-bucket/sources/{DATASET}/metrics.parquet"
-[datasets.{DATASET}.notifier]
-{opts}
-"""
+    return render_catalog(
+        {
+            DATASET: long_format_dataset(
+                trigger_tables=["dq.metrics_daily"],
+                source={"kind": "file", "path": f"s3://dqad-test-bucket/sources/{DATASET}/metrics.parquet"},
+                notifier=notifier,
+            )
+        }
+    )
 
 
 def scores_frame(points: list[dict], ts: pd.Timestamp = T0) -> pd.DataFrame:

@@ -13,8 +13,8 @@ import pandas as pd
 import psycopg
 import pytest
 
-from dqad.datasets import DatasetConfigError, parse_catalog
-from dqad.loadtest import dataset_toml, outcomes, start_loads
+from dqad.datasets import DatasetConfigError, parse_catalog, render_catalog
+from dqad.loadtest import load_dataset, outcomes, start_loads
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ INJECTIONS = [
 @pytest.mark.parametrize("field", ["keys", "timestamp", "value", "group", "context"])
 @pytest.mark.parametrize("bad", INJECTIONS)
 def test_sql_identifiers_from_configuration_refuse_injection(field: str, bad: str) -> None:
-    toml = dataset_toml("ds", "bucket", history_days=30)
+    toml = render_catalog({"ds": load_dataset("ds", "bucket", history_days=30)})
     quoted = bad.replace("\\", "\\\\").replace('"', '\\"')
     patched = {
         "keys": ('keys = ["table_name", "metric_name"]', f'keys = ["table_name", "{quoted}"]'),
@@ -76,14 +76,13 @@ def test_a_sql_source_chain_never_logs_the_password_or_the_aws_secret(
                 copy.write_row(row)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)  # what the stages' clients are built with
     monkeypatch.setenv("DQAD_TEST_SOURCE_DSN", f"{pg_dsn} password={PASSWORD}")
-    source = (
-        '[datasets.ds000.source]\nkind = "sql"\ndsn_env = "DQAD_TEST_SOURCE_DSN"\nchunk_rows = 1000\n'
-        'query = "SELECT * FROM metrics WHERE load_ts >= %(history_start)s AND load_ts < %(new_end)s"\n'
-    )
-    toml = dataset_toml("ds000", storage.bucket, history_days=70)
-    toml = (
-        toml[: toml.index("[datasets.ds000.source]")] + source + "[datasets.ds000.trainer]\ndrift_threshold = 1000000\n"
-    )
+    source = {
+        "kind": "sql",
+        "dsn_env": "DQAD_TEST_SOURCE_DSN",
+        "chunk_rows": 1000,
+        "query": "SELECT * FROM metrics WHERE load_ts >= %(history_start)s AND load_ts < %(new_end)s",
+    }
+    toml = render_catalog({"ds000": load_dataset("ds000", storage.bucket, history_days=70, source=source)})
     storage.put_bytes(storage.uri("config/datasets.toml"), toml.encode())
 
     capfd.readouterr()

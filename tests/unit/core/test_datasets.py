@@ -94,3 +94,35 @@ def test_schema_mismatch_names_the_column(column: str, patch: dict | None) -> No
     with pytest.raises(SchemaMismatch) as info:
         to_canonical(raw, ds)
     assert info.value.column == column
+
+
+def test_a_rendered_catalog_is_the_toml_a_user_would_write_and_parses_back() -> None:
+    from dqad.datasets import long_format_dataset, render_catalog
+
+    text = render_catalog(
+        {
+            "sales_dq": long_format_dataset(
+                description='orders "daily"',
+                history_days=30,
+                trigger_tables=["sales.*"],
+                source={"kind": "file", "path": "metrics.csv"},
+                labeler={"holidays": [datetime(2026, 12, 25).date()]},
+                notifier={},
+            )
+        }
+    )
+    assert text.startswith('[datasets.sales_dq]\ndescription = "orders \\"daily\\""\n')
+    ds = parse_catalog(text).get("sales_dq")
+    assert ds.columns == ("table_name", "metric_name", "load_ts", "metric_value")
+    assert ds.history_days == 30 and ds.description == 'orders "daily"'
+    assert [d.name for d in parse_catalog(text).matching("sales.orders", "", "SUCCESS")] == ["sales_dq"]
+
+
+def test_rendering_a_catalog_refuses_what_the_parser_would_refuse() -> None:
+    from dqad.datasets import long_format_dataset, render_catalog
+
+    source = {"kind": "file", "path": "x.csv"}
+    with pytest.raises(DatasetConfigError, match="history_days"):
+        render_catalog({"d": long_format_dataset(trigger_tables=["t"], source=source, history_days="x")})
+    with pytest.raises(TypeError, match="set"):
+        render_catalog({"d": long_format_dataset(trigger_tables=["t"], source=source, keys={1})})
