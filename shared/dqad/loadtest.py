@@ -236,11 +236,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """moto's ThreadedMotoServer on a free local port; every boto3 client in this process uses it.
+def moto_server(*, own_process: bool = False) -> Iterator[str]:
+    """moto's threaded HTTP server on a free local port; every boto3 client in this process uses it.
 
     ``AWS_ENDPOINT_URL`` (honoured by boto3 >= 1.28 for every service) is set for the duration, and
     the stage runtimes cached per settings are dropped on both ends so no client outlives its server.
+    By default the server is a ``ThreadedMotoServer`` in this process. ``own_process=True`` runs the
+    same threaded server (``python -m moto.server``) in a child process, as AWS would be: the stage
+    workers and the "cloud" then stop sharing one interpreter lock, which otherwise caps a long
+    load benchmark at one core and measures the lock rather than the chain.
     """
     import logging
 
@@ -250,9 +254,11 @@ def moto_server() -> Iterator[str]:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    server: Any = (
+        _MotoProcess(port) if own_process else ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    )
+    server.start()
     env = {"AWS_ENDPOINT_URL": endpoint, **FAKE_CREDENTIALS}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -267,6 +273,44 @@ def moto_server() -> Iterator[str]:
             else:
                 os.environ[k] = v
         server.stop()
+
+
+class _MotoProcess:
+    """``python -m moto.server`` in a child process, with ThreadedMotoServer's start/stop."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proc: Any = None
+
+    def start(self, deadline_s: float = 60.0) -> None:
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        end = time.monotonic() + deadline_s
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > end:
+                    self.stop()
+                    raise RuntimeError(f"moto server on port {self.port} did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # a stuck server must not hang the harness
+                self.proc.kill()
 
 
 class StageWorkers:
@@ -382,20 +426,22 @@ def run_load(
     days: int = 60,
     deadline_s: float = 600.0,
     prefix: str = "dqad-load",
+    server_process: bool = False,
 ) -> LoadReport:
     """Push ``runs`` LoadCompleted (via the Aurora entry point) through the chain on ThreadedMotoServer.
 
     The first load of the first dataset trains the model (a real local training job); its champion
     is then given to every other dataset, and the remaining ``runs - 1`` loads are inserted with
     the five stage workers running. Latency is from each load's Aurora entry call to its
-    ``NotificationSent.produced_at``.
+    ``NotificationSent.produced_at``. ``server_process`` runs moto in its own process (see
+    :func:`moto_server`).
     """
     from datetime import UTC
 
     from dqad.topology import stage
 
     loads_per_dataset = -(-runs // datasets)
-    with moto_server(), LocalCloud(prefix, start_moto=False) as cloud:
+    with moto_server(own_process=server_process), LocalCloud(prefix, start_moto=False) as cloud:
         storage = Storage(cloud.client("s3"), cloud.dep.bucket)
         loads = seed_datasets(storage, datasets=datasets, tables=tables, days=days, loads_per_dataset=loads_per_dataset)
         loads = loads[:runs]
@@ -416,11 +462,13 @@ def run_load(
                     run_ids.append(r)
 
             def finished() -> bool:
-                return all(o.kind != "lost" for o in outcomes(storage, run_ids).values()) and all(
-                    cloud.depth(st.name) == 0 for st in STAGES
+                # queue depths first: five cheap calls, while listing every run's events is O(runs) on
+                # the same moto server the workers are using, so it only runs once the queues drain
+                return all(cloud.depth(st.name) == 0 for st in STAGES) and all(
+                    o.kind != "lost" for o in outcomes(storage, run_ids).values()
                 )
 
-            wait_for(finished, deadline_s, f"{len(run_ids)} runs", interval_s=0.5)
+            wait_for(finished, deadline_s, f"{len(run_ids)} runs", interval_s=max(0.5, len(run_ids) / 500))
             wall = time.time() - t0
         final = outcomes(storage, run_ids)
         kinds = Counter(o.kind for o in final.values())
