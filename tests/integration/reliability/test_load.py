@@ -26,3 +26,21 @@ def test_a_hundred_loads_over_twenty_datasets_each_end_exactly_once(aws_env: Non
     assert report.trained_models == 1, "one champion serves every dataset"
     assert sum(report.dlq_messages.values()) == 0
     assert report.worker_errors == []
+
+
+def test_the_benchmark_runs_moto_in_its_own_process_and_stops_it(aws_env: None) -> None:
+    """``bench/load.py`` puts moto in a child process; the harness must reach it and stop it afterwards."""
+    import boto3
+
+    from dqad.loadtest import moto_server
+
+    with moto_server(own_process=True) as endpoint:
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="dqad-own-process")
+        s3.put_object(Bucket="dqad-own-process", Key="k", Body=b"v")
+        assert s3.get_object(Bucket="dqad-own-process", Key="k")["Body"].read() == b"v"
+    port = int(endpoint.rsplit(":", 1)[1])
+    with pytest.raises(OSError):
+        import socket
+
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
