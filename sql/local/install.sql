@@ -172,29 +172,6 @@ $fn$;
 -- the real signatures use the name "payload" for both an IN and an OUT parameter, which PostgreSQL
 -- accepts for a function but PL/pgSQL cannot compile.
 
--- invoke(text, json, region, ...)
-CREATE OR REPLACE FUNCTION aws_lambda.invoke(
-    IN function_name text,
-    IN payload json,
-    IN region text DEFAULT NULL,
-    IN invocation_type text DEFAULT 'RequestResponse',
-    IN log_type text DEFAULT 'None',
-    IN context json DEFAULT NULL,
-    IN qualifier varchar(128) DEFAULT NULL,
-    OUT status_code int,
-    OUT payload json,
-    OUT executed_version text,
-    OUT log_result text)
-    LANGUAGE sql
-AS $fn$
-    SELECT CASE $4 WHEN 'Event' THEN 202 WHEN 'DryRun' THEN 204 ELSE 200 END,
-           NULL::json,
-           CASE WHEN $4 = 'RequestResponse' THEN coalesce($7::text, '$LATEST') END,
-           NULL::text
-      FROM (SELECT aws_lambda._record_invoke($1, $3, $2::jsonb, $4, $5, $7) AS id) AS recorded
-     WHERE recorded.id IS NOT NULL;
-$fn$;
-
 -- invoke(text, jsonb, region, ...)
 CREATE OR REPLACE FUNCTION aws_lambda.invoke(
     IN function_name text,
@@ -218,6 +195,26 @@ AS $fn$
      WHERE recorded.id IS NOT NULL;
 $fn$;
 
+-- invoke(text, json, region, ...)
+CREATE OR REPLACE FUNCTION aws_lambda.invoke(
+    IN function_name text,
+    IN payload json,
+    IN region text DEFAULT NULL,
+    IN invocation_type text DEFAULT 'RequestResponse',
+    IN log_type text DEFAULT 'None',
+    IN context json DEFAULT NULL,
+    IN qualifier varchar(128) DEFAULT NULL,
+    OUT status_code int,
+    OUT payload json,
+    OUT executed_version text,
+    OUT log_result text)
+    LANGUAGE sql
+AS $fn$
+    -- the jsonb overload below does the work; only the payload's type differs
+    SELECT r.status_code, r.payload::json, r.executed_version, r.log_result
+      FROM aws_lambda.invoke($1, $2::jsonb, $3, $4, $5, $6::jsonb, $7) AS r;
+$fn$;
+
 -- invoke(_lambda_function_arn_1, json, ...)
 CREATE OR REPLACE FUNCTION aws_lambda.invoke(
     IN function_name aws_commons._lambda_function_arn_1,
@@ -232,12 +229,9 @@ CREATE OR REPLACE FUNCTION aws_lambda.invoke(
     OUT log_result text)
     LANGUAGE sql
 AS $fn$
-    SELECT CASE $3 WHEN 'Event' THEN 202 WHEN 'DryRun' THEN 204 ELSE 200 END,
-           NULL::json,
-           CASE WHEN $3 = 'RequestResponse' THEN coalesce($6::text, '$LATEST') END,
-           NULL::text
-      FROM (SELECT aws_lambda._record_invoke(($1).function_name, ($1).region, $2::jsonb, $3, $4, $6) AS id) AS recorded
-     WHERE recorded.id IS NOT NULL;
+    -- the (text, jsonb) overload does the work: the ARN type only carries function name and region
+    SELECT r.status_code, r.payload::json, r.executed_version, r.log_result
+      FROM aws_lambda.invoke(($1).function_name, $2::jsonb, ($1).region, $3, $4, $5::jsonb, $6) AS r;
 $fn$;
 
 -- invoke(_lambda_function_arn_1, jsonb, ...)
@@ -254,10 +248,6 @@ CREATE OR REPLACE FUNCTION aws_lambda.invoke(
     OUT log_result text)
     LANGUAGE sql
 AS $fn$
-    SELECT CASE $3 WHEN 'Event' THEN 202 WHEN 'DryRun' THEN 204 ELSE 200 END,
-           NULL::jsonb,
-           CASE WHEN $3 = 'RequestResponse' THEN coalesce($6::text, '$LATEST') END,
-           NULL::text
-      FROM (SELECT aws_lambda._record_invoke(($1).function_name, ($1).region, $2, $3, $4, $6) AS id) AS recorded
-     WHERE recorded.id IS NOT NULL;
+    SELECT r.status_code, r.payload, r.executed_version, r.log_result
+      FROM aws_lambda.invoke(($1).function_name, $2, ($1).region, $3, $4, $5, $6) AS r;
 $fn$;
