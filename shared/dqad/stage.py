@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import boto3
+import botocore.session
 from aws_lambda_powertools import Logger
 
 from dqad.bus import EventPublisher, event_key
@@ -88,15 +88,21 @@ class StageRuntime:
 
 
 class Clients:
-    """boto3 clients, created on first use: a handler that never calls SNS never pays for it."""
+    """AWS clients, created on first use: a handler that never calls SNS never pays for it.
 
-    def __init__(self, session: boto3.session.Session | None = None) -> None:
-        self._session = session or boto3.session.Session()
+    They are botocore clients (what boto3's ``client()`` returns too) made from a botocore session:
+    importing boto3 also imports s3transfer and multiprocessing, about a tenth of a second of every
+    cold start, for the managed transfers only :meth:`dqad.storage.Storage.put_file` / ``get_file``
+    use, and those import them where they run.
+    """
+
+    def __init__(self, session: Any = None) -> None:
+        self._session = session or botocore.session.Session()
         self._cache: dict[str, Any] = {}
 
     def __call__(self, service: str) -> Any:
         if service not in self._cache:
-            self._cache[service] = self._session.client(service)
+            self._cache[service] = self._session.create_client(service)
         return self._cache[service]
 
 

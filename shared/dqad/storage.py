@@ -105,7 +105,8 @@ class Storage:
     def put_file(self, uri: str, path: str | Path) -> None:
         loc = parse_uri(uri)
         if loc.scheme == "s3":
-            self.s3.upload_file(str(path), loc.bucket, loc.key)  # multipart for large files
+            with _transfer(self.s3) as transfer:  # multipart for large files
+                transfer.upload_file(str(path), loc.bucket, loc.key)
         else:
             Path(loc.key).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, loc.key)  # streamed: a large local file never sits in memory
@@ -113,7 +114,8 @@ class Storage:
     def get_file(self, uri: str, path: str | Path) -> None:
         loc = parse_uri(uri)
         if loc.scheme == "s3":
-            self.s3.download_file(loc.bucket, loc.key, str(path))
+            with _transfer(self.s3) as transfer:
+                transfer.download_file(loc.bucket, loc.key, str(path))
         else:
             shutil.copyfile(loc.key, path)
 
@@ -284,3 +286,14 @@ class ParquetSink:
             self.close()
         else:
             self.abort()
+
+
+def _transfer(s3: Any) -> Any:
+    """boto3's managed (multipart, parallel) transfer for any S3 client, boto3's or plain botocore's.
+
+    Imported here, not at the top: boto3 brings s3transfer and multiprocessing, which a handler that
+    never moves a large file should not load at cold start (see :class:`dqad.stage.Clients`).
+    """
+    from boto3.s3.transfer import S3Transfer
+
+    return S3Transfer(s3)
