@@ -16,17 +16,18 @@ from __future__ import annotations
 import json
 import sys
 
-from bench.recorded import save_result
+from bench.recorded import provenance, save_result
 from dqad.loadtest import run_load
 
 
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     datasets = int(sys.argv[2]) if len(sys.argv) > 2 else 20
+    started = provenance()
     report = run_load(
         runs, datasets=datasets, tables=2, days=max(40, runs // datasets + 20), deadline_s=3600, server_process=True
     )
-    path = save_result("load", report.as_dict())
+    path = save_result("load", report.as_dict(), started)
     print(
         f"{report.runs} runs / {report.datasets} datasets in {report.wall_s:.0f} s: "
         f"{report.throughput_runs_per_s:.2f} runs/s, latency p50 {report.latency_p50_s:.1f} s, "

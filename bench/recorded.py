@@ -29,16 +29,20 @@ def _commit() -> str:
         return "unknown"
 
 
-def save_result(name: str, result: dict[str, Any]) -> Path:
-    """Write ``result`` with its provenance to ``bench/results/<name>.json``; return the path."""
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    record = {
+def provenance() -> dict[str, str]:
+    """When, at which commit and on what machine: taken when a measurement starts, not when it ends."""
+    return {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": _commit(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "result": result,
     }
+
+
+def save_result(name: str, result: dict[str, Any], started: dict[str, str]) -> Path:
+    """Write ``result`` with its :func:`provenance` to ``bench/results/<name>.json``; return the path."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    record = {**started, "result": result}
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path
 
