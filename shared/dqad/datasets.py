@@ -120,8 +120,11 @@ class FileSource(_Strict):
 
 
 class SqlSource(_QuerySource):
-    """A DB-API (psycopg) connection to PostgreSQL or Redshift, read through a server-side cursor.
+    """A DB-API (psycopg) connection to PostgreSQL or Redshift, streamed in ``chunk_rows`` chunks.
 
+    ``fetch_method``: ``copy`` streams ``COPY (query) TO STDOUT`` (PostgreSQL only, several times
+    cheaper), ``cursor`` reads a server-side cursor (any server, Redshift included), ``auto`` picks
+    ``copy`` on PostgreSQL and ``cursor`` elsewhere (docs/fetcher.md).
     The query uses ``%(history_start)s`` / ``%(new_start)s`` / ``%(new_end)s``, bound by the driver.
     The DSN is never in the configuration: a Secrets Manager ARN on AWS, an environment variable
     locally.
@@ -133,7 +136,12 @@ class SqlSource(_QuerySource):
     chunk_rows: int = Field(default=100_000, ge=1_000)
     statement_timeout_s: float = Field(default=900, gt=0, description="server-side statement_timeout")
     binary: bool = Field(
-        default=True, description="binary result format (fast); false for a server that only sends text"
+        default=True, description="cursor method: binary result format; false for a server that only sends text"
+    )
+    fetch_method: Literal["auto", "copy", "cursor"] = Field(
+        default="auto",
+        description="copy: COPY (query) TO STDOUT, PostgreSQL only, fastest; cursor: server-side cursor, "
+        "works on Redshift too; auto: copy on PostgreSQL >= 9.0, cursor elsewhere",
     )
 
     @field_validator("query")
