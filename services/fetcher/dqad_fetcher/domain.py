@@ -215,9 +215,17 @@ class WindowSplit:
         assert self.history is not None and self.new is not None
         hs, ns, ne = self._bounds
         ts = table.column("timestamp")
-        in_history = pc.and_(pc.greater_equal(ts, hs), pc.less(ts, ns))
-        in_new = pc.and_(pc.greater_equal(ts, ns), pc.less(ts, ne))
-        history, new = table.filter(in_history), table.filter(in_new)
+        bounds = pc.min_max(ts)  # a chunk wholly on one side (most of them) is written without a copy
+        low, high = bounds["min"], bounds["max"]
+        empty = table.slice(0, 0)
+        if pc.greater_equal(low, hs).as_py() and pc.less(high, ns).as_py():
+            history, new = table, empty
+        elif pc.greater_equal(low, ns).as_py() and pc.less(high, ne).as_py():
+            history, new = empty, table
+        else:
+            in_history = pc.and_(pc.greater_equal(ts, hs), pc.less(ts, ns))
+            in_new = pc.and_(pc.greater_equal(ts, ns), pc.less(ts, ne))
+            history, new = table.filter(in_history), table.filter(in_new)
         self.history.write(history)
         self.new.write(new)
         self.rows_in += table.num_rows
