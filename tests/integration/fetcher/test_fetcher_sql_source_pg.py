@@ -282,3 +282,25 @@ def test_duplicate_column_names_are_refused_by_name(
         "column 'load_ts' more than once"
         in stored_events(detail.run_id)["StageFailed-fetcher.json"]["detail"]["message"]
     )
+
+
+@pytest.mark.parametrize("method", ["copy", "cursor"])
+def test_bad_value_in_an_early_chunk_stops_the_stream(
+    method, pg_dsn, cloud, storage, put_catalog, load_completed, make_catalog, stored_events, sqs_event_for, monkeypatch
+):
+    """The canonicalisation fails while the source is still streaming: the COPY (or cursor) is abandoned."""
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(
+            "CREATE TABLE dq_metrics AS SELECT 's.t' || (i % 50) AS table_name, 'm' AS metric_name,"
+            " TIMESTAMPTZ '2026-11-02 06:00+00' - make_interval(mins => i) AS load_ts,"
+            " CASE WHEN i = 10 THEN 'ten' ELSE i::text END AS metric_value FROM generate_series(0, 199999) AS i"
+        )
+    monkeypatch.setenv(DSN_ENV, pg_dsn)
+    put_catalog(sql_catalog(make_catalog, extra=f'fetch_method = "{method}"'))
+    detail = load_completed()
+
+    assert lambda_handler(sqs_event_for(detail)) == {"batchItemFailures": []}
+
+    failed = stored_events(detail.run_id)["StageFailed-fetcher.json"]["detail"]
+    assert "column 'metric_value'" in failed["message"] and "'ten'" in failed["message"]
+    assert not list(storage.list_uris(storage.uri(f"runs/fx_dq/{detail.run_id}/")))
