@@ -387,16 +387,101 @@ def _iter_copy(
                 chunk = chunk.set_column(i, names[i], _pg_time(chunk.column(i), kind, names[i]))
         return chunk
 
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        data, rows = bytearray(), 0
-        for row in copy:  # one row per libpq message
-            data += row
-            rows += 1
-            if rows == src.chunk_rows:
-                yield table(data)
-                data, rows = bytearray(), 0
+    for data in copy_out_chunks(conn, statement.as_bytes(conn), src.chunk_rows):
+        yield table(data)
+
+
+def copy_out_chunks(conn: Any, statement: bytes, chunk_rows: int) -> Iterator[bytearray]:
+    """Run a ``COPY … TO STDOUT`` and return its rows ``chunk_rows`` at a time, each chunk one buffer.
+
+    Drives libpq directly through psycopg's documented low-level interface (``Connection.pgconn``,
+    :mod:`psycopg.pq`) instead of iterating ``cursor.copy()``: libpq hands over one row per
+    ``PQgetCopyData`` call, and psycopg wraps each call in a generator and a wait loop, ~0.7 µs of
+    Python per row against ~0.3 µs for this plain loop (measured on 1 M rows: 0.73 → 0.32 s of CPU).
+    At a million rows that loop is the reader thread's critical path.
+
+    Errors keep psycopg's classes (``errors.lookup`` by SQLSTATE), so a statement timeout is still
+    ``QueryCanceled``. If the caller stops early or anything fails mid-stream, the connection is
+    closed: the server then abandons the COPY, and nothing else uses this connection.
+    """
+    import selectors
+
+    import psycopg
+    from psycopg import pq
+
+    pg = conn.pgconn
+    finished = False
+    try:
+        pg.send_query(statement)
+        with selectors.DefaultSelector() as selector:
+            selector.register(pg.socket, selectors.EVENT_READ)
+
+            def wait_readable() -> None:
+                selector.select()
+                pg.consume_input()
+
+            while pg.flush():  # non-blocking connection: a long statement may leave in parts
+                selector.modify(pg.socket, selectors.EVENT_READ | selectors.EVENT_WRITE)
+                if any(mask & selectors.EVENT_READ for _, mask in selector.select()):
+                    pg.consume_input()
+                selector.modify(pg.socket, selectors.EVENT_READ)
+            result = _next_result(pg, wait_readable)
+            if result.status != pq.ExecStatus.COPY_OUT:
+                raise _result_error(pg, result, wait_readable)
+            get_copy_data = pg.get_copy_data
+            data, rows = bytearray(), 0
+            while True:
+                size, row = get_copy_data(1)  # async: 0 = nothing buffered yet
+                if size > 0:
+                    data += row
+                    rows += 1
+                    if rows == chunk_rows:
+                        yield data
+                        data, rows = bytearray(), 0
+                elif size == 0:
+                    wait_readable()
+                elif size == -1:
+                    break
+                else:
+                    raise psycopg.OperationalError(f"COPY failed: {pg.error_message.decode(errors='replace')}")
+            result = _next_result(pg, wait_readable)  # the COPY's own outcome: an error mid-stream ends here
+            if result.status != pq.ExecStatus.COMMAND_OK:
+                raise _result_error(pg, result, wait_readable)
+            while _next_result(pg, wait_readable, allow_none=True) is not None:
+                pass
+        finished = True
         if rows:
-            yield table(data)
+            yield data
+    finally:
+        if not finished:
+            conn.close()
+
+
+def _next_result(pg: Any, wait_readable: Callable[[], None], *, allow_none: bool = False) -> Any:
+    while pg.is_busy():
+        wait_readable()
+    result = pg.get_result()
+    if result is None and not allow_none:
+        import psycopg
+
+        raise psycopg.OperationalError("the server sent no result for the COPY")
+    return result
+
+
+def _result_error(pg: Any, result: Any, wait_readable: Callable[[], None]) -> Exception:
+    """The psycopg exception for an error result (same class as psycopg raises, chosen by SQLSTATE)."""
+    import psycopg
+    from psycopg import errors, pq
+
+    while _next_result(pg, wait_readable, allow_none=True) is not None:
+        pass
+    state = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+    message = (result.error_message or b"").decode(errors="replace").strip()
+    try:
+        cls = errors.lookup(state) if state else psycopg.DatabaseError
+    except KeyError:
+        cls = psycopg.DatabaseError
+    return cls(message)
 
 
 _INFINITE = ("infinity", "-infinity")

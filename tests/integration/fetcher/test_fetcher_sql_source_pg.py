@@ -304,3 +304,29 @@ def test_bad_value_in_an_early_chunk_stops_the_stream(
     failed = stored_events(detail.run_id)["StageFailed-fetcher.json"]["detail"]
     assert "column 'metric_value'" in failed["message"] and "'ten'" in failed["message"]
     assert not list(storage.list_uris(storage.uri(f"runs/fx_dq/{detail.run_id}/")))
+
+
+@pytest.mark.parametrize("method", ["copy", "cursor"])
+def test_sql_error_after_rows_were_streamed_is_stage_failed(
+    method, pg_dsn, cloud, storage, put_catalog, load_completed, make_catalog, stored_events, sqs_event_for, monkeypatch
+):
+    """The server fails mid-stream (division by zero at row 5,000): the error keeps its SQLSTATE."""
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(
+            "CREATE TABLE dq_metrics AS SELECT 's.t' || (i % 50) AS table_name, 'm' AS metric_name,"
+            " TIMESTAMPTZ '2026-11-02 06:00+00' - make_interval(mins => i) AS load_ts, i AS n"
+            " FROM generate_series(0, 9999) AS i"
+        )
+    monkeypatch.setenv(DSN_ENV, pg_dsn)
+    query = (
+        "SELECT table_name, metric_name, load_ts, 1.0 / (n - 5000) AS metric_value FROM dq_metrics"
+        " WHERE load_ts < %(new_end)s ORDER BY n"
+    )
+    put_catalog(sql_catalog(make_catalog, query, f'fetch_method = "{method}"'))
+    detail = load_completed()
+
+    assert lambda_handler(sqs_event_for(detail)) == {"batchItemFailures": []}
+
+    message = stored_events(detail.run_id)["StageFailed-fetcher.json"]["detail"]["message"]
+    assert "[22012]" in message and "division by zero" in message and "(statement dqad_" in message
+    assert not list(storage.list_uris(storage.uri(f"runs/fx_dq/{detail.run_id}/")))
