@@ -476,7 +476,8 @@ def _result_error(pg: Any, result: Any, wait_readable: Callable[[], None]) -> Ex
     while _next_result(pg, wait_readable, allow_none=True) is not None:
         pass
     state = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
-    message = (result.error_message or b"").decode(errors="replace").strip()
+    primary = result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or result.error_message or b""
+    message = primary.decode(errors="replace").strip()  # what psycopg's own exceptions carry
     try:
         cls = errors.lookup(state) if state else psycopg.DatabaseError
     except KeyError:
