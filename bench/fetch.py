@@ -2,10 +2,13 @@
 
     .venv/bin/python bench/fetch.py                    # 250k and 1M rows, writes bench/out/fetch.json
     .venv/bin/python bench/fetch.py --rows 1000000     # one size
+    .venv/bin/python bench/fetch.py --fetch-method cursor   # the path Redshift takes, on PostgreSQL
 
 For each size a metrics table is loaded with COPY (generated data: 1000 series × hourly points),
-then a *fresh child process* runs ``dqad_fetcher.domain.fetch`` for one LoadCompleted: server-side
-cursor → chunks → canonical form → history/new Parquet → S3 over real HTTP. The child reports its
+then a *fresh child process* runs ``dqad_fetcher.domain.fetch`` for one LoadCompleted: the ``sql``
+source as configured (``fetch_method``, default ``auto``: COPY … TO STDOUT on PostgreSQL, a
+server-side cursor on Redshift) → chunks → canonical form → history/new Parquet → S3 over real
+HTTP. The child reports its
 wall time, rows/s and peak RSS (``ru_maxrss``) before and after the fetch; the S3 server runs in the
 parent, so its memory (moto keeps objects in RAM) is not counted. The child's CPU time is reported too
 (rows per CPU-second): on a shared machine wall-clock rows/s mostly measures the neighbours.
@@ -70,7 +73,7 @@ def load_table(dsn: str, table: str, rows: int) -> None:
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
 
 
-def catalog(tables: dict[str, str], history_days: int) -> str:
+def catalog(tables: dict[str, str], history_days: int, fetch_method: str = "auto") -> str:
     out = []
     for dataset, table in tables.items():
         out.append(f"""
@@ -86,6 +89,7 @@ table_names = ["{table}"]
 [datasets.{dataset}.source]
 kind = "sql"
 dsn_env = "DQAD_BENCH_DSN"
+fetch_method = "{fetch_method}"
 query = "SELECT * FROM {table} WHERE load_ts >= %(history_start)s AND load_ts < %(new_end)s"
 """)
     return "\n".join(out)
@@ -140,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, action="append", help="row count(s) (default: 250000 and 1000000)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument(
+        "--fetch-method", default="auto", choices=["auto", "copy", "cursor"], help="the sql source's fetch_method"
+    )
     args = parser.parse_args(argv)
     if args.child:
         child(args.child)
@@ -177,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         tables = {f"bench_{n}": f"bench_metrics_{n}" for n in sizes}
         history_days = max(sizes) // SERIES // 24 + 2
         session.client("s3").put_object(
-            Bucket=dep.bucket, Key="config/datasets.toml", Body=catalog(tables, history_days).encode()
+            Bucket=dep.bucket,
+            Key="config/datasets.toml",
+            Body=catalog(tables, history_days, args.fetch_method).encode(),
         )
         env.update(dep.settings().to_env())
         env["DQAD_BENCH_DSN"] = dsn
@@ -211,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "fetch sql source: PostgreSQL -> canonical Parquet on S3 (ThreadedMotoServer)",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+        "fetch_method": args.fetch_method,
         "target": {"rows_per_s": 200_000, "peak_rss_mib": 1024},
         "results": results,
     }

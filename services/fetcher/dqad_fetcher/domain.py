@@ -40,13 +40,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
 from dqad.contract import DataRef, DatasetFetched, LoadCompleted, TimeWindow, make_run_id
-from dqad.datasets import SchemaMismatch, SqlSource, normalise_status, to_canonical_chunk
+from dqad.datasets import SchemaMismatch, SqlSource, arrow_scalar, normalise_status, to_canonical_chunk
 from dqad.stage import PermanentError, StageRuntime, publish_failure
 from dqad.storage import ParquetSink, Storage
 
@@ -188,7 +188,11 @@ class WindowSplit:
 
         self.storage = storage
         self.prefix = prefix
-        hs, ns, ne = (pa.scalar(_naive_utc(t), type=pa.timestamp("ns")) for t in window)
+        epoch = datetime(1970, 1, 1)
+        hs, ns, ne = (
+            arrow_scalar((_naive_utc(t) - epoch) // timedelta(microseconds=1) * 1000, pa.timestamp("ns"))
+            for t in window
+        )
         self._bounds = (hs, ns, ne)
         self.history: ParquetSink | None = None
         self.new: ParquetSink | None = None
@@ -211,9 +215,17 @@ class WindowSplit:
         assert self.history is not None and self.new is not None
         hs, ns, ne = self._bounds
         ts = table.column("timestamp")
-        in_history = pc.and_(pc.greater_equal(ts, hs), pc.less(ts, ns))
-        in_new = pc.and_(pc.greater_equal(ts, ns), pc.less(ts, ne))
-        history, new = table.filter(in_history), table.filter(in_new)
+        bounds = pc.min_max(ts)  # a chunk wholly on one side (most of them) is written without a copy
+        low, high = bounds["min"], bounds["max"]
+        empty = table.slice(0, 0)
+        if pc.greater_equal(low, hs).as_py() and pc.less(high, ns).as_py():
+            history, new = table, empty
+        elif pc.greater_equal(low, ns).as_py() and pc.less(high, ne).as_py():
+            history, new = empty, table
+        else:
+            in_history = pc.and_(pc.greater_equal(ts, hs), pc.less(ts, ns))
+            in_new = pc.and_(pc.greater_equal(ts, ns), pc.less(ts, ne))
+            history, new = table.filter(in_history), table.filter(in_new)
         self.history.write(history)
         self.new.write(new)
         self.rows_in += table.num_rows

@@ -6,10 +6,14 @@ holds the whole result: the fetch canonicalises each chunk and routes its rows t
 and ``new`` Parquet files as it goes (``domain.fetch``), so memory is bounded by one chunk whatever
 the row count.
 
-Time bounds never become SQL text, with one documented exception:
+Time bounds become SQL text only where the statement cannot take parameters, and then only as
+literals that are checked to be digits and separators:
 
 * ``sql``: the query's ``%(history_start)s`` / ``%(new_start)s`` / ``%(new_end)s`` are bound by
-  psycopg (server-side parameters), through a named (server-side) cursor read in chunks.
+  psycopg (server-side parameters) when the query is declared as a named (server-side) cursor. The
+  ``cursor`` method reads that cursor in chunks. The ``copy`` method (PostgreSQL) then streams the
+  same query with ``COPY (query) TO STDOUT``, which takes no parameters: there the bounds are
+  rendered client-side by psycopg and each rendering is checked (:func:`client_side_query`).
 * ``redshift_data``: the query runs inside ``UNLOAD ('<query>') TO 's3://…'``. The Data API binds
   ``Parameters`` only where the SQL grammar accepts a value; UNLOAD's query is a *string literal*, and
   a ``:name`` inside a literal is just text, so the bounds cannot be bound there. They are rendered
@@ -35,7 +39,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from aws_lambda_powertools import Logger
 
-from dqad.datasets import PARAM_REF, Dataset, FileSource, RedshiftDataSource, SqlSource
+from dqad.datasets import PARAM_REF, Dataset, FileSource, RedshiftDataSource, SchemaMismatch, SqlSource
 from dqad.storage import Storage, parse_uri
 
 logger = Logger(service="dqad-fetcher")
@@ -205,12 +209,17 @@ def iter_sql_source(
     run_id: str = "",
     ctx: SourceContext | None = None,
 ) -> Iterator[pa.Table]:
-    """Run the query with bound window parameters through a server-side cursor, ``chunk_rows`` at a time.
+    """Run the query over the window, ``chunk_rows`` at a time, by COPY or through a server-side cursor.
 
-    The cursor name doubles as the statement id (also set as ``application_name``, so it shows in
-    ``pg_stat_activity`` and Redshift's ``stv_sessions``). The session runs in UTC with the source's
-    ``statement_timeout``; a timeout or SQL error is a :class:`SourceError` with that id, a lost or
-    refused connection a :class:`SourceUnavailable` (retried).
+    The query is first declared as a named (server-side) cursor with the window *bound* by the
+    server: that checks it is one valid query and gives its column types. Then either that cursor is
+    fetched (``cursor``: works everywhere, Redshift included), or the same query is streamed by
+    ``COPY (query) TO STDOUT (FORMAT csv)`` and parsed by Arrow's CSV reader (``copy``: PostgreSQL
+    only, several times cheaper — see :func:`choose_method`). The cursor name doubles as the statement
+    id (also set as ``application_name``, so it shows in ``pg_stat_activity`` and Redshift's
+    ``stv_sessions``). The session runs in UTC with the source's ``statement_timeout``; a timeout or
+    SQL error is a :class:`SourceError` with that id, a lost or refused connection a
+    :class:`SourceUnavailable` (retried).
     """
     import psycopg  # only the SQL source pays for the driver import
     from psycopg import sql
@@ -228,15 +237,23 @@ def iter_sql_source(
             conn.execute("SET TIME ZONE 'UTC'")
             timeout_ms = int(src.statement_timeout_s * 1000)
             conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms)))
-            raw_oids = _register_raw_loaders(conn) if src.binary else {}
+            method = choose_method(src, conn.info.server_version)
+            logger.info("sql source", extra={"statement_id": statement_id, "method": method})
+            raw_oids = _register_raw_loaders(conn) if src.binary and method == "cursor" else {}
             with conn.cursor(name=statement_id, binary=src.binary) as cur:
                 cur.itersize = src.chunk_rows
-                cur.execute(src.query, params)
+                cur.execute(src.query, params)  # DECLARE: parsed and planned with bound values, nothing read yet
                 description = cur.description or []
                 names = [d.name for d in description]
-                raw = {i: raw_oids[d.type_code] for i, d in enumerate(description) if d.type_code in raw_oids}
-                while rows := cur.fetchmany(src.chunk_rows):
-                    yield rows_to_table(rows, names, raw)
+                if len(set(names)) != len(names):
+                    dup = next(n for n in names if names.count(n) > 1)
+                    raise SourceError(f"the query returns column {dup!r} more than once; alias one of them")
+                if method == "cursor":
+                    raw = {i: raw_oids[d.type_code] for i, d in enumerate(description) if d.type_code in raw_oids}
+                    while rows := cur.fetchmany(src.chunk_rows):
+                        yield rows_to_table(rows, names, raw)
+                    return
+            yield from _iter_copy(conn, src, params, names, [d.type_code for d in description])
     except psycopg.errors.QueryCanceled as exc:
         raise SourceError(
             f"SQL source timed out after statement_timeout={src.statement_timeout_s:g}s: {exc}".strip(), statement_id
@@ -248,6 +265,243 @@ def iter_sql_source(
         raise SourceError(f"SQL source failed [{state}]: {exc}".strip(), statement_id) from exc
     finally:
         conn.close()
+
+
+#: PostgreSQL 9.0 introduced ``COPY (query) TO STDOUT (FORMAT csv)``. Redshift reports 8.0.2 and has
+#: no COPY TO STDOUT at all, so ``auto`` never tries it there.
+COPY_MIN_SERVER_VERSION = 90000
+
+
+def choose_method(src: SqlSource, server_version: int) -> str:
+    """``copy`` or ``cursor`` for a source's ``fetch_method`` on a server (libpq's ``server_version``).
+
+    ``auto`` takes COPY on PostgreSQL ≥ 9.0 (Aurora PostgreSQL included) and the cursor elsewhere
+    (Redshift, which reports 8.0.2). ``copy`` / ``cursor`` force one; a forced ``copy`` on a server
+    without it fails with that server's SQL error.
+    """
+    if src.fetch_method != "auto":
+        return src.fetch_method
+    return "copy" if server_version >= COPY_MIN_SERVER_VERSION else "cursor"
+
+
+# A window bound as psycopg renders it client-side: a quoted ISO timestamp with offset, cast to timestamptz.
+_CLIENT_LITERAL = re.compile(r"'\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}:\d{2}(:\d{2})?'::timestamptz")
+
+
+def client_side_query(conn: Any, query: str, params: dict[str, datetime]) -> str:
+    """The query with its window bounds rendered as literals, for COPY (which cannot take parameters).
+
+    Injection-safe by construction, not by escaping alone: every value must be a timezone-aware
+    ``datetime`` (the window computed by :meth:`Dataset.window`; a string is refused), psycopg renders
+    it with its timestamptz dumper, and each rendering is checked against a full-match pattern of
+    digits and separators inside one pair of quotes before anything runs. The template itself is
+    rendered by psycopg's own placeholder parser (``%(name)s``, ``%%``), the same one that binds it
+    server-side for the DECLARE that precedes the COPY; only the three known names can occur (checked
+    when the catalog loads). So the text that reaches the server is the operator's template plus
+    three literals that cannot contain a quote, i.e. cannot end their literal.
+    """
+    from psycopg import ClientCursor
+
+    with ClientCursor(conn) as cur:
+        for name, value in params.items():
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                raise TypeError(f"window bound {name} must be a timezone-aware datetime, got {value!r}")
+            literal = cur.mogrify("%s", [value])
+            if not _CLIENT_LITERAL.fullmatch(literal):
+                raise ValueError(f"refusing to put {literal!r} into a query (window bound {name})")
+        return cur.mogrify(query, params)
+
+
+# How COPY's CSV text is typed: Arrow parses these directly; dates and timestamps are read as text and
+# cast (so 'infinity' can become null, as the cursor path does); every other type stays text.
+_CSV_TYPES = {
+    "float8": pa.float64(),
+    "float4": pa.float32(),
+    "numeric": pa.float64(),  # what the canonical form makes of it anyway (the cursor path casts Decimal)
+    "int8": pa.int64(),
+    "int4": pa.int32(),
+    "int2": pa.int16(),
+    "bool": pa.bool_(),
+}
+_TIME_TYPES = {
+    "timestamptz": pa.timestamp("us", tz="UTC"),  # the session is in UTC: '2026-11-02 06:00:00+00'
+    "timestamp": pa.timestamp("us"),
+    "date": pa.date32(),
+}
+
+
+def _copy_types(oids: list[int]) -> tuple[list[pa.DataType], list[pa.DataType | None]]:
+    """(type Arrow's CSV reader parses each column as, type it is then cast to or None)."""
+    from psycopg import postgres
+
+    parsed, cast = [], []
+    for oid in oids:
+        info = postgres.types.get(oid)
+        name = info.name if info is not None else ""
+        parsed.append(_CSV_TYPES.get(name, pa.string()))
+        cast.append(_TIME_TYPES.get(name))
+    return parsed, cast
+
+
+def _iter_copy(
+    conn: Any, src: SqlSource, params: dict[str, datetime], names: list[str], oids: list[int]
+) -> Iterator[pa.Table]:
+    """Stream ``COPY (query) TO STDOUT (FORMAT csv)`` and parse it ``chunk_rows`` rows at a time.
+
+    libpq hands over one row per message; rows are appended to one buffer (no Python object per
+    value, none kept per row) and each full chunk is parsed by Arrow's CSV reader in C++, with the GIL
+    released. Text output is lossless for these types: floats are printed shortest-exact
+    (``extra_float_digits = 3``), timestamps in ISO form in UTC, text in UTF-8; a NULL is an unquoted
+    empty field and an empty string a quoted one, which the reader tells apart.
+    """
+    import pyarrow.csv as pacsv
+    from psycopg import sql
+
+    conn.execute("SET client_encoding = 'UTF8'")
+    conn.execute("SET DateStyle = 'ISO, YMD'")
+    conn.execute("SET extra_float_digits = 3")
+    query = client_side_query(conn, src.query.strip().rstrip(";"), params)
+    # The template declared as a cursor above, so it is one complete query: it cannot close this
+    # parenthesis early; the newlines keep a trailing -- comment from swallowing it.
+    statement = sql.SQL("COPY (\n{}\n) TO STDOUT (FORMAT csv)").format(sql.SQL(query))
+    parsed, cast = _copy_types(oids)
+    # One block per chunk: each column comes out as one array, with no re-chunking downstream.
+    read = pacsv.ReadOptions(column_names=names, use_threads=False, block_size=64 << 20)
+    parse = pacsv.ParseOptions(newlines_in_values=True)
+    convert = pacsv.ConvertOptions(
+        column_types=dict(zip(names, parsed, strict=True)),
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+        true_values=["t"],
+        false_values=["f"],
+    )
+
+    def table(data: bytearray) -> pa.Table:
+        try:
+            chunk = pacsv.read_csv(pa.BufferReader(pa.py_buffer(data)), read, parse, convert)
+        except pa.ArrowInvalid as exc:
+            raise SourceError(f"cannot read the COPY output: {exc}") from exc
+        for i, kind in enumerate(cast):
+            if kind is not None:
+                chunk = chunk.set_column(i, names[i], _pg_time(chunk.column(i), kind, names[i]))
+        return chunk
+
+    for data in copy_out_chunks(conn, statement.as_bytes(conn), src.chunk_rows):
+        yield table(data)
+
+
+def copy_out_chunks(conn: Any, statement: bytes, chunk_rows: int) -> Iterator[bytearray]:
+    """Run a ``COPY … TO STDOUT`` and return its rows ``chunk_rows`` at a time, each chunk one buffer.
+
+    Drives libpq directly through psycopg's documented low-level interface (``Connection.pgconn``,
+    :mod:`psycopg.pq`) instead of iterating ``cursor.copy()``: libpq hands over one row per
+    ``PQgetCopyData`` call, and psycopg wraps each call in a generator and a wait loop, ~0.7 µs of
+    Python per row against ~0.3 µs for this plain loop (measured on 1 M rows: 0.73 → 0.32 s of CPU).
+    At a million rows that loop is the reader thread's critical path.
+
+    Errors keep psycopg's classes (``errors.lookup`` by SQLSTATE), so a statement timeout is still
+    ``QueryCanceled``. If the caller stops early or anything fails mid-stream, the connection is
+    closed: the server then abandons the COPY, and nothing else uses this connection.
+    """
+    import selectors
+
+    import psycopg
+    from psycopg import pq
+
+    pg = conn.pgconn
+    finished = False
+    try:
+        pg.send_query(statement)
+        with selectors.DefaultSelector() as selector:
+            selector.register(pg.socket, selectors.EVENT_READ)
+
+            def wait_readable() -> None:
+                selector.select()
+                pg.consume_input()
+
+            while pg.flush():  # non-blocking connection: a long statement may leave in parts
+                selector.modify(pg.socket, selectors.EVENT_READ | selectors.EVENT_WRITE)
+                if any(mask & selectors.EVENT_READ for _, mask in selector.select()):
+                    pg.consume_input()
+                selector.modify(pg.socket, selectors.EVENT_READ)
+            result = _next_result(pg, wait_readable)
+            if result.status != pq.ExecStatus.COPY_OUT:
+                raise _result_error(pg, result, wait_readable)
+            get_copy_data = pg.get_copy_data
+            data, rows = bytearray(), 0
+            while True:
+                size, row = get_copy_data(1)  # async: 0 = nothing buffered yet
+                if size > 0:
+                    data += row
+                    rows += 1
+                    if rows == chunk_rows:
+                        yield data
+                        data, rows = bytearray(), 0
+                elif size == 0:
+                    wait_readable()
+                elif size == -1:
+                    break
+                else:
+                    raise psycopg.OperationalError(f"COPY failed: {pg.error_message.decode(errors='replace')}")
+            result = _next_result(pg, wait_readable)  # the COPY's own outcome: an error mid-stream ends here
+            if result.status != pq.ExecStatus.COMMAND_OK:
+                raise _result_error(pg, result, wait_readable)
+            while _next_result(pg, wait_readable, allow_none=True) is not None:
+                pass
+        finished = True
+        if rows:
+            yield data
+    finally:
+        if not finished:
+            conn.close()
+
+
+def _next_result(pg: Any, wait_readable: Callable[[], None], *, allow_none: bool = False) -> Any:
+    while pg.is_busy():
+        wait_readable()
+    result = pg.get_result()
+    if result is None and not allow_none:
+        import psycopg
+
+        raise psycopg.OperationalError("the server sent no result for the COPY")
+    return result
+
+
+def _result_error(pg: Any, result: Any, wait_readable: Callable[[], None]) -> Exception:
+    """The psycopg exception for an error result (same class as psycopg raises, chosen by SQLSTATE)."""
+    import psycopg
+    from psycopg import errors, pq
+
+    while _next_result(pg, wait_readable, allow_none=True) is not None:
+        pass
+    state = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+    primary = result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or result.error_message or b""
+    message = primary.decode(errors="replace").strip()  # what psycopg's own exceptions carry
+    try:
+        cls = errors.lookup(state) if state else psycopg.DatabaseError
+    except KeyError:
+        cls = psycopg.DatabaseError
+    return cls(message)
+
+
+_INFINITE = ("infinity", "-infinity")
+
+
+def _pg_time(column: pa.ChunkedArray, kind: pa.DataType, name: str) -> pa.ChunkedArray:
+    """PostgreSQL's ISO date/timestamp text as Arrow; ``infinity`` becomes null (as the cursor path does)."""
+    import pyarrow.compute as pc
+
+    try:
+        return column.cast(kind)
+    except pa.ArrowInvalid:
+        pass
+    infinite = pc.is_in(column, value_set=pa.array(_INFINITE))
+    finite = pc.if_else(infinite, pa.scalar(None, pa.string()), column)
+    try:
+        return finite.cast(kind)
+    except pa.ArrowInvalid as exc:
+        raise SchemaMismatch(name, f"cannot be read as {kind}: {exc}") from exc
 
 
 # -- redshift data api -----------------------------------------------------------------------------

@@ -1,15 +1,18 @@
-"""The ``sql`` source against the real PostgreSQL: chunked server-side cursor, bound window, outcomes."""
+"""The ``sql`` source against the real PostgreSQL: COPY and server-side cursor methods, bound window, outcomes."""
 
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 
 import pandas as pd
 import psycopg
 import pytest
 
+from dqad.datasets import SqlSource
 from dqad_fetcher import domain
 from dqad_fetcher.handler import lambda_handler
+from dqad_fetcher.sources import choose_method, client_side_query
 
 pytestmark = pytest.mark.postgres
 
@@ -118,3 +121,212 @@ def test_missing_dsn_env_is_stage_failed(
     detail = load_completed()
     lambda_handler(sqs_event_for(detail))
     assert DSN_ENV in stored_events(detail.run_id)["StageFailed-fetcher.json"]["detail"]["message"]
+
+
+# -- COPY (PostgreSQL) and cursor (Redshift's way) give the same run -------------------------------
+TYPED = """
+CREATE TABLE dq_typed (
+    table_name text, metric_name varchar(40), part int4, load_ts timestamptz, metric_value double precision,
+    is_rerun boolean, loaded_at timestamp, job_name text
+);
+INSERT INTO dq_typed
+SELECT (ARRAY['s.t0', 's,comma', 's"quote', E'multi\\nline', 'naïve'])[1 + i % 5],
+       CASE WHEN i % 11 = 0 THEN NULL WHEN i % 13 = 0 THEN '' ELSE 'm' || (i % 3) END,
+       i % 4,
+       TIMESTAMPTZ '2026-11-02 06:00:00+00' - make_interval(hours => i) + make_interval(secs => (i % 7) / 1e6),
+       CASE i % 17 WHEN 0 THEN 'NaN' WHEN 1 THEN NULL WHEN 2 THEN 'Infinity' ELSE 0.1 * i + 0.2 END,
+       CASE WHEN i % 5 = 0 THEN NULL ELSE i % 2 = 0 END,
+       CASE WHEN i = 7 THEN TIMESTAMP 'infinity'
+            ELSE TIMESTAMP '2026-11-02 06:00:00' - make_interval(hours => i) + make_interval(mins => 5) END,
+       'job ' || (i % 2)
+FROM generate_series(0, 999) AS i;
+"""
+
+
+def typed_catalog(method: str, dataset: str, query: str = "SELECT * FROM dq_typed WHERE load_ts < %(new_end)s") -> str:
+    return f"""
+[datasets.{dataset}]
+keys = ["table_name", "metric_name", "part"]
+timestamp = "load_ts"
+value = "metric_value"
+group = ["table_name"]
+context = ["is_rerun", "loaded_at", "job_name"]
+history_days = 60
+[datasets.{dataset}.trigger]
+table_names = ["dq.metrics_daily"]
+[datasets.{dataset}.source]
+kind = "sql"
+dsn_env = "{DSN_ENV}"
+chunk_rows = 1000
+fetch_method = "{method}"
+query = "{query}"
+"""
+
+
+def test_copy_and_cursor_methods_write_identical_runs(pg_dsn, cloud, storage, put_catalog, load_completed, monkeypatch):
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(TYPED)
+    monkeypatch.setenv(DSN_ENV, pg_dsn)
+    frames = {}
+    for method in ("auto", "copy", "cursor"):
+        rt = put_catalog(typed_catalog(method, f"typed_{method}"))
+        event = domain.fetch(rt, load_completed(dataset=f"typed_{method}"))
+        assert event is not None and event.history.rows + event.new.rows == 1000
+        frames[method] = pd.concat([storage.read_parquet(event.history), storage.read_parquet(event.new)])
+    pd.testing.assert_frame_equal(frames["copy"], frames["cursor"])
+    pd.testing.assert_frame_equal(frames["auto"], frames["copy"])
+    both = frames["copy"]
+    assert set(both["table_name"]) == {"s.t0", "s,comma", 's"quote', "multi\nline", "naïve"}
+    assert both["metric_name"].isna().sum() == 91 and (both["metric_name"] == "").sum() == 70  # NULL ≠ ''
+    assert both["value"].isna().sum() == 118 and both["value"].eq(float("inf")).sum() == 59  # NaN → null
+    assert both["is_rerun"].dtype == bool and both["load_delay_s"].isna().sum() == 1  # 'infinity' → null
+    assert both.loc[both["load_delay_s"].notna(), "load_delay_s"].round(6).isin([300 - s / 1e6 for s in range(7)]).all()
+    assert "s.t0/m1/1" in set(both["series"])
+
+
+def test_auto_method_is_copy_on_postgresql_and_cursor_on_redshift():
+    src = SqlSource(kind="sql", dsn_env="X", query="SELECT 1")
+    assert choose_method(src, 150020) == "copy"
+    assert choose_method(src, 80002) == "cursor"  # Redshift reports server_version 8.0.2
+    assert choose_method(src.model_copy(update={"fetch_method": "cursor"}), 150020) == "cursor"
+    assert choose_method(src.model_copy(update={"fetch_method": "copy"}), 80002) == "copy"
+
+
+def test_copy_query_binds_bounds_client_side_safely(pg_dsn):
+    end = datetime(2026, 11, 2, 6, 0, 1, 250, tzinfo=UTC)
+    with psycopg.connect(pg_dsn) as conn:
+        text = client_side_query(conn, "SELECT 1 WHERE 'a%%' LIKE 'a%%' AND now() < %(new_end)s", {"new_end": end})
+        assert text == "SELECT 1 WHERE 'a%' LIKE 'a%' AND now() < '2026-11-02 06:00:01.000250+00:00'::timestamptz"
+        with pytest.raises(TypeError):
+            client_side_query(conn, "SELECT %(new_end)s", {"new_end": "2026-11-02'; DROP TABLE x; --"})  # type: ignore[dict-item]
+        with pytest.raises(TypeError):
+            client_side_query(conn, "SELECT %(new_end)s", {"new_end": datetime(2026, 11, 2)})  # naive: ambiguous
+
+
+def test_copy_query_with_percent_and_trailing_comment(
+    pg_dsn, cloud, storage, put_catalog, load_completed, make_catalog, make_metrics, monkeypatch
+):
+    load_table(pg_dsn, make_metrics(tables=3, metrics=2, days=10))
+    monkeypatch.setenv(DSN_ENV, pg_dsn)
+    query = f"{QUERY} AND table_name LIKE 's.t%%' AND table_name <> 's.t2' -- only two tables"
+    rt = put_catalog(sql_catalog(make_catalog, query))
+
+    event = domain.fetch(rt, load_completed())
+
+    assert event is not None and (event.history.rows, event.new.rows) == (2 * 2 * 9, 2 * 2)
+
+
+@pytest.mark.parametrize(
+    ("select", "column"),
+    [
+        ("table_name, metric_name, load_ts, 'ten'::text AS metric_value", "metric_value"),
+        ("table_name, metric_name, 'yesterday'::text AS load_ts, metric_value", "load_ts"),
+        ("table_name, load_ts, metric_value", "metric_name"),
+    ],
+    ids=["non-numeric-value", "bad-timestamp", "missing-column"],
+)
+@pytest.mark.parametrize("method", ["copy", "cursor"])
+def test_sql_schema_mismatch_is_stage_failed_naming_the_column(
+    select,
+    column,
+    method,
+    pg_dsn,
+    cloud,
+    put_catalog,
+    load_completed,
+    make_catalog,
+    make_metrics,
+    stored_events,
+    sqs_event_for,
+    monkeypatch,
+):
+    load_table(pg_dsn, make_metrics())
+    monkeypatch.setenv(DSN_ENV, pg_dsn)
+    query = f"SELECT {select} FROM dq_metrics WHERE load_ts < %(new_end)s"
+    put_catalog(sql_catalog(make_catalog, query, f'fetch_method = "{method}"'))
+    detail = load_completed()
+
+    assert lambda_handler(sqs_event_for(detail)) == {"batchItemFailures": []}
+
+    failed = stored_events(detail.run_id)["StageFailed-fetcher.json"]["detail"]
+    assert f"column {column!r}" in failed["message"]
+
+
+@pytest.mark.parametrize("method", ["copy", "cursor"])
+def test_sql_window_without_new_rows_is_no_new_data(
+    method, pg_dsn, cloud, storage, put_catalog, load_completed, make_catalog, make_metrics, stored_events, monkeypatch
+):
+    frame = make_metrics(days=10)
+    load_table(pg_dsn, frame[frame["load_ts"] < frame["load_ts"].max()])  # the load itself never arrived
+    monkeypatch.setenv(DSN_ENV, pg_dsn)
+    rt = put_catalog(sql_catalog(make_catalog, extra=f'fetch_method = "{method}"'))
+    detail = load_completed()
+
+    assert domain.fetch(rt, detail) is None
+
+    assert not list(storage.list_uris(storage.uri(f"runs/fx_dq/{detail.run_id}/")))
+    assert stored_events(detail.run_id)["StageFailed-fetcher.json"]["detail"]["error_type"] == "NoNewData"
+
+
+def test_duplicate_column_names_are_refused_by_name(
+    pg_dsn, cloud, put_catalog, load_completed, make_catalog, make_metrics, stored_events, sqs_event_for, monkeypatch
+):
+    load_table(pg_dsn, make_metrics())
+    monkeypatch.setenv(DSN_ENV, pg_dsn)
+    put_catalog(sql_catalog(make_catalog, QUERY.replace("SELECT ", "SELECT load_ts, ")))
+    detail = load_completed()
+
+    lambda_handler(sqs_event_for(detail))
+
+    assert (
+        "column 'load_ts' more than once"
+        in stored_events(detail.run_id)["StageFailed-fetcher.json"]["detail"]["message"]
+    )
+
+
+@pytest.mark.parametrize("method", ["copy", "cursor"])
+def test_bad_value_in_an_early_chunk_stops_the_stream(
+    method, pg_dsn, cloud, storage, put_catalog, load_completed, make_catalog, stored_events, sqs_event_for, monkeypatch
+):
+    """The canonicalisation fails while the source is still streaming: the COPY (or cursor) is abandoned."""
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(
+            "CREATE TABLE dq_metrics AS SELECT 's.t' || (i % 50) AS table_name, 'm' AS metric_name,"
+            " TIMESTAMPTZ '2026-11-02 06:00+00' - make_interval(mins => i) AS load_ts,"
+            " CASE WHEN i = 10 THEN 'ten' ELSE i::text END AS metric_value FROM generate_series(0, 199999) AS i"
+        )
+    monkeypatch.setenv(DSN_ENV, pg_dsn)
+    put_catalog(sql_catalog(make_catalog, extra=f'fetch_method = "{method}"'))
+    detail = load_completed()
+
+    assert lambda_handler(sqs_event_for(detail)) == {"batchItemFailures": []}
+
+    failed = stored_events(detail.run_id)["StageFailed-fetcher.json"]["detail"]
+    assert "column 'metric_value'" in failed["message"] and "'ten'" in failed["message"]
+    assert not list(storage.list_uris(storage.uri(f"runs/fx_dq/{detail.run_id}/")))
+
+
+@pytest.mark.parametrize("method", ["copy", "cursor"])
+def test_sql_error_after_rows_were_streamed_is_stage_failed(
+    method, pg_dsn, cloud, storage, put_catalog, load_completed, make_catalog, stored_events, sqs_event_for, monkeypatch
+):
+    """The server fails mid-stream (division by zero at row 5,000): the error keeps its SQLSTATE."""
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(
+            "CREATE TABLE dq_metrics AS SELECT 's.t' || (i % 50) AS table_name, 'm' AS metric_name,"
+            " TIMESTAMPTZ '2026-11-02 06:00+00' - make_interval(mins => i) AS load_ts, i AS n"
+            " FROM generate_series(0, 9999) AS i"
+        )
+    monkeypatch.setenv(DSN_ENV, pg_dsn)
+    query = (
+        "SELECT table_name, metric_name, load_ts, 1.0 / (n - 5000) AS metric_value FROM dq_metrics"
+        " WHERE load_ts < %(new_end)s ORDER BY n"
+    )
+    put_catalog(sql_catalog(make_catalog, query, f'fetch_method = "{method}"'))
+    detail = load_completed()
+
+    assert lambda_handler(sqs_event_for(detail)) == {"batchItemFailures": []}
+
+    message = stored_events(detail.run_id)["StageFailed-fetcher.json"]["detail"]["message"]
+    assert "[22012]" in message and "division by zero" in message and "(statement dqad_" in message
+    assert not list(storage.list_uris(storage.uri(f"runs/fx_dq/{detail.run_id}/")))
