@@ -74,25 +74,24 @@ def load_table(dsn: str, table: str, rows: int) -> None:
 
 
 def catalog(tables: dict[str, str], history_days: int, fetch_method: str = "auto") -> str:
-    out = []
-    for dataset, table in tables.items():
-        out.append(f"""
-[datasets.{dataset}]
-keys = ["table_name", "metric_name"]
-timestamp = "load_ts"
-value = "metric_value"
-group = ["table_name"]
-history_days = {history_days}
-new_window_hours = 24
-[datasets.{dataset}.trigger]
-table_names = ["{table}"]
-[datasets.{dataset}.source]
-kind = "sql"
-dsn_env = "DQAD_BENCH_DSN"
-fetch_method = "{fetch_method}"
-query = "SELECT * FROM {table} WHERE load_ts >= %(history_start)s AND load_ts < %(new_end)s"
-""")
-    return "\n".join(out)
+    from dqad.datasets import long_format_dataset, render_catalog
+
+    return render_catalog(
+        {
+            dataset: long_format_dataset(
+                history_days=history_days,
+                new_window_hours=24,
+                trigger_tables=[table],
+                source={
+                    "kind": "sql",
+                    "dsn_env": "DQAD_BENCH_DSN",
+                    "fetch_method": fetch_method,
+                    "query": f"SELECT * FROM {table} WHERE load_ts >= %(history_start)s AND load_ts < %(new_end)s",
+                },
+            )
+            for dataset, table in tables.items()
+        }
+    )
 
 
 def child(dataset: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 
 from dqad.contract import LoadCompleted, make_run_id
+from dqad.datasets import long_format_dataset, render_catalog
 from dqad.local import LocalCloud
 from dqad.stage import StageRuntime, runtime
 from dqad.storage import Storage
@@ -24,19 +26,16 @@ DATASET = "fx_dq"
 
 def catalog_toml(source: str, *, dataset: str = DATASET, history_days: int = 30, new_window_hours: int = 24) -> str:
     """A one-dataset catalog triggered by ``dq.metrics_daily``; ``source`` is the TOML body of its source."""
-    return f"""
-[datasets.{dataset}]
-keys = ["table_name", "metric_name"]
-timestamp = "load_ts"
-value = "metric_value"
-group = ["table_name"]
-history_days = {history_days}
-new_window_hours = {new_window_hours}
-[datasets.{dataset}.trigger]
-table_names = ["dq.metrics_daily"]
-[datasets.{dataset}.source]
-{source}
-"""
+    return render_catalog(
+        {
+            dataset: long_format_dataset(
+                history_days=history_days,
+                new_window_hours=new_window_hours,
+                trigger_tables=["dq.metrics_daily"],
+                source=tomllib.loads(source),
+            )
+        }
+    )
 
 
 def metrics_frame(tables: int = 3, metrics: int = 2, days: int = 20, end: datetime = LOADED_AT) -> pd.DataFrame:
