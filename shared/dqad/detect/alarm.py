@@ -16,7 +16,9 @@ What a user wants is a bounded number of alerts per series and per day, each a n
    (odds scale) of the gap between them and the rest: the human showed what an incident of this
    series looks like, and where the normal points end.
 2. **Sub-daily series without a calibration yet** need ``uncalibrated_margin`` times the global
-   threshold's odds: more points per day, more chances for noise.
+   threshold's odds: more points per day, more chances for noise. When the scored rows' series are
+   known (``frame``) and ``subdaily_warmup`` is on (default), such a series is in its learning
+   period and does not alert at all until it is calibrated.
 3. **Incidents, not points** (``suppress_continuing``): an alarm less than ``incident_gap_hours``
    after the previous alert of the same series belongs to that incident and is not a new alert (an
    alerting system does not re-alert inside an ongoing incident; it re-alerts once the gap has passed,
@@ -198,7 +200,8 @@ def decide(
     step = pd.Series(series).map(cal.step_s).to_numpy(dtype=np.float64)
     known_step = np.isfinite(step)
     subdaily = np.where(known_step, step < DAILY_STEP_S, subdaily)
-    thr = np.where(np.isfinite(calibrated), np.maximum(calibrated, base), np.where(subdaily, strict, thr))
+    warm = np.inf if cfg.subdaily_warmup else strict
+    thr = np.where(np.isfinite(calibrated), np.maximum(calibrated, base), np.where(subdaily, warm, thr))
     alarm = score >= thr
     t_s = pd.to_datetime(frame["timestamp"]).to_numpy().astype("datetime64[ns]").astype(np.int64) / 1e9
     return suppress_continuing(alarm, series, t_s, cfg.incident_gap_hours * 3600.0)
