@@ -7,7 +7,10 @@ What a user wants is a bounded number of alerts per series and per day, each a n
 
 1. **Per-series threshold calibrated on the history** (``calibrate_series``, at training time): the
    lowest threshold (never below the model's global one) at which the series' own history would have
-   raised at most ``alarm_budget_per_day`` incidents per day (one a week by default), then raised by
+   raised at most ``alarm_budget_per_day`` incidents per day (one a week by default; a budget, not a
+   floor of one: a mature history shorter than a week may not have alerted at all, so the threshold
+   goes above its highest score; allowing one incident in two days of history is a rate of one
+   every two days, and NAB's spiky 5-minute feeds then alerted on every routine spike), then raised by
    ``calibration_margin`` on the odds scale, because the scored future is longer than the history
    and its noise reaches further. Only *mature* history points count (full seasonal baseline and
    robust scale; warm-up points have meaningless z-scores). Points a human labelled as anomalies
@@ -136,7 +139,7 @@ def calibrate_series(
         if len(use) < cfg.min_calibration_points:
             continue
         span_days = (t_s[use].max() - t_s[use].min()) / 86400.0
-        allowed = max(cfg.alarm_budget_per_day * span_days, 1.0)
+        allowed = cfg.alarm_budget_per_day * span_days
         th = budget_threshold(score[use], t_s[use], base, allowed, gap_s)
         if th > base:
             th = float(odds_scale(th, cfg.calibration_margin))
