@@ -60,6 +60,8 @@ class RobustDetector:
         cfg = self.cfg
         thr = cfg.robust_threshold
         z = np.abs(X["seas_z"].to_numpy(dtype=np.float64))
+        if "week_z" in X.columns:  # sub-daily: normal if it matches yesterday's or last week's pattern
+            z = np.minimum(z, np.abs(X["week_z"].to_numpy(dtype=np.float64)))
         rel = np.abs(X["seas_rel"].to_numpy(dtype=np.float64))
         others = X["grp_other_dev"].to_numpy(dtype=np.float64)
         eff = np.where(others >= 2, z / 0.75, z)

@@ -172,3 +172,21 @@ def test_detector_config_rejects_unknown() -> None:
         DetectorConfig.from_dict({"windowz": [3]})
     with pytest.raises(ValueError, match="candidates"):
         DetectorConfig(candidates=("svm",))
+
+
+def test_weekly_rhythm_of_subdaily_data_is_not_an_anomaly() -> None:
+    # 30-minute series, weekends at a third of weekday volume: against the time-of-day slot (mostly
+    # weekdays) a weekend looks anomalous; against the same weekday and time (week_z) it does not
+    ts = pd.date_range("2024-01-01", periods=48 * 35, freq="30min")
+    rng = np.random.default_rng(0)
+    level = np.where(ts.day_of_week >= 5, 100.0, 300.0)
+    df = pd.DataFrame({"series": "trips", "timestamp": ts, "value": level + rng.normal(0, 3, len(ts))})
+    feats = build_features(df, FAST)
+    last_sat = (ts >= pd.Timestamp("2024-02-03")) & (ts < pd.Timestamp("2024-02-03 06:00"))  # before r_med adapts
+    assert np.abs(feats.loc[last_sat, "seas_z"]).median() > 10
+    assert np.abs(feats.loc[last_sat, "week_z"]).median() < 3
+    # daily data: week_z is seas_z (its slot already is the weekday)
+    daily = pd.DataFrame({"series": "d", "timestamp": pd.date_range("2024-01-01", periods=60, freq="D"),
+                          "value": rng.normal(100, 3, 60)})
+    fd = build_features(daily, FAST)
+    np.testing.assert_array_equal(fd["week_z"].to_numpy(), fd["seas_z"].to_numpy())
