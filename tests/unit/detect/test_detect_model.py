@@ -190,3 +190,17 @@ def test_weekly_rhythm_of_subdaily_data_is_not_an_anomaly() -> None:
                           "value": rng.normal(100, 3, 60)})
     fd = build_features(daily, FAST)
     np.testing.assert_array_equal(fd["week_z"].to_numpy(), fd["seas_z"].to_numpy())
+
+
+def test_robust_global_threshold_is_capped_at_the_calibration_margin(loads_factory) -> None:
+    from dqad.detect.model import _robust_threshold
+
+    df = loads_factory(days=60)
+    X = build_features(df, FAST)
+    X.iloc[:50, X.columns.get_loc("seas_z")] = 40.0  # normal per a human, yet far out: a noisy series
+    y = np.zeros(len(X), dtype=int)
+    normal = np.ones(len(X), dtype=bool)
+    m = _robust_threshold({"f1": 0.0}, X, y, np.ones(len(X)), normal, est_cfg=FAST, usable=False)
+    assert m["threshold"] == pytest.approx(0.6)
+    m = _robust_threshold({"f1": 0.5, "threshold": 0.95}, X, y, np.ones(len(X)), normal, est_cfg=FAST, usable=True)
+    assert m["threshold"] == pytest.approx(0.6)
