@@ -9,6 +9,11 @@ Why this shape:
   classes are very imbalanced and probabilities of tree ensembles are not calibrated.
 - A robust-statistics detector competes on the same folds and is the fallback whenever there are too
   few positive labels, so the trainer ALWAYS returns a usable bundle.
+- A fitted (supervised) candidate replaces the robust detector only when it beats it on validation
+  points a *human* labelled (``_human_f1``): labels from the labeler's rule only teach a model to
+  imitate that rule. Without a human-labelled anomaly in a validation block the supervised
+  candidates are not cross-validated at all. A fitted model's per-series alarm thresholds are
+  calibrated on its out-of-fold scores, never on its (memorised) training scores.
 
 "Better" for champion/challenger: challenger F1 >= champion F1 + ``promote_margin``, or F1 within the
 margin and PR-AUC >= champion PR-AUC + ``promote_margin``. A margin keeps the champion stable
