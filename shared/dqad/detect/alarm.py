@@ -7,7 +7,10 @@ What a user wants is a bounded number of alerts per series and per day, each a n
 
 1. **Per-series threshold calibrated on the history** (``calibrate_series``, at training time): the
    lowest threshold (never below the model's global one) at which the series' own history would have
-   raised at most ``alarm_budget_per_day`` incidents per day (one a week by default), then raised by
+   raised at most ``alarm_budget_per_day`` incidents per day (one a week by default; a budget, not a
+   floor of one: a mature history shorter than a week may not have alerted at all, so the threshold
+   goes above its highest score; allowing one incident in two days of history is a rate of one
+   every two days, and NAB's spiky 5-minute feeds then alerted on every routine spike), then raised by
    ``calibration_margin`` on the odds scale, because the scored future is longer than the history
    and its noise reaches further. Only *mature* history points count (full seasonal baseline and
    robust scale; warm-up points have meaningless z-scores). Points a human labelled as anomalies
@@ -16,7 +19,9 @@ What a user wants is a bounded number of alerts per series and per day, each a n
    (odds scale) of the gap between them and the rest: the human showed what an incident of this
    series looks like, and where the normal points end.
 2. **Sub-daily series without a calibration yet** need ``uncalibrated_margin`` times the global
-   threshold's odds: more points per day, more chances for noise.
+   threshold's odds: more points per day, more chances for noise. When the scored rows' series are
+   known (``frame``) and ``subdaily_warmup`` is on (default), such a series is in its learning
+   period and does not alert at all until it is calibrated.
 3. **Incidents, not points** (``suppress_continuing``): an alarm less than ``incident_gap_hours``
    after the previous alert of the same series belongs to that incident and is not a new alert (an
    alerting system does not re-alert inside an ongoing incident; it re-alerts once the gap has passed,
@@ -134,7 +139,7 @@ def calibrate_series(
         if len(use) < cfg.min_calibration_points:
             continue
         span_days = (t_s[use].max() - t_s[use].min()) / 86400.0
-        allowed = max(cfg.alarm_budget_per_day * span_days, 1.0)
+        allowed = cfg.alarm_budget_per_day * span_days
         th = budget_threshold(score[use], t_s[use], base, allowed, gap_s)
         if th > base:
             th = float(odds_scale(th, cfg.calibration_margin))
@@ -198,7 +203,8 @@ def decide(
     step = pd.Series(series).map(cal.step_s).to_numpy(dtype=np.float64)
     known_step = np.isfinite(step)
     subdaily = np.where(known_step, step < DAILY_STEP_S, subdaily)
-    thr = np.where(np.isfinite(calibrated), np.maximum(calibrated, base), np.where(subdaily, strict, thr))
+    warm = np.inf if cfg.subdaily_warmup else strict
+    thr = np.where(np.isfinite(calibrated), np.maximum(calibrated, base), np.where(subdaily, warm, thr))
     alarm = score >= thr
     t_s = pd.to_datetime(frame["timestamp"]).to_numpy().astype("datetime64[ns]").astype(np.int64) / 1e9
     return suppress_continuing(alarm, series, t_s, cfg.incident_gap_hours * 3600.0)

@@ -142,6 +142,12 @@ class DetectorConfig(_FromDict):
     #: sub-daily series not calibrated yet: odds-scale factor on the global threshold (more points
     #: per day means more chances for noise to cross a per-point threshold)
     uncalibrated_margin: float = 1.5
+    #: sub-daily series are not alerted on until they are calibrated (a learning period): before
+    #: ``min_calibration_points`` mature points, a 5-minute series' z-scores stand on a day or two of
+    #: baseline and no threshold for it has been measured, and on real feeds (NAB) the alarms of that
+    #: period were mostly noise. Daily loads keep the global threshold from their first scored load
+    #: (each bad load matters, and a day of data is not a few minutes of it).
+    subdaily_warmup: bool = True
     #: an alarm less than this many hours after the previous alert of the same series belongs to
     #: that incident and is not a new alert (daily or slower loads are always judged on their own)
     incident_gap_hours: float = 24.0

@@ -54,6 +54,7 @@ def _history_tail(hist: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:
     med_step = np.nan_to_num(med_step, nan=86400.0)
     cycle = np.where(med_step >= 20 * 3600, 7, np.ceil(86400 / np.maximum(med_step, 1.0)))
     need = max(*cfg.windows, cfg.scale_window, 16) + 2 + (cfg.seasonal_k + 1) * cycle + cfg.scale_window
+    need = np.where(med_step < 20 * 3600, need + (cfg.seasonal_k + 1) * 6 * cycle, need)  # weekly slot (week_z)
     from_end = last[pad.gid] - np.arange(len(codes))
     t = pd.DatetimeIndex(ts.view("datetime64[ns]"))
     special = holiday_flag(t, cfg.holidays)

@@ -128,3 +128,12 @@ def test_bundle_decide_and_old_bundles_without_calibration() -> None:
 def test_config_validates_margins() -> None:
     with pytest.raises(ValueError):
         DetectorConfig(calibration_margin=0.5)
+
+
+def test_short_history_allows_no_incident_within_the_budget() -> None:
+    # 2 days of 5-minute history with one spike: a budget of one a week allows 2/7 incidents, so none
+    frame, feats = _hist(576, "5min", "spiky")
+    score = np.full(576, 0.2)
+    score[300] = 0.9
+    cal = calibrate_series(score, frame, feats, 0.5, CFG)
+    assert cal.thresholds["spiky"] > 0.9

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from dqad.detect import DetectorConfig, LabelerConfig, build_features, label_history, score_new, train_candidates
-from dqad.detect.model import is_better
+from dqad.detect.model import _human_f1, _oof_rows, _time_folds, is_better
 
 FAST = DetectorConfig(n_estimators=10, cv_folds=2, min_positive=5)
 
@@ -49,7 +49,9 @@ def trained(loads_factory):
     rng = np.random.default_rng(1)
     idx = rng.choice(df.index[df["timestamp"] > pd.Timestamp("2024-01-20")], 30, replace=False)
     df.loc[idx, "value"] *= rng.choice([0.1, 3.0], 30)
-    labeled = label_history(df, None, LabelerConfig())
+    # a person confirmed the injected incidents: supervised candidates compete only with human labels
+    feedback = df.loc[idx, ["series", "timestamp"]].assign(label="anomaly")
+    labeled = label_history(df, feedback, LabelerConfig())
     return df, labeled, train_candidates(labeled, FAST)
 
 
@@ -58,7 +60,13 @@ def test_trainer_picks_a_candidate_with_metrics(trained) -> None:
     assert labeled["label"].sum() >= 20
     assert {"logistic", "random_forest", "gradient_boosting", "robust"} <= set(res.candidates)
     for m in res.candidates.values():
-        assert {"precision", "recall", "f1", "pr_auc", "threshold"} <= set(m)
+        assert {"precision", "recall", "f1", "pr_auc", "threshold", "human_f1", "eligible"} <= set(m)
+    # the robust detector is always eligible; a fitted model only if it beat it on human labels
+    assert res.candidates["robust"]["eligible"] == 1.0
+    assert res.candidates[res.bundle.kind]["eligible"] == 1.0
+    for name, m in res.candidates.items():
+        if name != "robust" and m["eligible"]:
+            assert m["human_f1"] >= res.candidates["robust"]["human_f1"] + FAST.promote_margin
     assert res.metrics["f1"] > 0.5
     assert res.promote  # no champion yet
     assert res.bundle.kind in {"logistic", "random_forest", "gradient_boosting", "robust"}
@@ -103,6 +111,39 @@ def test_trainer_does_not_promote_a_worse_challenger(trained) -> None:
     assert not res.promote and "not better" in res.reason
 
 
+def test_without_human_labels_only_the_robust_detector_competes(loads_factory) -> None:
+    df = loads_factory(days=90, tables=2)
+    rng = np.random.default_rng(2)
+    idx = rng.choice(df.index[df["timestamp"] > pd.Timestamp("2024-01-20")], 25, replace=False)
+    df.loc[idx, "value"] *= 3.0
+    labeled = label_history(df, None, LabelerConfig())
+    assert labeled["label"].sum() >= FAST.min_positive
+    res = train_candidates(labeled, FAST)
+    assert set(res.candidates) == {"robust"} and res.bundle.kind == "robust"
+
+
+def test_out_of_fold_rows_cover_every_history_row_of_each_validation_block() -> None:
+    ts_all = np.repeat(np.arange(12), 3)  # 12 timestamps x 3 series
+    keep = np.arange(0, 36, 2)  # a subsample, as _subsample makes on a big history
+    folds = _time_folds(ts_all[keep], 2)
+    rows = _oof_rows(ts_all, ts_all[keep], folds)
+    for (_, va), r in zip(folds, rows, strict=True):
+        lo, hi = ts_all[keep][va].min(), ts_all[keep][va].max()
+        assert set(r) == set(np.flatnonzero((ts_all >= lo) & (ts_all <= hi)))
+    # validation blocks only: the first training block is never scored out of fold
+    assert ts_all[np.concatenate(rows)].min() > 0
+
+
+def test_human_f1_counts_human_labelled_points_only() -> None:
+    y = np.array([1, 0, 1, 0])
+    s = np.array([0.9, 0.8, 0.1, 0.9])
+    w = np.ones(4)
+    human = np.array([True, True, False, False])
+    m = _human_f1(y, s, w, human, 0.5)
+    assert m["human_positives"] == 1.0 and m["human_f1"] == pytest.approx(2 / 3)
+    assert _human_f1(y, s, w, np.zeros(4, bool), 0.5) == {"human_f1": 0.0, "human_positives": 0.0}
+
+
 def test_robust_fallback_without_positives(loads_factory) -> None:
     df = loads_factory(days=60)
     labeled = df.assign(label=np.int8(0), label_source="none")
@@ -131,3 +172,35 @@ def test_detector_config_rejects_unknown() -> None:
         DetectorConfig.from_dict({"windowz": [3]})
     with pytest.raises(ValueError, match="candidates"):
         DetectorConfig(candidates=("svm",))
+
+
+def test_weekly_rhythm_of_subdaily_data_is_not_an_anomaly() -> None:
+    # 30-minute series, weekends at a third of weekday volume: against the time-of-day slot (mostly
+    # weekdays) a weekend looks anomalous; against the same weekday and time (week_z) it does not
+    ts = pd.date_range("2024-01-01", periods=48 * 35, freq="30min")
+    rng = np.random.default_rng(0)
+    level = np.where(ts.day_of_week >= 5, 100.0, 300.0)
+    df = pd.DataFrame({"series": "trips", "timestamp": ts, "value": level + rng.normal(0, 3, len(ts))})
+    feats = build_features(df, FAST)
+    last_sat = (ts >= pd.Timestamp("2024-02-03")) & (ts < pd.Timestamp("2024-02-03 06:00"))  # before r_med adapts
+    assert np.abs(feats.loc[last_sat, "seas_z"]).median() > 10
+    assert np.abs(feats.loc[last_sat, "week_z"]).median() < 3
+    # daily data: week_z is seas_z (its slot already is the weekday)
+    daily = pd.DataFrame({"series": "d", "timestamp": pd.date_range("2024-01-01", periods=60, freq="D"),
+                          "value": rng.normal(100, 3, 60)})
+    fd = build_features(daily, FAST)
+    np.testing.assert_array_equal(fd["week_z"].to_numpy(), fd["seas_z"].to_numpy())
+
+
+def test_robust_global_threshold_is_capped_at_the_calibration_margin(loads_factory) -> None:
+    from dqad.detect.model import _robust_threshold
+
+    df = loads_factory(days=60)
+    X = build_features(df, FAST)
+    X.iloc[:50, X.columns.get_loc("seas_z")] = 40.0  # normal per a human, yet far out: a noisy series
+    y = np.zeros(len(X), dtype=int)
+    normal = np.ones(len(X), dtype=bool)
+    m = _robust_threshold({"f1": 0.0}, X, y, np.ones(len(X)), normal, est_cfg=FAST, usable=False)
+    assert m["threshold"] == pytest.approx(0.6)
+    m = _robust_threshold({"f1": 0.5, "threshold": 0.95}, X, y, np.ones(len(X)), normal, est_cfg=FAST, usable=True)
+    assert m["threshold"] == pytest.approx(0.6)
