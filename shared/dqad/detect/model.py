@@ -303,10 +303,9 @@ def train_candidates(
     usable = [(tr, va) for tr, va in folds if y[tr].sum() >= 2 and len(np.unique(y[tr])) == 2]
     candidates: dict[str, dict[str, float]] = {}
     names = ["robust"] if n_pos < cfg.min_positive or not usable else [*cfg.candidates, "robust"]
-    human_val_pos = sum(int((human[va] & (y[va] == 1)).sum()) for _, va in usable)
-    if n_human_pos == 0 or human_val_pos == 0:
-        # without a human-labelled anomaly in the validation blocks the supervised candidates could
-        # not be chosen (see _human_f1), so their cross-validation is not paid for
+    if n_human_pos == 0:
+        # without a human-labelled anomaly the labels are the labeler's rule; see _human_f1 for why
+        # the supervised candidates could not be chosen, so their cross-validation is not paid for
         names = ["robust"]
     # out-of-fold scores of every history row in a validation block (not only the subsample): the
     # per-series alarm thresholds of a fitted model are calibrated on these (see _oof_rows)
