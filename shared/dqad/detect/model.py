@@ -11,8 +11,8 @@ Why this shape:
   few positive labels, so the trainer ALWAYS returns a usable bundle.
 - A fitted (supervised) candidate replaces the robust detector only when it beats it on validation
   points a *human* labelled (``_human_f1``): labels from the labeler's rule only teach a model to
-  imitate that rule. Without a human-labelled anomaly in a validation block the supervised
-  candidates are not cross-validated at all. A fitted model's per-series alarm thresholds are
+  imitate that rule. They are still trained and cross-validated every time, so ``metrics.json``
+  shows each candidate's precision and recall. A fitted model's per-series alarm thresholds are
   calibrated on its out-of-fold scores, never on its (memorised) training scores.
 
 "Better" for champion/challenger: challenger F1 >= champion F1 + ``promote_margin``, or F1 within the
@@ -296,17 +296,15 @@ def train_candidates(
         human_all = np.zeros(len(y_all), dtype=bool)
     human_normal = (human_all & (y_all == 0))[idx]
     human = human_all[idx]
-    n_human_pos = int((human_all & (y_all == 1)).sum())
     now = pd.Timestamp.now("UTC").isoformat()
 
     folds = _time_folds(ts, cfg.cv_folds)
     usable = [(tr, va) for tr, va in folds if y[tr].sum() >= 2 and len(np.unique(y[tr])) == 2]
     candidates: dict[str, dict[str, float]] = {}
     names = ["robust"] if n_pos < cfg.min_positive or not usable else [*cfg.candidates, "robust"]
-    if n_human_pos == 0:
-        # without a human-labelled anomaly the labels are the labeler's rule; see _human_f1 for why
-        # the supervised candidates could not be chosen, so their cross-validation is not paid for
-        names = ["robust"]
+    # every candidate is cross-validated even when only a human-labelled validation could let a fitted
+    # one be chosen (see _human_f1): metrics.json reports each candidate's precision and recall, and
+    # the user sees what labelling would buy
     # out-of-fold scores of every history row in a validation block (not only the subsample): the
     # per-series alarm thresholds of a fitted model are calibrated on these (see _oof_rows)
     oof_rows = _oof_rows(ts_all, ts, usable)
