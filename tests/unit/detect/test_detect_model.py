@@ -111,7 +111,9 @@ def test_trainer_does_not_promote_a_worse_challenger(trained) -> None:
     assert not res.promote and "not better" in res.reason
 
 
-def test_without_human_labels_only_the_robust_detector_competes(loads_factory) -> None:
+def test_without_human_labels_every_candidate_is_evaluated_but_only_the_robust_detector_can_be_chosen(
+    loads_factory,
+) -> None:
     df = loads_factory(days=90, tables=2)
     rng = np.random.default_rng(2)
     idx = rng.choice(df.index[df["timestamp"] > pd.Timestamp("2024-01-20")], 25, replace=False)
@@ -119,7 +121,11 @@ def test_without_human_labels_only_the_robust_detector_competes(loads_factory) -
     labeled = label_history(df, None, LabelerConfig())
     assert labeled["label"].sum() >= FAST.min_positive
     res = train_candidates(labeled, FAST)
-    assert set(res.candidates) == {"robust"} and res.bundle.kind == "robust"
+    assert set(res.candidates) == {*FAST.candidates, "robust"}
+    for name, m in res.candidates.items():
+        assert np.isfinite(m["f1"]) and np.isfinite(m["pr_auc"]), name  # cross-validated and reported
+        assert m["eligible"] == float(name == "robust")
+    assert res.bundle.kind == "robust"
 
 
 def test_out_of_fold_rows_cover_every_history_row_of_each_validation_block() -> None:
