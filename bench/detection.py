@@ -1,7 +1,7 @@
 """Benchmark: detection quality of dqad vs the two plain baselines (issue 4 acceptance).
 
-    .venv/bin/python bench/detection.py                   # synthetic seeds 0,1,2 + nab-dev, both modes
-    .venv/bin/python bench/detection.py --seeds 0 --skip-nab
+    .venv/bin/python -m bench.detection                   # synthetic seeds 0,1,2 + nab-dev, both modes
+    .venv/bin/python -m bench.detection --seeds 0 --skip-nab
 
 Runs ``dqad.backtest.run_backtest`` on
 - the synthetic data-quality generator (``dqad.synth``: 20 tables x 180 days, several seeds), with its
@@ -24,16 +24,15 @@ import argparse
 import contextlib
 import io
 import json
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bench.recorded import provenance, save_result
 from dqad.backtest import read_series_file, run_backtest
 from dqad.detect import DetectorConfig, LabelerConfig
 from dqad.detect._util import holiday_flag, month_end_flag
@@ -41,7 +40,6 @@ from dqad.detect.evaluate import in_window
 
 NAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab-dev"
 OUT = Path(__file__).resolve().parent / "out"
-RESULTS = Path(__file__).resolve().parent / "results" / "nab-dev.json"
 
 
 def _summary(name: str, metrics: dict) -> dict:
@@ -114,34 +112,15 @@ def _run_all(jobs: list[tuple], workers: int) -> list[dict]:
     return out
 
 
-def _git_commit() -> str:
-    """The commit measured (with ``-dirty`` when the working tree has uncommitted changes)."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
-
-
-def write_nab_results(runs: dict, path: Path = RESULTS) -> None:
-    """The tracked nab-dev record: date, commit, and per mode the event/point metrics of dqad and baselines."""
-    record: dict = {
-        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "commit": _git_commit(),
-        "command": ".venv/bin/python bench/detection.py",
-        "targets": {"nolabels_event_f1_min": 0.45, "labels": "event F1 higher than nolabels"},
-        "modes": {},
-    }
+def write_nab_results(runs: dict, started: dict[str, str]) -> Path:
+    """The tracked nab-dev record (``bench/results/nab-dev.json``): per mode, dqad's and the baselines' metrics."""
+    modes = {}
     for mode in ("nolabels", "labels"):
         r = runs.get(f"nab-{mode}")
         if r is None:
             continue
         m = r["metrics"]
-        record["modes"][mode] = {
+        modes[mode] = {
             "dqad_event": m["dqad"]["event"],
             "dqad_point_f1": m["dqad"]["point"]["f1"],
             "zscore_event_f1": m["zscore"]["event"]["f1"],
@@ -149,8 +128,12 @@ def write_nab_results(runs: dict, path: Path = RESULTS) -> None:
             "alarms": m["alarms"],
             "elapsed_s": m["elapsed_s"],
         }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    result = {
+        "command": ".venv/bin/python -m bench.detection",
+        "targets": {"nolabels_event_f1_min": 0.45, "labels": "event F1 higher than nolabels"},
+        "modes": modes,
+    }
+    return save_result("nab-dev", result, started)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,12 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         results["synthetic_wall_s"] = time.perf_counter() - t0
         print(f"\nsynthetic seeds took {results['synthetic_wall_s']:.0f} s (wall, {args.workers} processes)")
     if not args.skip_nab:
+        started = provenance()
         done = _run_all([(nab, lab) for lab in (False, True)], args.workers)
         for lab, r in zip((False, True), done, strict=True):
             results["runs"][f"nab-{'labels' if lab else 'nolabels'}"] = r
             rows.append(_summary(f"nab-dev {'with' if lab else 'no'} labels", r["metrics"]))
-        write_nab_results(results["runs"])
-        print(f"written {RESULTS}")
+        print(f"written {write_nab_results(results['runs'], started)}")
     summary = pd.DataFrame(rows)
     synth = summary[summary["run"].str.startswith("synthetic")]
     if len(synth):

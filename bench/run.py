@@ -3,7 +3,10 @@
 Every figure is the median of ``--repeat`` (default 3) runs, each in a fresh interpreter
 (``bench/stages.py``), so peak RSS is the measurement's own and cold imports are cold. The fetcher
 and detection benchmarks have their own scripts (``bench/fetch.py``, ``bench/detection.py``), run
-once each; their JSON lands in ``bench/out/``. Each target is reported as pass or short.
+once each; their JSON lands in ``bench/out/``. Two measurements are too long for the ten-minute
+budget and are shown as recorded in ``bench/results/`` with their date and commit: the N = 1,000
+load run (``python -m bench.load``) and nab-dev detection (``python -m bench.detection``). Each
+target is reported as pass or short.
 
     .venv/bin/python -m bench.run                 # everything (about 10 minutes on 2 cores)
     .venv/bin/python -m bench.run --only scorer   # one section
@@ -138,14 +141,16 @@ def section_chain(repeat: int) -> list[str]:
     return rows
 
 
-def section_script(script: str, out_name: str, formatter, *args: str) -> list[str]:  # type: ignore[no-untyped-def]
+def section_script(module: str, out_name: str, formatter, *args: str) -> list[str]:  # type: ignore[no-untyped-def]
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=1800
+    )
     if proc.returncode != 0:
-        return [f"`{script}` failed: {proc.stderr[-500:]}"]
+        return [f"`python -m {module}` failed: {proc.stderr[-500:]}"]
     say(proc.stdout[-3000:])
     data = json.loads((OUT / out_name).read_text())
-    return [*formatter(data), "", f"({script} took {time.perf_counter() - started:.0f} s.)"]
+    return [*formatter(data), "", f"(`python -m {module}` took {time.perf_counter() - started:.0f} s.)"]
 
 
 def fetch_rows(data: dict) -> list[str]:
@@ -168,36 +173,56 @@ def fetch_rows(data: dict) -> list[str]:
     return rows
 
 
+def _detection_row(name: str, ev: dict, zscore_f1: float, iforest_f1: float, point_f1: float, alarms: int) -> str:
+    return (
+        f"| {name} | {ev['f1']:.3f} ({ev['precision']:.2f} / {ev['recall']:.2f}) | {zscore_f1:.3f} | "
+        f"{iforest_f1:.3f} | {point_f1:.3f} | {alarms} |"
+    )
+
+
 def detection_rows(data: dict) -> list[str]:
-    """Synthetic runs from this benchmark; nab-dev from the last `bench/detection.py` run that included it."""
-    runs = dict(data.get("runs", {}))
-    for mode in ("nolabels", "labels"):
-        path = OUT / f"nab-{mode}" / "metrics.json"
-        if f"nab-{mode}" not in runs and path.exists():
-            measured = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-            runs[
-                f"nab-dev, {'history windows as labels' if mode == 'labels' else 'no labels'} "
-                f"(measured {measured:%Y-%m-%d %H:%M} UTC)"
-            ] = {"metrics": json.loads(path.read_text())}
+    """Synthetic seeds from this run; nab-dev from ``bench/results/nab-dev.json`` (recorded, with its commit)."""
     rows = [
         "| data | dqad event F1 (P / R) | z-score event F1 | IsolationForest event F1 | dqad point F1 | alarms |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, run in runs.items():
+    synth_ok, special = True, []
+    for name, run in data.get("runs", {}).items():
+        if not name.startswith("synthetic"):
+            continue
         m = run["metrics"]
-        ev = m["dqad"]["event"]
-        rows.append(
-            f"| {name} | {ev['f1']:.3f} ({ev['precision']:.2f} / {ev['recall']:.2f}) | "
-            f"{m['zscore']['event']['f1']:.3f} | {m['iforest']['event']['f1']:.3f} | "
-            f"{m['dqad']['point']['f1']:.3f} | {m['alarms']['dqad']} |"
+        ev, z, iso = m["dqad"]["event"], m["zscore"]["event"]["f1"], m["iforest"]["event"]["f1"]
+        synth_ok &= ev["f1"] >= 0.85 and ev["f1"] >= 3 * max(z, iso)
+        fa = run.get("special_day_false_alarms", {})
+        special.append(
+            f"{name}: {fa.get('holiday', '?')} of {fa.get('holiday_points', '?')} holiday points, "
+            f"{fa.get('month_end', '?')} of {fa.get('month_end_points', '?')} month-end points"
         )
-    rows += [
-        "",
-        "Targets: synthetic event F1 ≥ 0.85 and ≥ 3× the best baseline; nab-dev without labels ≥ 0.45, "
-        "with labels higher than without. nab-dev takes ~9 minutes per mode on 2 cores, so `make bench` "
-        "runs the synthetic seeds and shows the last nab-dev measurement "
-        "(`.venv/bin/python bench/detection.py` re-runs everything).",
-    ]
+        rows.append(_detection_row(name, ev, z, iso, m["dqad"]["point"]["f1"], m["alarms"]["dqad"]))
+    record = load_result("nab-dev")
+    modes = record["result"]["modes"] if record else {}
+    for mode, label in (("nolabels", "no labels"), ("labels", "history windows as labels")):
+        if mode in modes:
+            m = modes[mode]
+            rows.append(
+                _detection_row(
+                    f"nab-dev, {label}", m["dqad_event"], m["zscore_event_f1"], m["iforest_event_f1"],
+                    m["dqad_point_f1"], m["alarms"]["dqad"],
+                )
+            )
+    rows += ["", f"Synthetic: event F1 ≥ 0.85 and ≥ 3× the best baseline: {verdict(synth_ok)}."]
+    rows += [f"False alarms outside incident windows on special days: {'; '.join(special)}."] if special else []
+    if record and {"nolabels", "labels"} <= set(modes):
+        f_no, f_lab = modes["nolabels"]["dqad_event"]["f1"], modes["labels"]["dqad_event"]["f1"]
+        rows += [
+            f"nab-dev: without labels ≥ 0.45: {verdict(f_no >= 0.45)}; with labels higher than without: "
+            f"{verdict(f_lab > f_no)}. Recorded {record['measured_at']} at commit {record['commit']} "
+            f"({record['machine']}) by `{record['result']['command']}`, which runs the seeds and both nab-dev "
+            "modes (minutes per mode, because every candidate is cross-validated on 58 series); `make bench` "
+            "runs the synthetic seeds and shows the recorded nab-dev run (`bench/results/nab-dev.json`).",
+        ]
+    else:
+        rows += ["nab-dev: not measured yet (`.venv/bin/python -m bench.detection`)."]
     return rows
 
 
@@ -234,14 +259,14 @@ SECTIONS = {
     "stages": ("Labeler and trainer at scale", section_labeler_trainer),
     "fetch": (
         "Fetcher: PostgreSQL → Parquet on S3 (ThreadedMotoServer)",
-        lambda _r: section_script("bench/fetch.py", "fetch.json", fetch_rows),
+        lambda _r: section_script("bench.fetch", "fetch.json", fetch_rows),
     ),
     "chain": ("Demo chain, simulated Aurora insert → notification", section_chain),
     "imports": ("Cold start: handler module import in a fresh interpreter", section_imports),
     "load": ("Load: N runs across 20 datasets, insert → notification (moto over HTTP)", section_load),
     "detection": (
         "Detection quality (event level: a window is found by one alarm inside it)",
-        lambda _r: section_script("bench/detection.py", "detection.json", detection_rows),
+        lambda _r: section_script("bench.detection", "detection.json", detection_rows, "--skip-nab"),
     ),
 }
 
