@@ -88,7 +88,9 @@ def _metric_words(series: str) -> str:
     return series.rsplit("/", 1)[-1].replace("_", " ")
 
 
-def _reasons(out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalies: np.ndarray) -> pd.Series:
+def _reasons(
+    out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalies: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
     """Top drivers in words, only for anomalous rows.
 
     Anomalies are few, so a Python loop over them is affordable, but only over plain lists taken
@@ -98,7 +100,7 @@ def _reasons(out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalie
     rows = np.flatnonzero(anomalies)
     texts: list[str] = []
     if not len(rows):
-        return _sparse_strings(len(out), rows, texts)
+        return rows, texts
     ts_ns = out["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
     z = feats["seas_z"].to_numpy(dtype=np.float64)
 
@@ -203,7 +205,7 @@ def _reasons(out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalie
             parts.append((5.0, "this load is a rerun"))
         parts.sort(key=lambda p: -p[0])
         texts.append("; ".join(p[1] for p in parts[:3]) or "unusual combination of recent behaviour")
-    return _sparse_strings(len(out), rows, texts)
+    return rows, texts
 
 
 def _sparse_strings(n: int, rows: np.ndarray, texts: list[str]) -> pd.Series:
@@ -228,15 +230,111 @@ def _coded_strings(codes: np.ndarray, names: tuple[str, ...]) -> pd.Series:
     return pd.Series(pd.arrays.ArrowExtensionArray(arr)).astype(str)
 
 
-def score_new(bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+BLOCK_ROWS = 150_000
+
+
+def _components(series: list[pd.Series], groups: list[pd.Series]) -> tuple[list[np.ndarray], int]:
+    """Per frame, each row's set of rows that share a series or a group with it (transitively).
+
+    A new point's features read earlier points of its own series and the same load's other metrics
+    (its group), so such a set is the unit that can be scored apart from the others with the same
+    result. ``series``/``groups`` are the string columns of each frame; label propagation over the
+    distinct (series, group) pairs converges in two rounds when each series has one group.
+    """
+    s_codes, s_uniq = zip(*(pd.factorize(x) for x in series), strict=True)
+    g_codes, g_uniq = zip(*(pd.factorize(x) for x in groups), strict=True)
+    s_all = pd.Index(np.concatenate([np.asarray(u, dtype=object) for u in s_uniq])).unique()
+    g_all = pd.Index(np.concatenate([np.asarray(u, dtype=object) for u in g_uniq])).unique()
+    s_rows = [s_all.get_indexer(u)[c] for c, u in zip(s_codes, s_uniq, strict=True)]
+    g_rows = [g_all.get_indexer(u)[c] for c, u in zip(g_codes, g_uniq, strict=True)]
+    n_s, n_g = len(s_all), len(g_all)
+    pairs = np.unique(np.concatenate([s * max(n_g, 1) + g for s, g in zip(s_rows, g_rows, strict=True)]))
+    ps, pg = pairs // max(n_g, 1), pairs % max(n_g, 1)
+    lab = np.arange(n_s)
+    while True:
+        g_lab = np.full(n_g, n_s)
+        np.minimum.at(g_lab, pg, lab[ps])
+        new = lab.copy()
+        np.minimum.at(new, ps, g_lab[pg])
+        if (new == lab).all():
+            break
+        lab = new
+    return [lab[s] for s in s_rows], n_s
+
+
+def _blocks(tail: pd.DataFrame, new_n: pd.DataFrame, block_rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Row positions (history tail, new) of blocks of whole components (see ``_components``).
+
+    Scoring a block at a time keeps every temporary array (features, windows, tree inputs) a
+    block long: a million-row frame's temporaries are page-faulted in afresh on each allocation and
+    dominated the scorer's time, a block's are reused from the allocator and stay in cache.
+    Positions stay ascending inside a block, so each block's frame keeps the order it had.
+    """
+    if len(new_n) == 0:
+        return []
+    if len(new_n) + len(tail) <= block_rows:
+        return [(np.arange(len(tail)), np.arange(len(new_n)))]
+    (c_tail, c_new), n_comp = _components([tail["series"], new_n["series"]], [tail["group"], new_n["group"]])
+    sizes = np.bincount(c_tail, minlength=n_comp) + np.bincount(c_new, minlength=n_comp)
+    block_of = (np.cumsum(sizes) - 1) // block_rows
+    n_blocks = int(block_of.max(initial=0)) + 1
+    out = []
+    for c in (c_tail, c_new):
+        b = block_of[c]
+        order = np.argsort(b, kind="stable")
+        out.append(np.split(order, np.cumsum(np.bincount(b, minlength=n_blocks))[:-1]))
+    return [(t, n) for t, n in zip(*out, strict=True) if len(n)]
+
+
+def score_new(
+    bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame, *, block_rows: int = BLOCK_ROWS
+) -> pd.DataFrame:
     """One output row per ``new`` row (same index): carried columns + score, label, range, reasons.
 
     History is cut to the tail the new points depend on, and features are computed for the new rows
-    only (the history rows are context): the cost follows the number of new rows.
+    only (the history rows are context): the cost follows the number of new rows. Rows are scored
+    in blocks of about ``block_rows`` (history tail + new) that never split a series or a load's
+    group, which gives the same output as one pass over everything (see ``_blocks``).
     """
     new_n = normalise(new, copy=False)
     hist_n = normalise(history, copy=False) if history is not None and len(history) else new_n.iloc[:0]
     tail = _history_tail(hist_n, bundle)
+    n = len(new_n)
+    score = np.zeros(n)
+    is_anom = np.zeros(n, dtype=bool)
+    sev = np.zeros(n, dtype=np.int8)
+    lo = np.zeros(n)
+    hi = np.zeros(n)
+    reason_rows: list[np.ndarray] = []
+    texts: list[str] = []
+    for t_pos, n_pos in _blocks(tail, new_n, block_rows):
+        r = _score_block(bundle, _rows(tail, t_pos), _rows(new_n, n_pos))
+        score[n_pos], is_anom[n_pos], sev[n_pos], lo[n_pos], hi[n_pos] = r[:5]
+        reason_rows.append(n_pos[r[5]])
+        texts += r[6]
+    rows = np.concatenate(reason_rows) if reason_rows else np.zeros(0, dtype=np.int64)
+    by_row = np.argsort(rows, kind="stable")
+    carried = ["series", "group", "timestamp", "value", *[c for c in key_columns(new_n) if c in new_n.columns]]
+    out = new_n[carried].reset_index(drop=True)
+    out["score"] = score
+    out["is_anomaly"] = is_anom
+    out["severity"] = _coded_strings(sev, SEVERITIES).array
+    out["expected_low"] = lo
+    out["expected_high"] = hi
+    out["reasons"] = _sparse_strings(n, rows[by_row], [texts[i] for i in by_row]).array
+    out.index = new.index
+    return out
+
+
+def _rows(frame: pd.DataFrame, pos: np.ndarray) -> pd.DataFrame:
+    """``frame.iloc[pos]``, as a view when ``pos`` is a run of consecutive rows (frames sorted by series)."""
+    if len(pos) and pos[-1] - pos[0] + 1 == len(pos):
+        return frame.iloc[pos[0] : pos[-1] + 1]
+    return frame.iloc[pos]
+
+
+def _score_block(bundle: ModelBundle, tail: pd.DataFrame, new_n: pd.DataFrame) -> tuple:
+    """Score, label, severity code, range and reasons (rows, texts) of one block's new rows."""
     cols = sorted(set(tail.columns) | set(new_n.columns))
     both = pd.concat(
         [tail.reindex(columns=cols).reset_index(drop=True), new_n.reindex(columns=cols).reset_index(drop=True)],
@@ -258,7 +356,8 @@ def score_new(bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame) -> 
     aux = comp.aux.reset_index(drop=True)
     score = np.clip(bundle.predict_score(feats), 0.0, 1.0)
     # the same decision the backtest makes: per-series thresholds and one alert per incident need the rows
-    is_anom = bundle.decide(score, feats, frame=new_n[["series", "timestamp"]].reset_index(drop=True))
+    frame = new_n[["series", "timestamp"]].reset_index(drop=True)
+    is_anom = bundle.decide(score, feats, frame=frame)
 
     cfg = bundle.cfg
     exp = aux["expected"].to_numpy(dtype=np.float64)
@@ -283,14 +382,8 @@ def score_new(bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame) -> 
         np.where((score >= 0.7) | (rel >= 0.2), 2, 1),
     )
     sev = np.where(is_anom, sev, 0)
-
-    carried = ["series", "group", "timestamp", "value", *[c for c in key_columns(new_n) if c in new_n.columns]]
-    out = new_n[carried].reset_index(drop=True)
-    out["score"] = score
-    out["is_anomaly"] = is_anom
-    out["severity"] = _coded_strings(sev, SEVERITIES).array
-    out["expected_low"] = lo
-    out["expected_high"] = hi
-    out["reasons"] = _reasons(out, feats, aux, is_anom).array
-    out.index = new.index
-    return out
+    frame["value"] = new_n["value"].to_numpy()
+    frame["expected_low"] = lo
+    frame["expected_high"] = hi
+    rows, texts = _reasons(frame, feats, aux, is_anom)
+    return score, is_anom, sev, lo, hi, rows, texts

@@ -1,0 +1,57 @@
+"""The scorer's block-wise pass gives exactly what one pass over every new row gives."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from dqad.detect import DetectorConfig, LabelerConfig, label_history, score_new, train_candidates
+from dqad.detect.scoring import _components
+
+FAST = DetectorConfig(n_estimators=10, cv_folds=2, min_positive=5)
+
+
+@pytest.fixture(scope="module")
+def scored_inputs():
+    from tests.unit.detect.conftest import make_loads
+
+    df = make_loads(days=110, tables=6, seed=3)
+    df.loc[df.sample(40, random_state=1).index, "value"] *= 0.1  # incidents to label and to score
+    labeled = label_history(df, None, LabelerConfig())
+    res = train_candidates(labeled, FAST)
+    est = getattr(res.bundle.estimator, "n_jobs", None)
+    if est is not None:  # one thread: the forest then sums its trees in one fixed order
+        res.bundle.estimator.n_jobs = 1
+    cut = pd.Timestamp("2024-03-25")
+    history = labeled[labeled["timestamp"] < cut]
+    # new rows shuffled (blocks then gather scattered rows) with a few loads whose values jump
+    new = df[df["timestamp"] >= cut].sample(frac=1.0, random_state=2)
+    new.loc[new.index[:15], "value"] *= 4.0
+    return res.bundle, history, new
+
+
+@pytest.mark.parametrize("block_rows", [1, 200, 700])
+def test_blocks_give_the_whole_frame_result(scored_inputs, block_rows: int) -> None:
+    bundle, history, new = scored_inputs
+    whole = score_new(bundle, history, new, block_rows=10**9)
+    blocks = score_new(bundle, history, new, block_rows=block_rows)
+    assert whole["is_anomaly"].any() and (whole["reasons"] != "").any()
+    pd.testing.assert_frame_equal(blocks, whole, check_exact=True)
+
+
+def test_components_join_series_that_share_a_group() -> None:
+    # s2 moves from group b (history) to group a (new): a, b and their series form one component
+    tail_s = pd.Series(["s1", "s2", "s3", "s4"])
+    tail_g = pd.Series(["a", "b", "b", "c"])
+    new_s = pd.Series(["s1", "s2", "s4", "s5"])
+    new_g = pd.Series(["a", "a", "c", "d"])
+    (ct, cn), _ = _components([tail_s, new_s], [tail_g, new_g])
+    assert ct[0] == ct[1] == ct[2] == cn[0] == cn[1]
+    assert ct[3] == cn[2] != ct[0]
+    assert cn[3] not in {ct[0], ct[3]}
+
+
+def test_empty_new_load(scored_inputs) -> None:
+    bundle, history, new = scored_inputs
+    out = score_new(bundle, history, new.iloc[:0])
+    assert len(out) == 0 and "reasons" in out.columns
