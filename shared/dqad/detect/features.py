@@ -70,7 +70,11 @@ class _Sink(dict):
             x = np.clip(x, -REL_CLIP, REL_CLIP)
         if name in self.keep:
             self.wide[name] = x
-        super().__setitem__(name, np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32))
+        # cast first, then zero what was NaN/inf in float64 (as nan_to_num before the cast did, in
+        # one pass fewer over a copy fewer; a finite value beyond float32 still becomes inf)
+        y = x.astype(np.float32)
+        np.copyto(y, 0.0, where=~np.isfinite(x))
+        super().__setitem__(name, y)
 
 
 def _hash01(values: pd.Series) -> np.ndarray:
@@ -357,7 +361,7 @@ def compute(
     # key encodings (codes of the whole column, then the targets' rows: no string copies)
     for c in key_columns(df):
         if df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
-            feats[f"key_{c}"] = _hash01(df[c].fillna(""))[rows]
+            feats[f"key_{c}"] = _hash01(df[c].iloc[rows].fillna(""))  # the targets' rows only
     metric_of_series = np.array([str(s).rsplit("/", 1)[-1] for s in series_names], dtype=object)
     feats["key_metric"] = _crc01(metric_of_series)[sc[T]] if len(series_names) else np.zeros(0)
 
