@@ -55,3 +55,69 @@ def test_empty_new_load(scored_inputs) -> None:
     bundle, history, new = scored_inputs
     out = score_new(bundle, history, new.iloc[:0])
     assert len(out) == 0 and "reasons" in out.columns
+
+
+def _as_table(frame: pd.DataFrame, dictionary: bool = False):
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if dictionary:
+        for i, f in enumerate(table.schema):
+            if pa.types.is_large_string(f.type) or pa.types.is_string(f.type):
+                table = table.set_column(i, f.name, table.column(i).dictionary_encode())
+    return table
+
+
+@pytest.mark.parametrize("dictionary", [False, True])
+@pytest.mark.parametrize("block_rows", [300, 10**9])
+def test_score_table_gives_score_new(scored_inputs, dictionary: bool, block_rows: int) -> None:
+    from dqad.detect.scoring import score_table
+
+    bundle, history, new = scored_inputs
+    want = score_new(bundle, history, new, block_rows=block_rows).reset_index(drop=True)
+    got = score_table(bundle, _as_table(history, dictionary), _as_table(new), block_rows=block_rows)
+    pd.testing.assert_frame_equal(got.to_pandas(), want, check_exact=True)
+
+
+def test_score_table_normalises_other_tables(scored_inputs) -> None:
+    """Tables that are not canonical (here: time-zone-aware timestamps, no group) take score_new's path."""
+    from dqad.detect.scoring import score_table
+
+    bundle, history, new = scored_inputs
+    want = score_new(bundle, history, new).reset_index(drop=True)
+    aware = new.assign(timestamp=new["timestamp"].dt.tz_localize("UTC"))
+    got = score_table(bundle, _as_table(history, True), _as_table(aware)).to_pandas()
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    h, n = history.drop(columns="group"), new.drop(columns="group")
+    pd.testing.assert_frame_equal(
+        score_table(bundle, _as_table(h), _as_table(n)).to_pandas(),
+        score_new(bundle, h, n).reset_index(drop=True),
+        check_exact=True,
+    )
+
+
+def test_feature_sink_zeroes_what_nan_to_num_zeroed() -> None:
+    import numpy as np
+
+    from dqad.detect.features import _Sink
+
+    sink = _Sink(keep=())
+    x = np.array([np.nan, np.inf, -np.inf, 1e39, -1e39, 1.5, -0.0])
+    sink["plain"] = x
+    want = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    np.testing.assert_array_equal(sink["plain"], want)
+    assert sink["plain"].dtype == np.float32
+
+
+def test_read_table_strings_as_dictionary(tmp_path) -> None:
+    import pyarrow as pa
+
+    from dqad.storage import Storage
+
+    frame = pd.DataFrame({"series": ["a/x", "b/y", "a/x"], "value": [1.0, 2.0, 3.0]})
+    storage = Storage(None, "")
+    ref = storage.write_parquet(str(tmp_path / "f.parquet"), frame)
+    table = storage.read_table(ref, strings_as_dictionary=True)
+    assert pa.types.is_dictionary(table.schema.field("series").type)
+    assert table["series"].to_pylist() == ["a/x", "b/y", "a/x"]
+    assert storage.read_table(ref).schema.field("series").type in (pa.string(), pa.large_string())
