@@ -103,12 +103,13 @@ def scorer(rows: int) -> dict:
         history.to_parquet(hist_path, index=False)
         frame[is_new].reset_index(drop=True).to_parquet(new_path, index=False)
 
-        # The stage's own calls (dqad_scorer.domain.read_inputs / score): Storage reads (history's
-        # strings dictionary-encoded), score_table, Storage.write_parquet (zstd, sha256).
+        # The stage's own calls (dqad_scorer.domain.read_inputs / score): Storage reads (strings
+        # dictionary-encoded), score_table, Storage.write_parquet (zstd, sha256).
         storage = Storage(None, "")
         started = time.perf_counter()
         history_table = storage.read_table(str(hist_path), strings_as_dictionary=True)
-        scores_table = score_table(bundle, history_table, storage.read_table(str(new_path)))
+        new_table = storage.read_table(str(new_path), strings_as_dictionary=True)
+        scores_table = score_table(bundle, history_table, new_table)
         storage.write_parquet(str(out_path), scores_table)
         seconds = time.perf_counter() - started
 

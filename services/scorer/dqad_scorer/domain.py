@@ -27,8 +27,11 @@ def load_model(rt: StageRuntime, detail: ModelTrained):
 
 
 def read_inputs(rt: StageRuntime, detail: ModelTrained) -> tuple[pa.Table, pa.Table]:
-    """The labelled history (strings dictionary-encoded: it is context, never output) and the new rows."""
-    return rt.storage.read_table(detail.labeled, strings_as_dictionary=True), rt.storage.read_table(detail.new)
+    """The labelled history and the new rows, strings dictionary-encoded (``score_table`` works on codes)."""
+    return (
+        rt.storage.read_table(detail.labeled, strings_as_dictionary=True),
+        rt.storage.read_table(detail.new, strings_as_dictionary=True),
+    )
 
 
 def score(rt: StageRuntime, detail: ModelTrained) -> AnomaliesScored:

@@ -406,17 +406,21 @@ def plain_strings(table: pa.Table) -> pa.Table:
 
 
 def _arrow_codes(columns: list[pa.ChunkedArray]) -> tuple[list[np.ndarray], int]:
-    """Codes of string columns (plain or dictionary-encoded) into the sorted union of their names."""
-    parts = []
+    """Codes of string columns (plain or dictionary-encoded) into the sorted union of their names.
+
+    Each column's chunks (Parquet row groups) first share one dictionary (Arrow unifies them), so
+    only one small list of names per column is looked up in Python.
+    """
+    indices, dicts = [], []
     for col in columns:
-        if not pa.types.is_dictionary(col.type):
-            col = col.dictionary_encode()
-        parts.append([(np.asarray(ch.indices), ch.dictionary.to_numpy(zero_copy_only=False)) for ch in col.chunks])
-    dicts = [d for p in parts for _, d in p]
+        col = (col if pa.types.is_dictionary(col.type) else col.dictionary_encode()).unify_dictionaries()
+        chunks = [ch for ch in col.chunks if len(ch)]
+        indices.append([ch.indices.to_numpy(zero_copy_only=False).astype(np.int64) for ch in chunks])
+        dicts.append(chunks[0].dictionary.to_numpy(zero_copy_only=False) if chunks else np.zeros(0, dtype=object))
     names = pd.Index(np.concatenate(dicts) if dicts else np.zeros(0, dtype=object)).unique().sort_values()
     codes = [
-        np.concatenate([names.get_indexer(d)[i.astype(np.int64)] for i, d in p]) if p else np.zeros(0, np.int64)
-        for p in parts
+        names.get_indexer(d)[np.concatenate(i)] if i else np.zeros(0, np.int64)
+        for i, d in zip(indices, dicts, strict=True)
     ]
     return codes, len(names)
 
