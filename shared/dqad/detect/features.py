@@ -277,9 +277,10 @@ def compute(
     rel_dev = (vt - expected) / np.maximum(np.abs(expected), 1e-9)
     # special days: deviation beyond the tolerated range, in units of 5% (log scale), signed
     hol_t, me_t, special_t = holiday[T], month_end[T], special[T]
-    excess = special_range_excess(vt, expected, hol_t, me_t, cfg.holiday_range, cfg.month_end_range)
-    robust_z = np.where(special_t, excess / 0.05, robust_z)
-    rel_dev = np.where(special_t, np.sign(excess) * np.expm1(np.abs(excess)), rel_dev)
+    sp = np.flatnonzero(special_t)  # a few rows: the (elementwise) excess is computed for them only
+    excess = special_range_excess(vt[sp], expected[sp], hol_t[sp], me_t[sp], cfg.holiday_range, cfg.month_end_range)
+    robust_z[sp] = excess / 0.05
+    rel_dev[sp] = np.sign(excess) * np.expm1(np.abs(excess))
     feats["seas_z"] = robust_z
     feats["seas_rel"] = rel_dev
     feats["seas_n"] = seas_n
