@@ -5,8 +5,8 @@ and import caches do not flatter cold starts. ``bench/run.py`` calls this three 
 keeps the median.
 
 * ``scorer N``   — score N new rows (10,000 series × N/10,000 new loads, 60 loads of history each):
-  Parquet in (history + new) → ``score_new`` → Parquet out, and the floor: a plain pyarrow read of
-  the same two files and a write of a table as large as the scores.
+  Parquet in (history + new) → ``score_table`` → Parquet out, with the scorer stage's own calls, and
+  the floor: a plain pyarrow read of the same two files and a write of a table as large as the scores.
 * ``labeler N``  — ``label_history`` on N rows of synthetic warehouse metrics.
 * ``trainer N``  — ``train_candidates`` (all candidates, time-ordered CV) on N labelled rows.
 * ``import M``   — import time of handler module M (e.g. ``dqad_fetcher.handler``).
@@ -73,13 +73,13 @@ def trainer(rows: int) -> dict:
 
 
 def scorer(rows: int) -> dict:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from dqad.detect.config import DetectorConfig, LabelerConfig
     from dqad.detect.labeling import label_history
     from dqad.detect.model import train_candidates
-    from dqad.detect.scoring import score_new
+    from dqad.detect.scoring import score_table
+    from dqad.storage import Storage
 
     series_tables = 2000  # 2,000 tables × 5 metrics = 10,000 series
     new_loads = max(1, rows // (series_tables * METRICS))
@@ -103,15 +103,17 @@ def scorer(rows: int) -> dict:
         history.to_parquet(hist_path, index=False)
         frame[is_new].reset_index(drop=True).to_parquet(new_path, index=False)
 
-        import pandas as pd
-
+        # The stage's own calls (dqad_scorer.domain.read_inputs / score): Storage reads (strings
+        # dictionary-encoded), score_table, Storage.write_parquet (zstd, sha256).
+        storage = Storage(None, "")
         started = time.perf_counter()
-        scores = score_new(bundle, pd.read_parquet(hist_path), pd.read_parquet(new_path))
-        scores.to_parquet(out_path, index=False)
+        history_table = storage.read_table(str(hist_path), strings_as_dictionary=True)
+        new_table = storage.read_table(str(new_path), strings_as_dictionary=True)
+        scores_table = score_table(bundle, history_table, new_table)
+        storage.write_parquet(str(out_path), scores_table)
         seconds = time.perf_counter() - started
 
         # The floor: the same bytes in and out with nothing in between.
-        scores_table = pa.Table.from_pandas(scores, preserve_index=False)
         started = time.perf_counter()
         pq.read_table(hist_path)
         new_table = pq.read_table(new_path)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 from dqad.contract import AnomaliesScored, ModelTrained
 from dqad.report import render_report
 from dqad.stage import PermanentError, StageRuntime
 from dqad.storage import IntegrityError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 
 def load_model(rt: StageRuntime, detail: ModelTrained):
@@ -21,18 +26,31 @@ def load_model(rt: StageRuntime, detail: ModelTrained):
     return joblib.load(io.BytesIO(data))
 
 
+def read_inputs(rt: StageRuntime, detail: ModelTrained) -> tuple[pa.Table, pa.Table]:
+    """The labelled history and the new rows, strings dictionary-encoded (``score_table`` works on codes)."""
+    return (
+        rt.storage.read_table(detail.labeled, strings_as_dictionary=True),
+        rt.storage.read_table(detail.new, strings_as_dictionary=True),
+    )
+
+
 def score(rt: StageRuntime, detail: ModelTrained) -> AnomaliesScored:
-    from dqad.detect.scoring import score_new
+    from dqad.detect.scoring import score_table
 
     bundle = load_model(rt, detail)
-    history = rt.storage.read_parquet(detail.labeled)
-    new = rt.storage.read_parquet(detail.new)
-    scores = score_new(bundle, history, new)
+    history, new = read_inputs(rt, detail)
+    table = score_table(bundle, history, new)
     prefix = rt.run_prefix(detail.dataset, detail.run_id)
-    ref = rt.storage.write_parquet(f"{prefix}/scores.parquet", scores)
+    ref = rt.storage.write_parquet(f"{prefix}/scores.parquet", table)
+    scores = table.to_pandas()
     report_uri = f"{prefix}/report.html"
     html = render_report(
-        detail.dataset, detail.run_id, history, scores, model_version=detail.model.version, model_metrics=detail.metrics
+        detail.dataset,
+        detail.run_id,
+        _report_history(history, scores),
+        scores,
+        model_version=detail.model.version,
+        model_metrics=detail.metrics,
     )
     rt.storage.put_bytes(report_uri, html.encode(), "text/html; charset=utf-8")
     event = AnomaliesScored(
@@ -46,3 +64,19 @@ def score(rt: StageRuntime, detail: ModelTrained) -> AnomaliesScored:
     )
     rt.publisher.publish(event)
     return event
+
+
+def _report_history(history: pa.Table, scores: pd.DataFrame) -> pd.DataFrame:
+    """The history the report plots: the flagged series' rows only, with plain string columns."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from dqad.detect.scoring import plain_strings
+
+    wanted = scores.loc[scores["is_anomaly"], "series"].unique().tolist()
+    if history.num_rows == 0 or not wanted:
+        return plain_strings(history.slice(0, 0)).to_pandas()
+    series = history["series"]
+    if pa.types.is_dictionary(series.type):
+        series = series.cast(series.type.value_type)
+    return plain_strings(history.filter(pc.is_in(series, value_set=pa.array(wanted, type=series.type)))).to_pandas()

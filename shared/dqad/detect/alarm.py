@@ -197,10 +197,12 @@ def decide(
         subdaily = features["is_daily"].to_numpy() <= 0
     if frame is None:
         return score >= np.where(subdaily, strict, thr)
-    series = frame["series"].astype(str).to_numpy()
+    # series as codes into its distinct names: the per-series lookups run once per series, not per row
+    series, names = pd.factorize(frame["series"].astype(str))
+    names = pd.Series(np.asarray(names, dtype=object))
     cal = calibration or SeriesCalibration({}, {})
-    calibrated = pd.Series(series).map(cal.thresholds).to_numpy(dtype=np.float64)
-    step = pd.Series(series).map(cal.step_s).to_numpy(dtype=np.float64)
+    calibrated = names.map(cal.thresholds).to_numpy(dtype=np.float64)[series]
+    step = names.map(cal.step_s).to_numpy(dtype=np.float64)[series]
     known_step = np.isfinite(step)
     subdaily = np.where(known_step, step < DAILY_STEP_S, subdaily)
     warm = np.inf if cfg.subdaily_warmup else strict

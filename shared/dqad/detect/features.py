@@ -70,7 +70,11 @@ class _Sink(dict):
             x = np.clip(x, -REL_CLIP, REL_CLIP)
         if name in self.keep:
             self.wide[name] = x
-        super().__setitem__(name, np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32))
+        # cast first, then zero what was NaN/inf in float64 (as nan_to_num before the cast did, in
+        # one pass fewer over a copy fewer; a finite value beyond float32 still becomes inf)
+        y = x.astype(np.float32)
+        np.copyto(y, 0.0, where=~np.isfinite(x))
+        super().__setitem__(name, y)
 
 
 def _hash01(values: pd.Series) -> np.ndarray:
@@ -303,9 +307,10 @@ def compute(
     rel_dev = (vt - expected) / np.maximum(np.abs(expected), 1e-9)
     # special days: deviation beyond the tolerated range, in units of 5% (log scale), signed
     hol_t, me_t, special_t = holiday[T], month_end[T], special[T]
-    excess = special_range_excess(vt, expected, hol_t, me_t, cfg.holiday_range, cfg.month_end_range)
-    robust_z = np.where(special_t, excess / 0.05, robust_z)
-    rel_dev = np.where(special_t, np.sign(excess) * np.expm1(np.abs(excess)), rel_dev)
+    sp = np.flatnonzero(special_t)  # a few rows: the (elementwise) excess is computed for them only
+    excess = special_range_excess(vt[sp], expected[sp], hol_t[sp], me_t[sp], cfg.holiday_range, cfg.month_end_range)
+    robust_z[sp] = excess / 0.05
+    rel_dev[sp] = np.sign(excess) * np.expm1(np.abs(excess))
     feats["seas_z"] = robust_z
     feats["seas_rel"] = rel_dev
     feats["seas_n"] = seas_n
@@ -388,7 +393,7 @@ def compute(
     # key encodings (codes of the whole column, then the targets' rows: no string copies)
     for c in key_columns(df):
         if df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
-            feats[f"key_{c}"] = _hash01(df[c].fillna(""))[rows]
+            feats[f"key_{c}"] = _hash01(df[c].iloc[rows].fillna(""))  # the targets' rows only
     metric_of_series = np.array([str(s).rsplit("/", 1)[-1] for s in series_names], dtype=object)
     feats["key_metric"] = _crc01(metric_of_series)[sc[T]] if len(series_names) else np.zeros(0)
 

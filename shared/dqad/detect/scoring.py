@@ -15,6 +15,8 @@ import pandas as pd
 import pyarrow as pa
 
 from dqad.detect._util import (
+    DERIVED_COLUMNS,
+    STANDARD_COLUMNS,
     Padded,
     holiday_flag,
     key_columns,
@@ -23,6 +25,7 @@ from dqad.detect._util import (
     series_time_order,
     window_quantiles,
 )
+from dqad.detect.config import DetectorConfig
 from dqad.detect.features import compute
 from dqad.detect.model import ModelBundle
 
@@ -32,18 +35,25 @@ DAY_NAMES = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Satur
 
 
 def _history_tail(hist: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:
-    """The rows of history new points can depend on, sorted by (series, time).
+    """The rows of history new points can depend on, sorted by (series, time) (see ``_tail_positions``)."""
+    if len(hist) == 0:
+        return hist
+    codes, _ = pd.factorize(hist["series"], sort=True)
+    ts = hist["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+    return hist.iloc[_tail_positions(codes, ts, bundle.cfg)]
 
+
+def _tail_positions(codes: np.ndarray, ts: np.ndarray, cfg: DetectorConfig) -> np.ndarray:
+    """Positions of the history rows new points can depend on, in (series, time) order.
+
+    ``codes`` number the series in sorted order of their names; ``ts`` is in nanoseconds.
     Per series: the last ``need`` points (trailing windows, ``seasonal_k + 1`` seasonal cycles and
     the scale window, where a cycle is 7 points for daily data and a day's worth of points for
     sub-daily data, judged from the median of the last 64 steps), plus every earlier special day.
     Positional slicing on the series-sorted frame: no per-series Python.
     """
-    if len(hist) == 0:
-        return hist
-    cfg = bundle.cfg
-    codes, _ = pd.factorize(hist["series"], sort=True)
-    ts = hist["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+    if len(codes) == 0:
+        return np.zeros(0, dtype=np.int64)
     order = series_time_order(codes, ts)
     codes, ts = codes[order], ts[order]
     pad = Padded(codes, 65)
@@ -61,7 +71,7 @@ def _history_tail(hist: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:
     if "month_end" in cfg.slots:
         special = special | month_end_flag(t, cfg.month_end_days, cfg.holidays)
     keep = (from_end < need[pad.gid]) | special
-    return hist.iloc[order[keep]]
+    return order[keep]
 
 
 def _fmt(x: float) -> str:
@@ -89,7 +99,9 @@ def _metric_words(series: str) -> str:
     return series.rsplit("/", 1)[-1].replace("_", " ")
 
 
-def _reasons(out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalies: np.ndarray) -> pd.Series:
+def _reasons(
+    out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalies: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
     """Top drivers in words, only for anomalous rows.
 
     Anomalies are few, so a Python loop over them is affordable, but only over plain lists taken
@@ -99,7 +111,7 @@ def _reasons(out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalie
     rows = np.flatnonzero(anomalies)
     texts: list[str] = []
     if not len(rows):
-        return _sparse_strings(len(out), rows, texts)
+        return rows, texts
     ts_ns = out["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
     z = feats["seas_z"].to_numpy(dtype=np.float64)
 
@@ -204,10 +216,10 @@ def _reasons(out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalie
             parts.append((5.0, "this load is a rerun"))
         parts.sort(key=lambda p: -p[0])
         texts.append("; ".join(p[1] for p in parts[:3]) or "unusual combination of recent behaviour")
-    return _sparse_strings(len(out), rows, texts)
+    return rows, texts
 
 
-def _sparse_strings(n: int, rows: np.ndarray, texts: list[str]) -> pd.Series:
+def _sparse_strings(n: int, rows: np.ndarray, texts: list[str]) -> pa.Array:
     """A string column of ``n`` rows, empty except ``texts`` at ``rows`` (ascending).
 
     Built directly as Arrow buffers (offsets from the lengths, one joined byte string): a million
@@ -218,26 +230,291 @@ def _sparse_strings(n: int, rows: np.ndarray, texts: list[str]) -> pd.Series:
     lengths[rows] = [len(b) for b in data]
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(b"".join(data)))
-    return pd.Series(pd.arrays.ArrowExtensionArray(arr)).astype(str)
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(b"".join(data)))
 
 
-def _coded_strings(codes: np.ndarray, names: tuple[str, ...]) -> pd.Series:
+def _coded_strings(codes: np.ndarray, names: tuple[str, ...]) -> pa.Array:
     """A string column from small integer codes into ``names`` (dictionary-decoded by Arrow)."""
     dictionary = pa.array(names, type=pa.large_string())
-    arr = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int8)), dictionary).cast(pa.large_string())
+    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int8)), dictionary).cast(pa.large_string())
+
+
+def _str_series(arr: pa.Array) -> pd.Series:
     return pd.Series(pd.arrays.ArrowExtensionArray(arr)).astype(str)
 
 
-def score_new(bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+BLOCK_ROWS = 150_000
+
+
+def _components(series: list[pd.Series], groups: list[pd.Series]) -> tuple[list[np.ndarray], int]:
+    """Per frame, each row's set of rows that share a series or a group with it (transitively).
+
+    A new point's features read earlier points of its own series and the same load's other metrics
+    (its group), so such a set is the unit that can be scored apart from the others with the same
+    result. ``series``/``groups`` are the string columns of each frame.
+    """
+    s_rows, n_s = _shared_codes(series)
+    g_rows, n_g = _shared_codes(groups)
+    return _component_labels(s_rows, g_rows, n_s, n_g)
+
+
+def _shared_codes(columns: list[pd.Series]) -> tuple[list[np.ndarray], int]:
+    """Codes of several string columns into one list of names (the sorted union of theirs)."""
+    codes, uniq = zip(*(pd.factorize(x) for x in columns), strict=True)
+    names = pd.Index(np.concatenate([np.asarray(u, dtype=object) for u in uniq])).unique().sort_values()
+    return [names.get_indexer(np.asarray(u, dtype=object))[c] for c, u in zip(codes, uniq, strict=True)], len(names)
+
+
+def _component_labels(
+    s_rows: list[np.ndarray], g_rows: list[np.ndarray], n_s: int, n_g: int
+) -> tuple[list[np.ndarray], int]:
+    """Connected sets of series linked by a shared group (label propagation over the distinct
+    (series, group) pairs: two rounds when each series has one group); labels per row of each frame."""
+    width = max(n_g, 1)
+    pairs = np.unique(np.concatenate([s * width + g for s, g in zip(s_rows, g_rows, strict=True)]))
+    ps, pg = pairs // width, pairs % width
+    lab = np.arange(n_s)
+    while True:
+        g_lab = np.full(n_g, n_s)
+        np.minimum.at(g_lab, pg, lab[ps])
+        new = lab.copy()
+        np.minimum.at(new, ps, g_lab[pg])
+        if (new == lab).all():
+            break
+        lab = new
+    return [lab[s] for s in s_rows], n_s
+
+
+def _pack(c_tail: np.ndarray, c_new: np.ndarray, n_comp: int, block_rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Row positions (history tail, new) of blocks of whole components of about ``block_rows`` rows.
+
+    Scoring a block at a time keeps every temporary array (features, windows, tree inputs) a
+    block long: a million-row frame's temporaries are page-faulted in afresh on each allocation and
+    dominated the scorer's time, a block's are reused from the allocator and stay in cache.
+    Positions stay ascending inside a block, so each block's frame keeps the order it had.
+    """
+    if len(c_new) == 0:
+        return []
+    if len(c_new) + len(c_tail) <= block_rows:
+        return [(np.arange(len(c_tail)), np.arange(len(c_new)))]
+    sizes = np.bincount(c_tail, minlength=n_comp) + np.bincount(c_new, minlength=n_comp)
+    block_of = (np.cumsum(sizes) - 1) // block_rows
+    n_blocks = int(block_of.max(initial=0)) + 1
+    out = []
+    for c in (c_tail, c_new):
+        b = block_of[c]
+        order = np.argsort(b, kind="stable")
+        out.append(np.split(order, np.cumsum(np.bincount(b, minlength=n_blocks))[:-1]))
+    return [(t, n) for t, n in zip(*out, strict=True) if len(n)]
+
+
+def _blocks(tail: pd.DataFrame, new_n: pd.DataFrame, block_rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``_pack`` for frames: components from the series and group names."""
+    if len(new_n) == 0 or len(new_n) + len(tail) <= block_rows:
+        return _pack(np.zeros(len(tail), np.int64), np.zeros(len(new_n), np.int64), 1, block_rows)
+    (c_tail, c_new), n_comp = _components([tail["series"], new_n["series"]], [tail["group"], new_n["group"]])
+    return _pack(c_tail, c_new, n_comp, block_rows)
+
+
+class _Results:
+    """Per-row outputs of the blocks, written into arrays as long as the new rows."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.score = np.zeros(n)
+        self.is_anom = np.zeros(n, dtype=bool)
+        self.sev = np.zeros(n, dtype=np.int8)
+        self.lo = np.zeros(n)
+        self.hi = np.zeros(n)
+        self._rows: list[np.ndarray] = []
+        self._texts: list[str] = []
+
+    def add(self, bundle: ModelBundle, tail: pd.DataFrame, new_n: pd.DataFrame, n_pos: np.ndarray) -> None:
+        r = _score_block(bundle, tail, new_n)
+        self.score[n_pos], self.is_anom[n_pos], self.sev[n_pos], self.lo[n_pos], self.hi[n_pos] = r[:5]
+        self._rows.append(n_pos[r[5]])
+        self._texts += r[6]
+
+    def columns(self) -> dict[str, np.ndarray | pa.Array]:
+        rows = np.concatenate(self._rows) if self._rows else np.zeros(0, dtype=np.int64)
+        by_row = np.argsort(rows, kind="stable")
+        return {
+            "score": self.score,
+            "is_anomaly": self.is_anom,
+            "severity": _coded_strings(self.sev, SEVERITIES),
+            "expected_low": self.lo,
+            "expected_high": self.hi,
+            "reasons": _sparse_strings(self.n, rows[by_row], [self._texts[i] for i in by_row]),
+        }
+
+
+def score_new(
+    bundle: ModelBundle, history: pd.DataFrame | None, new: pd.DataFrame, *, block_rows: int = BLOCK_ROWS
+) -> pd.DataFrame:
     """One output row per ``new`` row (same index): carried columns + score, label, range, reasons.
 
     History is cut to the tail the new points depend on, and features are computed for the new rows
-    only (the history rows are context): the cost follows the number of new rows.
+    only (the history rows are context): the cost follows the number of new rows. Rows are scored
+    in blocks of about ``block_rows`` (history tail + new) that never split a series or a load's
+    group, which gives the same output as one pass over everything (see ``_pack``). The stage itself
+    reads and writes Arrow tables: see ``score_table``.
     """
     new_n = normalise(new, copy=False)
     hist_n = normalise(history, copy=False) if history is not None and len(history) else new_n.iloc[:0]
     tail = _history_tail(hist_n, bundle)
+    res = _Results(len(new_n))
+    for t_pos, n_pos in _blocks(tail, new_n, block_rows):
+        res.add(bundle, _rows(tail, t_pos), _rows(new_n, n_pos), n_pos)
+    carried = ["series", "group", "timestamp", "value", *[c for c in key_columns(new_n) if c in new_n.columns]]
+    out = new_n[carried].reset_index(drop=True)
+    for name, col in res.columns().items():
+        out[name] = _str_series(col).array if isinstance(col, pa.Array) else col
+    out.index = new.index
+    return out
+
+
+def _arrow_ready(table: pa.Table) -> bool:
+    """True when ``table`` already holds what ``normalise`` would make of it (the fetcher's files do)."""
+    schema = table.schema
+    if not {"series", "group", "timestamp", "value"} <= set(schema.names):
+        return False
+
+    def is_str(t: pa.DataType) -> bool:
+        t = t.value_type if pa.types.is_dictionary(t) else t
+        return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+    ts = schema.field("timestamp").type
+    return (
+        is_str(schema.field("series").type)
+        and is_str(schema.field("group").type)
+        and pa.types.is_timestamp(ts)
+        and ts.unit == "ns"
+        and ts.tz is None
+        and schema.field("value").type == pa.float64()
+        and table["series"].null_count == 0
+        and table["group"].null_count == 0
+    )
+
+
+def plain_strings(table: pa.Table) -> pa.Table:
+    """``table`` with dictionary-encoded columns decoded (strings as large_string, as pandas writes them)."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            t = field.type.value_type
+            t = pa.large_string() if pa.types.is_string(t) else t
+            table = table.set_column(i, field.name, table.column(i).cast(t))
+    return table
+
+
+def _arrow_codes(columns: list[pa.ChunkedArray]) -> tuple[list[np.ndarray], int]:
+    """Codes of string columns (plain or dictionary-encoded) into the sorted union of their names.
+
+    Each column's chunks (Parquet row groups) first share one dictionary (Arrow unifies them), so
+    only one small list of names per column is looked up in Python.
+    """
+    indices, dicts = [], []
+    for col in columns:
+        col = (col if pa.types.is_dictionary(col.type) else col.dictionary_encode()).unify_dictionaries()
+        chunks = [ch for ch in col.chunks if len(ch)]
+        indices.append([ch.indices.to_numpy(zero_copy_only=False).astype(np.int64) for ch in chunks])
+        dicts.append(chunks[0].dictionary.to_numpy(zero_copy_only=False) if chunks else np.zeros(0, dtype=object))
+    names = pd.Index(np.concatenate(dicts) if dicts else np.zeros(0, dtype=object)).unique().sort_values()
+    codes = [
+        names.get_indexer(d)[np.concatenate(i)] if i else np.zeros(0, np.int64)
+        for i, d in zip(indices, dicts, strict=True)
+    ]
+    return codes, len(names)
+
+
+_HEAP_TUNED = False
+
+
+def _keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the kernel (once).
+
+    Scoring allocates and frees the same block-sized arrays (~1-10 MB) for every block and every
+    feature. With glibc's defaults each one above its adaptive mmap threshold is a fresh mapping and
+    the heap top is trimmed whenever it is free, so the same pages are faulted in again and again:
+    ~250,000 page faults, a second of system time per million rows where faults are expensive
+    (sandboxed runtimes such as Lambda's). Keeping arrays up to 32 MB on the heap and never trimming
+    it cuts the faults by ~70%; memory stays at its peak, which a stage process (score, then exit
+    or wait for the next batch) does not mind. Process-wide, so only the stage's path
+    (``score_table``) asks for it; without glibc (macOS, musl) nothing changes.
+    """
+    global _HEAP_TUNED
+    if _HEAP_TUNED:
+        return
+    _HEAP_TUNED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD (glibc's maximum; fixes it, no adapting)
+        libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: keep the freed heap top
+    except (OSError, AttributeError):
+        pass
+
+
+def _take(table: pa.Table, pos: np.ndarray) -> pd.DataFrame:
+    """Rows ``pos`` of ``table`` as a frame with plain string columns (a slice when they are consecutive)."""
+    if len(pos) and pos[-1] - pos[0] + 1 == len(pos):
+        part = table.slice(int(pos[0]), len(pos))
+    else:
+        part = table.take(pa.array(pos))
+    return plain_strings(part).to_pandas()
+
+
+def score_table(
+    bundle: ModelBundle, history: pa.Table | None, new: pa.Table, *, block_rows: int = BLOCK_ROWS
+) -> pa.Table:
+    """``score_new`` for Arrow tables: the scorer stage's path from Parquet to Parquet.
+
+    String columns may arrive dictionary-encoded (``Storage.read_table(strings_as_dictionary=True)``):
+    the history tail and the blocks are chosen on the dictionary codes, and only each block's rows
+    are decoded and handed to pandas (reading every string of history and new loads up front was
+    a sixth of the scorer's time, mostly page faults). The output is built from the new table's own
+    columns (decoded once, for the writer) and the result arrays, with no pandas round trip. Same
+    rows and values as ``score_new``; tables ``normalise`` would change (missing group, time zones,
+    ...) go through it.
+    """
+    _keep_freed_memory()
+    hist = history if history is not None and history.num_rows else None
+    if not _arrow_ready(new) or (hist is not None and not _arrow_ready(hist)):
+        h = plain_strings(hist).to_pandas() if hist is not None else None
+        out = score_new(bundle, h, plain_strings(new).to_pandas(), block_rows=block_rows)
+        return pa.Table.from_pandas(out, preserve_index=False)
+    frames = [new] if hist is None else [new, hist]
+    s_codes, n_s = _arrow_codes([t["series"] for t in frames])
+    g_codes, n_g = _arrow_codes([t["group"] for t in frames])
+    if hist is None:
+        t_pos = np.zeros(0, dtype=np.int64)
+        s_tail = g_tail = t_pos
+    else:
+        ts = hist["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+        t_pos = _tail_positions(s_codes[1], ts, bundle.cfg)
+        s_tail, g_tail = s_codes[1][t_pos], g_codes[1][t_pos]
+    (c_tail, c_new), n_comp = _component_labels([s_tail, s_codes[0]], [g_tail, g_codes[0]], n_s, n_g)
+    res = _Results(new.num_rows)
+    empty_tail = new.schema.empty_table() if hist is None else None
+    for tb, nb in _pack(c_tail, c_new, n_comp, block_rows):
+        tail = plain_strings(empty_tail).to_pandas() if hist is None else _take(hist, t_pos[tb])
+        res.add(bundle, tail, _take(new, nb), nb)
+    carried = [c for c in new.column_names if c not in STANDARD_COLUMNS and c not in DERIVED_COLUMNS]
+    out = plain_strings(new.select(["series", "group", "timestamp", "value", *carried]))
+    for name, col in res.columns().items():
+        out = out.append_column(name, pa.array(col) if isinstance(col, np.ndarray) else col)
+    return out.replace_schema_metadata(None)
+
+
+def _rows(frame: pd.DataFrame, pos: np.ndarray) -> pd.DataFrame:
+    """``frame.iloc[pos]``, as a view when ``pos`` is a run of consecutive rows (frames sorted by series)."""
+    if len(pos) and pos[-1] - pos[0] + 1 == len(pos):
+        return frame.iloc[pos[0] : pos[-1] + 1]
+    return frame.iloc[pos]
+
+
+def _score_block(bundle: ModelBundle, tail: pd.DataFrame, new_n: pd.DataFrame) -> tuple:
+    """Score, label, severity code, range and reasons (rows, texts) of one block's new rows."""
     cols = sorted(set(tail.columns) | set(new_n.columns))
     both = pd.concat(
         [tail.reindex(columns=cols).reset_index(drop=True), new_n.reindex(columns=cols).reset_index(drop=True)],
@@ -259,7 +536,8 @@ def score_new(bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame) -> 
     aux = comp.aux.reset_index(drop=True)
     score = np.clip(bundle.predict_score(feats), 0.0, 1.0)
     # the same decision the backtest makes: per-series thresholds and one alert per incident need the rows
-    is_anom = bundle.decide(score, feats, frame=new_n[["series", "timestamp"]].reset_index(drop=True))
+    frame = new_n[["series", "timestamp"]].reset_index(drop=True)
+    is_anom = bundle.decide(score, feats, frame=frame)
 
     cfg = bundle.cfg
     exp = aux["expected"].to_numpy(dtype=np.float64)
@@ -284,14 +562,8 @@ def score_new(bundle: ModelBundle, history: pd.DataFrame, new: pd.DataFrame) -> 
         np.where((score >= 0.7) | (rel >= 0.2), 2, 1),
     )
     sev = np.where(is_anom, sev, 0)
-
-    carried = ["series", "group", "timestamp", "value", *[c for c in key_columns(new_n) if c in new_n.columns]]
-    out = new_n[carried].reset_index(drop=True)
-    out["score"] = score
-    out["is_anomaly"] = is_anom
-    out["severity"] = _coded_strings(sev, SEVERITIES).array
-    out["expected_low"] = lo
-    out["expected_high"] = hi
-    out["reasons"] = _reasons(out, feats, aux, is_anom).array
-    out.index = new.index
-    return out
+    frame["value"] = new_n["value"].to_numpy()
+    frame["expected_low"] = lo
+    frame["expected_high"] = hi
+    rows, texts = _reasons(frame, feats, aux, is_anom)
+    return score, is_anom, sev, lo, hi, rows, texts
