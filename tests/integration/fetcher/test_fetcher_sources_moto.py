@@ -141,7 +141,7 @@ def test_schema_mismatch_is_stage_failed_naming_the_column(
     failed = stored_events(detail.run_id)["StageFailed-fetcher.json"]["detail"]
     assert failed["error_type"] == "PermanentError"
     assert f"column {column!r}" in failed["message"]
-    assert len(cloud.dead_letters("fetcher")) == 1
+    assert len(cloud.dead_letters("fetcher", expect=1)) == 1
 
 
 # -- Redshift Data API ---------------------------------------------------------------------------

@@ -78,7 +78,7 @@ def test_a_failing_operator_alert_does_not_loop(cloud: LocalCloud, monkeypatch) 
     monkeypatch.setattr(notifier_domain, "notify", broken)
     failed = StageFailed(run_id="r-3", dataset="demo_dq", stage="scorer", error_type="Boom", message="x")
     _send(cloud, "notifier", json.dumps(envelope(failed, "dqad.scorer")))
-    cloud.pump(only=("notifier",), deadline_s=30)
-    assert len(cloud.dead_letters("notifier")) == 1
+    cloud.pump(only=("notifier",), deadline_s=60)
+    assert len(cloud.dead_letters("notifier", expect=1, deadline_s=30)) == 1
     keys = [o["Key"] for o in cloud.client("s3").list_objects_v2(Bucket=cloud.dep.bucket).get("Contents", [])]
     assert not any("StageFailed-notifier" in k for k in keys)
