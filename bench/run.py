@@ -218,7 +218,7 @@ def detection_rows(data: dict) -> list[str]:
             f"nab-dev: without labels ≥ 0.45: {verdict(f_no >= 0.45)}; with labels higher than without: "
             f"{verdict(f_lab > f_no)}. Recorded {record['measured_at']} at commit {record['commit']} "
             f"({record['machine']}) by `{record['result']['command']}`, which runs the seeds and both nab-dev "
-            "modes (minutes per mode, because every candidate is cross-validated on 58 series); `make bench` "
+            "modes (minutes per mode: every candidate is cross-validated on 18 series, 114k points); `make bench` "
             "runs the synthetic seeds and shows the recorded nab-dev run (`bench/results/nab-dev.json`).",
         ]
     else:
@@ -230,7 +230,7 @@ def section_load(_repeat: int) -> list[str]:
     """The last N = 1,000 run of ``bench/load.py`` (tens of minutes: recorded, not re-run here)."""
     record = load_result("load")
     if record is None:
-        return ["Not measured yet: run `.venv/bin/python -m bench.load 1000 20` (about half an hour)."]
+        return ["Not measured yet: run `.venv/bin/python -m bench.load 1000 20` (about ten minutes)."]
     r = record["result"]
     dlq = sum(r["dlq_messages"].values())
     ok = r["lost"] == 0 and r["duplicate_emails"] == 0 and r["ambiguous"] == 0
@@ -248,7 +248,7 @@ def section_load(_repeat: int) -> list[str]:
         "",
         f"Every run ends in exactly one outcome, no duplicate email: {verdict(ok)}. Measured "
         f"{record['measured_at']} at commit {record['commit']} ({record['machine']}) by "
-        "`.venv/bin/python -m bench.load 1000 20`; it takes tens of minutes, so `make bench` shows the recorded "
+        "`.venv/bin/python -m bench.load 1000 20`; it takes about ten minutes, so `make bench` shows the recorded "
         "run (`bench/results/load.json`). All loads are inserted at once, so latency includes queueing "
         "behind the burst; moto runs in its own process.",
     ]
