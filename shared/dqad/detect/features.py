@@ -70,10 +70,11 @@ class _Sink(dict):
             x = np.clip(x, -REL_CLIP, REL_CLIP)
         if name in self.keep:
             self.wide[name] = x
-        # cast first, then zero what was NaN/inf in float64 (as nan_to_num before the cast did, in
-        # one pass fewer over a copy fewer; a finite value beyond float32 still becomes inf)
-        y = x.astype(np.float32)
-        np.copyto(y, 0.0, where=~np.isfinite(x))
+        # cast first, then zero whatever is not finite in float32: NaN/inf of the float64 feature
+        # and a value beyond float32's range, which no model can take (one pass over one copy)
+        with np.errstate(over="ignore"):
+            y = x.astype(np.float32)
+        np.copyto(y, 0.0, where=~np.isfinite(y))
         super().__setitem__(name, y)
 
 
