@@ -114,6 +114,31 @@ def special_range_excess(
     return np.nan_to_num(out, nan=0.0)
 
 
+def special_day_deviation(
+    z: np.ndarray,
+    rel: np.ndarray,
+    v: np.ndarray,
+    expected: np.ndarray,
+    holiday: np.ndarray,
+    month_end: np.ndarray,
+    holiday_range: tuple[float, float],
+    month_end_range: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(robust z, relative deviation) of special-day rows: the more tolerant of two judgements.
+
+    A holiday or month end may move a metric a lot (closures, closing surges), which the special
+    day's range around the ordinary baseline tolerates (:func:`special_range_excess`), or not at all
+    (a null percentage does not follow the calendar), and then its ordinary-day spread applies: a value
+    an ordinary day would accept is no anomaly because the day is special. ``z`` / ``rel`` are the
+    ordinary-day deviations of the same rows; where one is NaN (no baseline) the range decides.
+    """
+    excess = special_range_excess(v, expected, holiday, month_end, holiday_range, month_end_range)
+    z_special = excess / 0.05
+    rel_special = np.sign(excess) * np.expm1(np.abs(excess))
+    ordinary = np.abs(z) <= np.abs(z_special)
+    return np.where(ordinary, z, z_special), np.where(ordinary, rel, rel_special)
+
+
 def _within_before(gid: np.ndarray, tgt: np.ndarray, width: int) -> np.ndarray:
     """Rows that are a target or lie at most ``width`` rows before a target of their own group."""
     n = len(gid)
@@ -306,12 +331,13 @@ def compute(
     scale = np.where(np.isnan(scale), wscale[wlong], scale)
     robust_z = (vt - expected) / scale
     rel_dev = (vt - expected) / np.maximum(np.abs(expected), 1e-9)
-    # special days: deviation beyond the tolerated range, in units of 5% (log scale), signed
+    # special days: deviation beyond the tolerated range, in units of 5% (log scale), signed, unless
+    # the ordinary day's spread tolerates more
     hol_t, me_t, special_t = holiday[T], month_end[T], special[T]
     sp = np.flatnonzero(special_t)  # a few rows: the (elementwise) excess is computed for them only
-    excess = special_range_excess(vt[sp], expected[sp], hol_t[sp], me_t[sp], cfg.holiday_range, cfg.month_end_range)
-    robust_z[sp] = excess / 0.05
-    rel_dev[sp] = np.sign(excess) * np.expm1(np.abs(excess))
+    robust_z[sp], rel_dev[sp] = special_day_deviation(
+        robust_z[sp], rel_dev[sp], vt[sp], expected[sp], hol_t[sp], me_t[sp], cfg.holiday_range, cfg.month_end_range
+    )
     feats["seas_z"] = robust_z
     feats["seas_rel"] = rel_dev
     feats["seas_n"] = seas_n

@@ -27,7 +27,7 @@ from dqad.detect._util import (
     step_seconds,
 )
 from dqad.detect.config import LabelerConfig
-from dqad.detect.features import special_range_excess
+from dqad.detect.features import special_day_deviation
 
 SOURCES = ("human", "seasonal_rule", "consensus", "none")
 
@@ -127,9 +127,10 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
         scale = robust_scale(q1, q3, med, cfg.rel_scale_floor)
         z = (v - expected) / scale
         rel = (v - expected) / np.maximum(np.abs(expected), 1e-9)
-        excess = special_range_excess(v, expected, holiday, month_end, cfg.holiday_range, cfg.month_end_range)
-        z = np.where(special, excess / 0.05, z)
-        rel = np.where(special, np.sign(excess) * np.expm1(np.abs(excess)), rel)
+        z_sp, rel_sp = special_day_deviation(
+            z, rel, v, expected, holiday, month_end, cfg.holiday_range, cfg.month_end_range
+        )
+        z, rel = np.where(special, z_sp, z), np.where(special, rel_sp, rel)
         enough = (cnt >= cfg.min_history) & np.isfinite(z)
         new_rule = enough & (np.abs(z) > cfg.mad_threshold) & (np.abs(rel) >= cfg.min_relative_change)
         if np.array_equal(new_rule, rule):

@@ -548,8 +548,10 @@ def _score_block(bundle: ModelBundle, tail: pd.DataFrame, new_n: pd.DataFrame) -
     hol = aux["is_holiday"].to_numpy(dtype=bool)
     r_lo = np.where(hol, cfg.holiday_range[0], cfg.month_end_range[0])
     r_hi = np.where(hol, cfg.holiday_range[1], cfg.month_end_range[1])
-    lo = np.where(spec, np.minimum(base * r_lo, base * r_hi), lo)
-    hi = np.where(spec, np.maximum(base * r_lo, base * r_hi), hi)
+    # a special day tolerates its range around the ordinary baseline and the ordinary day's spread
+    # (see features.special_day_deviation): the expected range shown is the union of the two
+    lo = np.where(spec, np.minimum(np.minimum(base * r_lo, base * r_hi), lo), lo)
+    hi = np.where(spec, np.maximum(np.maximum(base * r_lo, base * r_hi), hi), hi)
     # a series that was never negative is not expected to become negative
     nn = aux["series_min"].to_numpy(dtype=np.float64) >= 0
     lo = np.where(nn, np.maximum(lo, 0.0), lo)

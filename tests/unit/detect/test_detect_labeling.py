@@ -96,3 +96,41 @@ def test_config_rejects_unknown_keys() -> None:
         LabelerConfig.from_dict({"mad_treshold": 3})
     cfg = LabelerConfig.from_dict({"holidays": ["2024-12-25"], "slots": ["dow"]})
     assert cfg.holidays == (dt.date(2024, 12, 25),)
+
+
+def test_a_holiday_value_an_ordinary_day_would_accept_is_not_an_anomaly() -> None:
+    """A null percentage ignores the calendar: its holiday value is judged by its ordinary spread too.
+
+    Noisy around 2 %, a holiday at 4.2 % is 2.1x the baseline, far beyond the holiday range's 1.5x
+    (the range alone would call it an anomaly), but inside what ordinary days show: it is not
+    labelled. A jump to 20 % on the holiday still is.
+    """
+    import numpy as np
+
+    from dqad.detect.features import special_day_deviation, special_range_excess
+
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2024-01-01 02:00", periods=120, freq="D")
+    value = np.clip(2.0 + rng.normal(0, 0.6, len(days)), 0, None)
+    holiday = dt.date(2024, 3, 18)
+    at = int(np.flatnonzero(days.date == holiday)[0])
+    df = pd.DataFrame({"series": "crm.users/null_pct", "group": "crm.users", "timestamp": days, "value": value})
+    df.loc[at, "value"] = 4.2
+    cfg = LabelerConfig(holidays=(holiday,))
+    by_range_alone = special_range_excess(np.array([4.2]), np.array([2.0]), np.array([True]), np.array([False]),
+                                          cfg.holiday_range, cfg.month_end_range) / 0.05
+    assert by_range_alone[0] > cfg.mad_threshold
+    out = label_history(df, None, cfg)
+    assert out.loc[at, "label"] == 0
+    df.loc[at, "value"] = 20.0
+    out = label_history(df, None, LabelerConfig(holidays=(holiday,)))
+    assert out.loc[at, "label"] == 1
+
+    # the rule itself: the more tolerant judgement wins, NaN (no ordinary baseline) leaves it to the range
+    one = np.array([True])
+    z, _ = special_day_deviation(np.array([1.2]), np.array([0.6]), np.array([3.2]), np.array([2.0]), one, ~one,
+                                 (0.05, 1.5), (0.6, 3.0))
+    assert z[0] == pytest.approx(1.2)
+    z, _ = special_day_deviation(np.array([np.nan]), np.array([np.nan]), np.array([3.2]), np.array([2.0]), one,
+                                 ~one, (0.05, 1.5), (0.6, 3.0))
+    assert z[0] > 0 and np.isfinite(z[0])
