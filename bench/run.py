@@ -230,7 +230,7 @@ def section_load(_repeat: int) -> list[str]:
     """The last N = 1,000 run of ``bench/load.py`` (tens of minutes: recorded, not re-run here)."""
     record = load_result("load")
     if record is None:
-        return ["Not measured yet: run `.venv/bin/python -m bench.load 1000 20` (about ten minutes)."]
+        return ["Not measured yet: run `.venv/bin/python -m bench.load 1000 20` (five to ten minutes)."]
     r = record["result"]
     dlq = sum(r["dlq_messages"].values())
     ok = r["lost"] == 0 and r["duplicate_emails"] == 0 and r["ambiguous"] == 0
@@ -248,7 +248,7 @@ def section_load(_repeat: int) -> list[str]:
         "",
         f"Every run ends in exactly one outcome, no duplicate email: {verdict(ok)}. Measured "
         f"{record['measured_at']} at commit {record['commit']} ({record['machine']}) by "
-        "`.venv/bin/python -m bench.load 1000 20`; it takes about ten minutes, so `make bench` shows the recorded "
+        "`.venv/bin/python -m bench.load 1000 20`; it takes five to ten minutes, so `make bench` shows the recorded "
         "run (`bench/results/load.json`). All loads are inserted at once, so latency includes queueing "
         "behind the burst; moto runs in its own process.",
     ]
