@@ -8,7 +8,7 @@ budget and are shown as recorded in ``bench/results/`` with their date and commi
 load run (``python -m bench.load``) and nab-dev detection (``python -m bench.detection``). Each
 target is reported as pass or short.
 
-    .venv/bin/python -m bench.run                 # everything (about 10 minutes on 2 cores)
+    .venv/bin/python -m bench.run                 # everything (about 5 minutes on 2 cores; the budget is 10)
     .venv/bin/python -m bench.run --only scorer   # one section
 """
 
