@@ -78,7 +78,7 @@ def scorer(rows: int) -> dict:
     from dqad.detect.config import DetectorConfig, LabelerConfig
     from dqad.detect.labeling import label_history
     from dqad.detect.model import train_candidates
-    from dqad.detect.scoring import score_table
+    from dqad.detect.scoring import keep_freed_memory, score_table
     from dqad.storage import Storage
 
     series_tables = 2000  # 2,000 tables × 5 metrics = 10,000 series
@@ -103,9 +103,10 @@ def scorer(rows: int) -> dict:
         history.to_parquet(hist_path, index=False)
         frame[is_new].reset_index(drop=True).to_parquet(new_path, index=False)
 
-        # The stage's own calls (dqad_scorer.domain.read_inputs / score): Storage reads (strings
-        # dictionary-encoded), score_table, Storage.write_parquet (zstd, sha256).
+        # The stage's own calls (dqad_scorer.domain.read_inputs / score): its heap setting, Storage
+        # reads (strings dictionary-encoded), score_table, Storage.write_parquet (zstd, sha256).
         storage = Storage(None, "")
+        keep_freed_memory()
         started = time.perf_counter()
         history_table = storage.read_table(str(hist_path), strings_as_dictionary=True)
         new_table = storage.read_table(str(new_path), strings_as_dictionary=True)

@@ -35,8 +35,9 @@ def read_inputs(rt: StageRuntime, detail: ModelTrained) -> tuple[pa.Table, pa.Ta
 
 
 def score(rt: StageRuntime, detail: ModelTrained) -> AnomaliesScored:
-    from dqad.detect.scoring import score_table
+    from dqad.detect.scoring import keep_freed_memory, score_table
 
+    keep_freed_memory()  # this process only scores: reuse freed memory instead of faulting it in again
     bundle = load_model(rt, detail)
     history, new = read_inputs(rt, detail)
     table = score_table(bundle, history, new)

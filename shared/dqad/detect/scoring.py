@@ -429,7 +429,7 @@ def _arrow_codes(columns: list[pa.ChunkedArray]) -> tuple[list[np.ndarray], int]
 _HEAP_TUNED = False
 
 
-def _keep_freed_memory() -> None:
+def keep_freed_memory() -> None:
     """Ask glibc to keep freed memory for reuse instead of handing it back to the kernel (once).
 
     Scoring allocates and frees the same block-sized arrays (~1-10 MB) for every block and every
@@ -438,8 +438,9 @@ def _keep_freed_memory() -> None:
     ~250,000 page faults, a second of system time per million rows where faults are expensive
     (sandboxed runtimes such as Lambda's). Keeping arrays up to 32 MB on the heap and never trimming
     it cuts the faults by ~70%; memory stays at its peak, which a stage process (score, then exit
-    or wait for the next batch) does not mind. Process-wide, so only the stage's path
-    (``score_table``) asks for it; without glibc (macOS, musl) nothing changes.
+    or wait for the next batch) does not mind. Process-wide and one-way, so only the scorer stage
+    asks for it (its domain, and the benchmark that measures it), never this library on its own;
+    without glibc (macOS, musl) nothing changes.
     """
     global _HEAP_TUNED
     if _HEAP_TUNED:
@@ -449,10 +450,26 @@ def _keep_freed_memory() -> None:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
+        # mallopt returns 1 on success; a refusal leaves glibc's defaults, which are correct, only slower
         libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD (glibc's maximum; fixes it, no adapting)
         libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: keep the freed heap top
     except (OSError, AttributeError):
         pass
+
+
+def _ns_timestamps(table: pa.Table) -> pa.Table:
+    """``table`` with a tz-naive ``timestamp`` column of another unit cast to nanoseconds (Arrow, cheap).
+
+    pandas 3 writes microseconds where older versions wrote nanoseconds; a history labelled by one
+    and new rows fetched by another must not push the scorer off its fast path for a unit.
+    """
+    if "timestamp" not in table.column_names:
+        return table
+    i = table.column_names.index("timestamp")
+    t = table.schema.field(i).type
+    if pa.types.is_timestamp(t) and t.tz is None and t.unit != "ns":
+        table = table.set_column(i, "timestamp", table.column(i).cast(pa.timestamp("ns")))
+    return table
 
 
 def _take(table: pa.Table, pos: np.ndarray) -> pd.DataFrame:
@@ -477,8 +494,8 @@ def score_table(
     rows and values as ``score_new``; tables ``normalise`` would change (missing group, time zones,
     ...) go through it.
     """
-    _keep_freed_memory()
-    hist = history if history is not None and history.num_rows else None
+    hist = _ns_timestamps(history) if history is not None and history.num_rows else None
+    new = _ns_timestamps(new)
     if not _arrow_ready(new) or (hist is not None and not _arrow_ready(hist)):
         h = plain_strings(hist).to_pandas() if hist is not None else None
         out = score_new(bundle, h, plain_strings(new).to_pandas(), block_rows=block_rows)

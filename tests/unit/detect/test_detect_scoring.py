@@ -58,6 +58,7 @@ def test_empty_new_load(scored_inputs) -> None:
 
 
 def _as_table(frame: pd.DataFrame, dictionary: bool = False):
+    """``frame`` as the scorer stage reads it: Arrow, strings dictionary-encoded if asked."""
     import pyarrow as pa
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -71,12 +72,17 @@ def _as_table(frame: pd.DataFrame, dictionary: bool = False):
 @pytest.mark.parametrize("dictionary", [False, True])
 @pytest.mark.parametrize("block_rows", [300, 10**9])
 def test_score_table_gives_score_new(scored_inputs, dictionary: bool, block_rows: int) -> None:
-    from dqad.detect.scoring import score_table
+    from dqad.detect.scoring import _arrow_ready, _ns_timestamps, score_table
 
     bundle, history, new = scored_inputs
     want = score_new(bundle, history, new, block_rows=block_rows).reset_index(drop=True)
-    got = score_table(bundle, _as_table(history, dictionary), _as_table(new), block_rows=block_rows)
-    pd.testing.assert_frame_equal(got.to_pandas(), want, check_exact=True)
+    hist_t, new_t = _as_table(history, dictionary), _as_table(new, dictionary)
+    # the Arrow path itself, not score_new behind it (timestamps of any tz-naive unit qualify)
+    assert _arrow_ready(_ns_timestamps(hist_t)) and _arrow_ready(_ns_timestamps(new_t))
+    got = score_table(bundle, hist_t, new_t, block_rows=block_rows).to_pandas()
+    assert str(got["timestamp"].dtype) == "datetime64[ns]"  # the Arrow path reads nanoseconds
+    got["timestamp"] = got["timestamp"].astype(want["timestamp"].dtype)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
 
 
 def test_score_table_normalises_other_tables(scored_inputs) -> None:
