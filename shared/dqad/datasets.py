@@ -359,11 +359,11 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if hasattr(value, "isoformat"):
-        return json.dumps(value.isoformat())
+        return json.dumps(value.isoformat(), ensure_ascii=False)
     raise TypeError(f"cannot write {type(value).__name__} {value!r} to a dataset catalog")
 
 
@@ -637,6 +637,8 @@ def _float_values(column: Any) -> Any:
     numeric = pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_decimal(kind)
     if not (text or numeric or pa.types.is_null(kind)):
         raise _NotArrowNative("value")
+    if pa.types.is_decimal(kind):
+        column = column.cast(pa.string())  # Arrow's decimal → float cast is not correctly rounded; parsing is
     try:
         values = _one_chunk(column.cast(pa.float64()))
     except pa.ArrowInvalid:

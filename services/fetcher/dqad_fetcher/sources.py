@@ -253,7 +253,12 @@ def iter_sql_source(
                     while rows := cur.fetchmany(src.chunk_rows):
                         yield rows_to_table(rows, names, raw)
                     return
-            yield from _iter_copy(conn, src, params, names, [d.type_code for d in description])
+            try:
+                yield from _iter_copy(conn, src, params, names, [d.type_code for d in description])
+            except SourceError as exc:
+                if exc.statement_id:
+                    raise
+                raise SourceError(str(exc), statement_id) from exc  # the operator can find the statement
     except psycopg.errors.QueryCanceled as exc:
         raise SourceError(
             f"SQL source timed out after statement_timeout={src.statement_timeout_s:g}s: {exc}".strip(), statement_id
@@ -298,7 +303,9 @@ def client_side_query(conn: Any, query: str, params: dict[str, datetime]) -> str
     rendered by psycopg's own placeholder parser (``%(name)s``, ``%%``), the same one that binds it
     server-side for the DECLARE that precedes the COPY; only the three known names can occur (checked
     when the catalog loads). So the text that reaches the server is the operator's template plus
-    three literals that cannot contain a quote, i.e. cannot end their literal.
+    three literals that cannot contain a quote: none of them can inject text. (A placeholder the
+    template itself wrote inside quotes is a broken template: on this path the literal's own quotes
+    make it a syntax error, never a statement.)
     """
     from psycopg import ClientCursor
 
@@ -337,7 +344,8 @@ def _copy_types(oids: list[int]) -> tuple[list[pa.DataType], list[pa.DataType | 
     parsed, cast = [], []
     for oid in oids:
         info = postgres.types.get(oid)
-        name = info.name if info is not None else ""
+        # psycopg finds a type by its array's oid too: an int4[] column is text here, not int4
+        name = info.name if info is not None and info.oid == oid else ""
         parsed.append(_CSV_TYPES.get(name, pa.string()))
         cast.append(_TIME_TYPES.get(name))
     return parsed, cast

@@ -184,6 +184,34 @@ def test_copy_and_cursor_methods_write_identical_runs(pg_dsn, cloud, storage, pu
     assert "s.t0/m1/1" in set(both["series"])
 
 
+def test_numeric_values_and_unused_array_columns_read_the_same_on_both_methods(
+    pg_dsn, cloud, storage, put_catalog, load_completed, monkeypatch
+):
+    """numeric is the usual type of a metric value (parsed correctly rounded on both paths), and a
+    ``SELECT *`` may bring columns the dataset never reads (arrays, JSON): they must not fail a run."""
+    from decimal import Decimal
+
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(
+            "CREATE TABLE dq_typed AS SELECT 's.t' || (i % 5) AS table_name, 'm' AS metric_name, i % 4 AS part,"
+            " TIMESTAMPTZ '2026-11-02 06:00+00' - make_interval(hours => i) AS load_ts,"
+            " (i * 1234.567891237 / 7)::numeric(20, 9) AS metric_value,"
+            " ARRAY[i, NULL] AS tags, ARRAY[now(), NULL] AS seen, jsonb_build_object('i', i) AS extra,"
+            " true AS is_rerun, TIMESTAMP '2026-11-02 06:00' AS loaded_at, 'job' AS job_name"
+            " FROM generate_series(0, 1999) AS i"
+        )
+        exact = [float(Decimal(r[0])) for r in conn.execute("SELECT metric_value::text FROM dq_typed ORDER BY load_ts")]
+    monkeypatch.setenv(DSN_ENV, pg_dsn)
+    frames = {}
+    for method in ("copy", "cursor"):
+        rt = put_catalog(typed_catalog(method, f"num_{method}"))
+        event = domain.fetch(rt, load_completed(dataset=f"num_{method}"))
+        assert event is not None
+        frames[method] = pd.concat([storage.read_parquet(event.history), storage.read_parquet(event.new)])
+    pd.testing.assert_frame_equal(frames["copy"], frames["cursor"], check_exact=True)
+    assert set(frames["copy"]["value"]) <= set(exact)  # correctly rounded: float(Decimal(text))
+
+
 def test_auto_method_is_copy_on_postgresql_and_cursor_on_redshift():
     src = SqlSource(kind="sql", dsn_env="X", query="SELECT 1")
     assert choose_method(src, 150020) == "copy"

@@ -102,7 +102,7 @@ def test_a_rendered_catalog_is_the_toml_a_user_would_write_and_parses_back() -> 
     text = render_catalog(
         {
             "sales_dq": long_format_dataset(
-                description='orders "daily"',
+                description='orders "daily" 📈',
                 history_days=30,
                 trigger_tables=["sales.*"],
                 source={"kind": "file", "path": "metrics.csv"},
@@ -111,10 +111,10 @@ def test_a_rendered_catalog_is_the_toml_a_user_would_write_and_parses_back() -> 
             )
         }
     )
-    assert text.startswith('[datasets.sales_dq]\ndescription = "orders \\"daily\\""\n')
+    assert text.startswith("[datasets.sales_dq]\ndescription = \"orders \\\"daily\\\" 📈\"\n")
     ds = parse_catalog(text).get("sales_dq")
     assert ds.columns == ("table_name", "metric_name", "load_ts", "metric_value")
-    assert ds.history_days == 30 and ds.description == 'orders "daily"'
+    assert ds.history_days == 30 and ds.description == 'orders "daily" 📈'
     assert [d.name for d in parse_catalog(text).matching("sales.orders", "", "SUCCESS")] == ["sales_dq"]
 
 
