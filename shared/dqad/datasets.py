@@ -47,6 +47,7 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 SQL_PARAMETERS = ("history_start", "new_start", "new_end")
 _PARAM_REF = re.compile(r"%\((\w+)\)s|(?<![:\w]):([A-Za-z_]\w*)")
 PARAM_REF = _PARAM_REF  # public: the fetcher renders the same references it validates here
+_SQL_STRING = re.compile(r"'(?:[^']|'')*'")  # a standard SQL string literal ('' is an escaped quote)
 
 Identifier = Annotated[str, Field(pattern=IDENTIFIER.pattern)]
 
@@ -76,6 +77,13 @@ class _QuerySource(_Strict):
         unknown = referenced_parameters(query) - set(SQL_PARAMETERS)
         if unknown:
             raise ValueError(f"unknown SQL parameter(s) {sorted(unknown)}; a query may use {list(SQL_PARAMETERS)}")
+        quoted = sorted({n for lit in _SQL_STRING.findall(query) for n in referenced_parameters(lit)})
+        if quoted:
+            # bound server-side it would be the text '$1'; rendered into a COPY or an UNLOAD, a syntax error
+            raise ValueError(
+                f"parameter(s) {quoted} inside a quoted string: write %(name)s (or :name) without quotes, "
+                "the window bounds are bound as timestamps"
+            )
         if ";" in query.strip().rstrip(";"):
             raise ValueError("a query must be one statement (found ';' inside it)")
         return query

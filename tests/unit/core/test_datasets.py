@@ -42,6 +42,10 @@ def test_a_valid_catalog_loads_and_matches_log_rows() -> None:
             "unknown SQL parameter(s) ['since']",
         ),
         (BASE + 'kind = "sql"\ndsn_env = "DSN"\nquery = "select 1; drop table m"\n', "one statement"),
+        (
+            BASE + 'kind = "sql"\ndsn_env = "DSN"\nquery = "select * from m where ts < \'%(new_end)s\'"\n',
+            "parameter(s) ['new_end'] inside a quoted string",
+        ),
         (BASE + 'kind = "sql"\nquery = "select 1"\n', "exactly one of dsn_secret_arn or dsn_env"),
         ("[datasetz.x]\n", "unknown top-level key"),
         ("[datasets.Bad-Name]\n", "lower-case"),
@@ -56,6 +60,9 @@ def test_bad_configuration_is_named(text: str, message: str) -> None:
 
 def test_query_parameters_in_both_styles() -> None:
     assert referenced_parameters("a >= %(history_start)s and b < :new_end and c::date") == {"history_start", "new_end"}
+    # quotes elsewhere in a query are fine: only a parameter inside a literal is refused
+    ok = 'kind = "sql"\ndsn_env = "DSN"\nquery = "select * from m where s = \'it\'\'s\' and ts < %(new_end)s"\n'
+    assert parse_catalog(BASE + ok).get("sales_dq").source.query.endswith("%(new_end)s")
 
 
 def test_window_puts_only_the_new_load_in_new() -> None:
