@@ -41,13 +41,22 @@ def test_parses(tfkit, path: Path) -> None:
     tfkit.load(path)
 
 
-@pytest.mark.parametrize("name", ["versions.tf", "common_variables.tf", "common.tf"])
+@pytest.mark.parametrize("name", ["versions.tf", "stage_variables.tf", "common.tf"])
 def test_service_roots_share_their_common_files(name: str) -> None:
     """One file in roots/service/, linked from every service root: no copies to drift apart."""
     source = (TF / "roots" / "service" / name).resolve()
     for stage in STAGE_NAMES:
         link = TF / "services" / stage / name
         assert link.is_symlink() and link.resolve() == source, f"services/{stage}/{name} is not a link to {source}"
+
+
+def test_every_root_takes_the_deployment_variables_from_one_file() -> None:
+    """region, name_prefix, tags, shared_state: one declaration, linked from every env and service root."""
+    source = (TF / "roots" / "deployment_variables.tf").resolve()
+    roots = [p for p in (TF / "envs").iterdir() if p.is_dir()] + [TF / "services" / s for s in STAGE_NAMES]
+    for root in roots:
+        link = root / "deployment_variables.tf"
+        assert link.is_symlink() and link.resolve() == source, f"{root.name}/deployment_variables.tf is not a link"
 
 
 def test_environment_roots_differ_only_in_tfvars() -> None:
@@ -58,7 +67,7 @@ def test_environment_roots_differ_only_in_tfvars() -> None:
         assert sorted(p.name for p in env.glob("*.tf")) == ref
         diff = [n for n in ref if not filecmp.cmp(envs[0] / n, env / n, shallow=False)]
         assert not diff, f"envs/{env.name}: {diff} differ from envs/{envs[0].name}"
-        assert all((env / n).is_symlink() for n in ref), f"envs/{env.name}: .tf files must link to roots/env/"
+        assert all((env / n).is_symlink() for n in ref), f"envs/{env.name}: .tf files must link to roots/"
         for stage in (*STAGE_NAMES, "common", "shared"):
             assert (env / f"{stage}.tfvars").exists(), f"envs/{env.name}/{stage}.tfvars missing"
 

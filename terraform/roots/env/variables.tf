@@ -1,55 +1,5 @@
 # Identical in every terraform/envs/<env>/ root (tests/terraform checks it); only *.tfvars differ.
-# common.tfvars (shared by this root and every terraform/services/<stage> root of the environment)
-
-variable "region" {
-  description = "AWS region of the deployment."
-  type        = string
-}
-
-variable "name_prefix" {
-  description = "Prefix every resource name derives from (dqad.topology.Names), e.g. acme-data-AnomalyDetection-prod."
-  type        = string
-}
-
-variable "access_department" {
-  description = "Tag access-department."
-  type        = string
-}
-
-variable "access_team" {
-  description = "Tag access-team."
-  type        = string
-}
-
-variable "bill_tag_id" {
-  description = "Tag BillTagId."
-  type        = string
-}
-
-variable "access_org" {
-  description = "Tag access-org."
-  type        = string
-}
-
-variable "tag_id" {
-  description = "Tag TagID."
-  type        = string
-}
-
-variable "extra_tags" {
-  description = "Further tags for every resource."
-  type        = map(string)
-  default     = {}
-}
-
-variable "shared_state" {
-  description = "Where this root's own state lives (the service roots read it from there); checked against the backend key by terraform/deploy.sh."
-  type = object({
-    bucket = string
-    key    = string
-    region = string
-  })
-}
+# The variables every root shares (common.tfvars) are in roots/deployment_variables.tf.
 
 # shared.tfvars
 

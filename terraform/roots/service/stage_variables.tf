@@ -1,55 +1,5 @@
 # Identical in every terraform/services/<stage>/ root (tests/terraform checks it); edit all or none.
-# envs/<env>/common.tfvars sets the first block for every root of an environment.
-
-variable "region" {
-  description = "AWS region of the deployment."
-  type        = string
-}
-
-variable "name_prefix" {
-  description = "Prefix every resource name derives from (dqad.topology.Names); must equal the shared stack's."
-  type        = string
-}
-
-variable "access_department" {
-  description = "Tag access-department."
-  type        = string
-}
-
-variable "access_team" {
-  description = "Tag access-team."
-  type        = string
-}
-
-variable "bill_tag_id" {
-  description = "Tag BillTagId."
-  type        = string
-}
-
-variable "access_org" {
-  description = "Tag access-org."
-  type        = string
-}
-
-variable "tag_id" {
-  description = "Tag TagID."
-  type        = string
-}
-
-variable "extra_tags" {
-  description = "Further tags for every resource."
-  type        = map(string)
-  default     = {}
-}
-
-variable "shared_state" {
-  description = "Where the shared stack's (terraform/envs/<env>) state lives: this root reads its outputs."
-  type = object({
-    bucket = string
-    key    = string
-    region = string
-  })
-}
+# The variables every root shares (envs/<env>/common.tfvars) are in roots/deployment_variables.tf.
 
 # --- per stage (envs/<env>/<stage>.tfvars) ------------------------------------------------------------
 

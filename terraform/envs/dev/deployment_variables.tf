@@ -1,0 +1,1 @@
+../../roots/deployment_variables.tf

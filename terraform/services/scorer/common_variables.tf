@@ -1,1 +1,0 @@
-../../roots/service/common_variables.tf

@@ -1,0 +1,1 @@
+../../roots/service/stage_variables.tf
