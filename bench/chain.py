@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import time
 
-from dqad.demo import DEMO_PREFIX, seed_demo_dataset
-from dqad.local import LocalCloud
 from dqad.storage import Storage
 from dqad.topology import stage
+from dqad_dev.demo import DEMO_PREFIX, seed_demo_dataset
+from dqad_dev.local import LocalCloud
 
 
 def _run(cloud: LocalCloud, payload: dict) -> dict:

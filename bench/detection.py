@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.detection                   # synthetic seeds 0,1,2 + nab-dev, both modes
     .venv/bin/python -m bench.detection --seeds 0 --skip-nab
 
-Runs ``dqad.backtest.run_backtest`` on
-- the synthetic data-quality generator (``dqad.synth``: 20 tables x 180 days, several seeds), with its
+Runs ``dqad_dev.backtest.run_backtest`` on
+- the synthetic data-quality generator (``dqad_dev.synth``: 20 tables x 180 days, several seeds), with its
   holiday calendar configured and load groups taken from the series names (table/metric); its
   incident windows are used only to measure (no human feedback: the labeler's rules are the truth);
 - ``../shared/data/nab-dev`` without labels (windows only measure), and with the history's windows
@@ -33,10 +33,10 @@ import numpy as np
 import pandas as pd
 
 from bench.recorded import provenance, save_result
-from dqad.backtest import read_series_file, run_backtest
 from dqad.detect import DetectorConfig, LabelerConfig
 from dqad.detect._util import holiday_flag, month_end_flag
-from dqad.detect.evaluate import in_window
+from dqad_dev.backtest import read_series_file, run_backtest
+from dqad_dev.evaluate import in_window
 
 NAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab-dev"
 OUT = Path(__file__).resolve().parent / "out"
@@ -53,7 +53,7 @@ def _summary(name: str, metrics: dict) -> dict:
 
 
 def synthetic(seed: int, tables: int, days: int) -> dict:
-    from dqad.synth import generate
+    from dqad_dev.synth import generate
 
     d = generate(tables=tables, days=days, seed=seed)
     frame = d.series_frame()

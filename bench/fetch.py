@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
 
-    from dqad.local import provision
+    from dqad_dev.local import provision
 
     sizes = args.rows or [250_000, 1_000_000]
     port = free_port()

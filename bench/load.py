@@ -17,7 +17,7 @@ import json
 import sys
 
 from bench.recorded import provenance, save_result
-from dqad.loadtest import run_load
+from dqad_dev.loadtest import run_load
 
 
 def main() -> None:

@@ -33,8 +33,8 @@ def peak_rss_mb() -> float:
 def canonical(rows: int, days: int = 180, seed: int = 1):  # type: ignore[no-untyped-def]
     """About ``rows`` canonical rows of the benchmark generator (tables × 5 metrics × days)."""
     from dqad.datasets import parse_catalog, to_canonical
-    from dqad.demo import demo_catalog
-    from dqad.synth import generate
+    from dqad_dev.demo import demo_catalog
+    from dqad_dev.synth import generate
 
     tables = max(1, round(rows / (METRICS * days)))
     data = generate(tables=tables, days=days, seed=seed)
@@ -85,8 +85,8 @@ def scorer(rows: int) -> dict:
     new_loads = max(1, rows // (series_tables * METRICS))
     history_loads = 60
     from dqad.datasets import parse_catalog, to_canonical
-    from dqad.demo import demo_catalog
-    from dqad.synth import generate
+    from dqad_dev.demo import demo_catalog
+    from dqad_dev.synth import generate
 
     data = generate(tables=series_tables, days=history_loads + new_loads, seed=2)
     ds = parse_catalog(demo_catalog("bench-bucket", data.holidays)).get("demo_dq")

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from dqad.local import LocalCloud
 from dqad.storage import Storage
+from dqad_dev.local import LocalCloud
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from dqad.cli import main as dqad_main
-from dqad.demo import run_demo
+from dqad_dev.cli import main as dqad_main
+from dqad_dev.demo import run_demo
 
 pytestmark = pytest.mark.slow
 

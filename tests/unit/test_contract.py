@@ -42,7 +42,7 @@ def test_old_samples_still_parse(path) -> None:
 @pytest.mark.parametrize("name", sorted(EVENT_MODELS))
 def test_committed_schema_matches_the_model(name: str) -> None:
     committed = json.loads((CONTRACT_DIR / "schemas" / "v1" / f"{name}.json").read_text())
-    assert committed == json_schema(name), "run `python -m dqad.contract.generate` and commit the schema"
+    assert committed == json_schema(name), "run `python -m dqad_dev.contract_generate` and commit the schema"
 
 
 def _sample(name: str) -> dict:

@@ -1,4 +1,4 @@
-"""Tests of the synthetic data-quality metrics generator (``dqad.synth``).
+"""Tests of the synthetic data-quality metrics generator (``dqad_dev.synth``).
 
 Most signature checks compare a run with incidents to its exact counterfactual: the same seed with
 ``incident_rate=0`` (the generator draws normal data and incidents from independent streams), so each
@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dqad import synth
-from dqad.synth import INCIDENT_KINDS, INCIDENT_METRICS, METRICS, SynthData, default_holidays, generate
+from dqad_dev import synth
+from dqad_dev.synth import INCIDENT_KINDS, INCIDENT_METRICS, METRICS, SynthData, default_holidays, generate
 
 TABLES, DAYS, SEED, RATE = 60, 200, 3, 0.05
 

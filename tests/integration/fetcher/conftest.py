@@ -16,9 +16,9 @@ import pytest
 
 from dqad.contract import LoadCompleted, make_run_id
 from dqad.datasets import long_format_dataset, render_catalog
-from dqad.local import LocalCloud
 from dqad.stage import StageRuntime, runtime
 from dqad.storage import Storage
+from dqad_dev.local import LocalCloud
 
 LOADED_AT = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 DATASET = "fx_dq"
@@ -112,8 +112,8 @@ def drain_queue(cloud: LocalCloud) -> Callable[..., list[dict]]:
 def sqs_record_event(detail: Any, cloud: LocalCloud, stage_name: str = "fetcher") -> dict:
     """A Lambda SQS event holding one EventBridge envelope of ``detail`` (as the rule delivers it)."""
     from dqad.bus import envelope
-    from dqad.local import sqs_event
     from dqad.topology import source_of
+    from dqad_dev.local import sqs_event
 
     body = json.dumps(envelope(detail, source_of("fetcher")))
     url = cloud.dep.queue_urls[stage_name]

@@ -12,8 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from dqad import listen, sqlinstall
-from dqad.cli import main as dqad_main
+from dqad_dev import listen, sqlinstall
+from dqad_dev.cli import main as dqad_main
 
 pytestmark = pytest.mark.postgres
 

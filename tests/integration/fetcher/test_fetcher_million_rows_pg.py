@@ -19,9 +19,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from dqad.contract import LoadCompleted, make_run_id
-from dqad.local import provision
 from dqad.stage import runtime
 from dqad.storage import Storage
+from dqad_dev.local import provision
 from dqad_fetcher import domain
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

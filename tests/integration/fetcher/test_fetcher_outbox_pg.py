@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from dqad import listen, sqlinstall
-from dqad.local import load_entry_point
 from dqad.topology import stage
+from dqad_dev import listen, sqlinstall
+from dqad_dev.local import load_entry_point
 from dqad_fetcher import domain
 from dqad_fetcher.handler import OUTBOX_DSN_ENV, sweeper_handler
 

@@ -16,8 +16,8 @@ import pytest
 from moto.redshiftdata.models import redshiftdata_backends
 
 from dqad.contract import DatasetFetched
-from dqad.local import ACCOUNT, REGION
 from dqad.stage import PermanentError
+from dqad_dev.local import ACCOUNT, REGION
 from dqad_fetcher import domain
 from dqad_fetcher.handler import lambda_handler
 

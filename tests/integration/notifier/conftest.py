@@ -15,8 +15,8 @@ from dqad import stage
 from dqad.bus import envelope
 from dqad.contract import AnomaliesScored, EventDetail, NotificationSent
 from dqad.datasets import long_format_dataset, render_catalog
-from dqad.local import LocalCloud, sqs_event
 from dqad.storage import Storage
+from dqad_dev.local import LocalCloud, sqs_event
 from dqad_notifier.handler import lambda_handler
 
 DATASET = "shop_dq"

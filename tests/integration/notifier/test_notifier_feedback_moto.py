@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from dqad.bus import envelope
-from dqad.cli import main as dqad_main
 from dqad.contract import DatasetFetched, TimeWindow
 from dqad.feedback import read_labels
 from dqad.signing import feedback_link, make_claim, parse_secret
+from dqad_dev.cli import main as dqad_main
 from dqad_notifier import domain
 from dqad_notifier.handler import feedback_handler
 

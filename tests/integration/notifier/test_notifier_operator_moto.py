@@ -6,8 +6,8 @@ import json
 import re
 import shlex
 
-from dqad.cli import build_parser, input_event_key
 from dqad.contract import CONTRACT_DIR, StageFailed
+from dqad_dev.cli import build_parser, input_event_key
 
 
 def _stored_input(notifier, run_id: str) -> str:

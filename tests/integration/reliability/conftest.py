@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from dqad import stage as stage_mod
-from dqad.loadtest import Load, RunResult, outcomes, run_results, seed_datasets, start_loads
-from dqad.local import LocalCloud
 from dqad.storage import Storage
+from dqad_dev.loadtest import Load, RunResult, outcomes, run_results, seed_datasets, start_loads
+from dqad_dev.local import LocalCloud
 
 PREFIX = "dqad-test"  # the `cloud` fixture's prefix: the champion's URIs name its bucket
 DATASETS, LOADS = 1, 2  # two consecutive loads of one dataset: one batch, ordering across runs matters

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dqad.loadtest import outcomes, run_results, start_loads
+from dqad_dev.loadtest import outcomes, run_results, start_loads
 
 pytestmark = pytest.mark.slow
 

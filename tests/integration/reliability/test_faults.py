@@ -20,12 +20,12 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, ReadTimeoutError
 
-from dqad.cli import input_event_key
-from dqad.loadtest import outcomes, run_results, seed_datasets, start_loads
-from dqad.local import LocalCloud, load_entry_point, sqs_event
 from dqad.stage import runtime
 from dqad.storage import Storage
 from dqad.topology import STAGES, stage
+from dqad_dev.cli import input_event_key
+from dqad_dev.loadtest import outcomes, run_results, seed_datasets, start_loads
+from dqad_dev.local import LocalCloud, load_entry_point, sqs_event
 
 pytestmark = pytest.mark.slow
 

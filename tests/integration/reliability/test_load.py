@@ -2,14 +2,14 @@
 
 The promise under load: every run ends in exactly one visible outcome (NotificationSent, or one
 StageFailed), none is lost, and no run is mailed twice, while the five stages consume their queues
-concurrently over real HTTP. See :func:`dqad.loadtest.run_load`; ``bench/load.py`` runs N = 1,000.
+concurrently over real HTTP. See :func:`dqad_dev.loadtest.run_load`; ``bench/load.py`` runs N = 1,000.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from dqad.loadtest import run_load
+from dqad_dev.loadtest import run_load
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def test_the_benchmark_runs_moto_in_its_own_process_and_stops_it(aws_env: None) 
     """``bench/load.py`` puts moto in a child process; the harness must reach it and stop it afterwards."""
     import boto3
 
-    from dqad.loadtest import moto_server
+    from dqad_dev.loadtest import moto_server
 
     with moto_server(own_process=True) as endpoint:
         s3 = boto3.client("s3")

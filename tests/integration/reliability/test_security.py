@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from dqad.datasets import DatasetConfigError, parse_catalog, render_catalog
-from dqad.loadtest import load_dataset, outcomes, start_loads
+from dqad_dev.loadtest import load_dataset, outcomes, start_loads
 
 pytestmark = pytest.mark.slow
 

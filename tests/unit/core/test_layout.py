@@ -1,4 +1,5 @@
-"""Architecture rules (DESIGN §3, §8): services depend only on the shared library, never on each other."""
+"""Architecture rules (docs/architecture.md, "Layout"): services depend only on the runtime library
+``dqad``, never on each other nor on the development package ``dqad_dev``, which no Lambda ships."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def imported_roots(path: Path) -> set[str]:
     return roots
 
 
+DEV_PACKAGE = "dqad_dev"
+
+
 def test_shared_library_imports_no_service() -> None:
     offenders = {
         str(p.relative_to(ROOT)): sorted(imported_roots(p) & SERVICE_PACKAGES)
@@ -30,6 +34,21 @@ def test_shared_library_imports_no_service() -> None:
         if imported_roots(p) & SERVICE_PACKAGES
     }
     assert offenders == {}
+
+
+def test_runtime_library_never_imports_the_development_package() -> None:
+    offenders = sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "shared" / "dqad").rglob("*.py") if DEV_PACKAGE in imported_roots(p)
+    )
+    assert offenders == []
+
+
+@pytest.mark.parametrize("name", STAGE_NAMES)
+def test_service_never_imports_the_development_package(name: str) -> None:
+    offenders = sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "services" / name).rglob("*.py") if DEV_PACKAGE in imported_roots(p)
+    )
+    assert offenders == []
 
 
 @pytest.mark.parametrize("name", STAGE_NAMES)
@@ -49,7 +68,7 @@ def test_each_service_can_be_packaged_alone(name: str) -> None:
 
 
 def test_topology_entry_points_exist() -> None:
-    from dqad.local import load_entry_point
+    from dqad_dev.local import load_entry_point
 
     for st in STAGES:
         assert callable(load_entry_point(st.handler))

@@ -10,8 +10,8 @@ import pytest
 
 from dqad.bus import envelope
 from dqad.contract import ModelTrained
-from dqad.local import LocalCloud
 from dqad.storage import Storage, sha256_bytes
+from dqad_dev.local import LocalCloud
 
 
 def test_a_model_whose_sha256_differs_is_never_unpickled(cloud: LocalCloud, storage: Storage, monkeypatch) -> None:

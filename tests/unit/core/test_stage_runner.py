@@ -6,8 +6,8 @@ import json
 
 from dqad.bus import envelope
 from dqad.contract import StageFailed
-from dqad.local import LocalCloud
 from dqad.topology import stage
+from dqad_dev.local import LocalCloud
 
 
 def _send(cloud: LocalCloud, stage_name: str, body: str) -> None:

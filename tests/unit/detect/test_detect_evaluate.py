@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from dqad.backtest import add_parser, read_series_file
-from dqad.detect.evaluate import event_metrics, point_metrics, points_to_windows
+from dqad_dev.backtest import add_parser, read_series_file
+from dqad_dev.evaluate import event_metrics, point_metrics, points_to_windows
 
 
 def test_point_metrics() -> None:

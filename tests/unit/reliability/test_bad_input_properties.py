@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from dqad import stage as stage_mod
 from dqad.contract import CONTRACT_DIR, ContractError, parse_event
-from dqad.local import load_entry_point, sqs_event
 from dqad.topology import SAGEMAKER_JOB_STATE, STAGES
+from dqad_dev.local import load_entry_point, sqs_event
 
 EXAMPLES = 500
 SAMPLES = {p.stem: json.loads(p.read_text()) for p in (CONTRACT_DIR / "samples" / "v1").glob("*.json")}

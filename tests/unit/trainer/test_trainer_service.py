@@ -12,11 +12,11 @@ from dqad.datasets import parse_catalog
 from dqad.detect.config import LabelerConfig
 from dqad.detect.labeling import label_history
 from dqad.feedback import write_label
-from dqad.local import LocalCloud
 from dqad.settings import Settings
 from dqad.stage import runtime
 from dqad.storage import Storage
-from dqad.synth import generate
+from dqad_dev.local import LocalCloud
+from dqad_dev.synth import generate
 from dqad_trainer import domain
 from dqad_trainer.runners import job_state_entry
 

@@ -1,6 +1,6 @@
 """Regenerate the committed JSON Schemas (and create missing samples) for the current version.
 
-    python -m dqad.contract.generate
+    python -m dqad_dev.contract_generate
 
 Samples are only ever *added*: an existing sample is a promise to old producers and is never
 rewritten, which is what the compatibility test relies on.

@@ -87,9 +87,9 @@ class LocalChain:
     """Forwards a call to the fetcher's aurora entry point on a LocalCloud and runs the chain to quiet."""
 
     def __init__(self, cloud: Any, *, pump_deadline_s: float = 600) -> None:
-        from dqad.local import load_entry_point
         from dqad.storage import Storage
         from dqad.topology import stage
+        from dqad_dev.local import load_entry_point
 
         self.cloud = cloud
         self.storage = Storage(cloud.client("s3"), cloud.dep.bucket)
@@ -234,9 +234,9 @@ def listen_local(
     out: Callable[[str], None] = print,
 ) -> ListenResult:
     """The bridge on the embedded runtime, seeded with the demo dataset whose last load is now."""
-    from dqad.demo import DATASET, seed_demo_dataset_until
-    from dqad.local import LocalCloud
     from dqad.storage import Storage
+    from dqad_dev.demo import DATASET, seed_demo_dataset_until
+    from dqad_dev.local import LocalCloud
 
     with LocalCloud(prefix) as cloud:
         storage = Storage(cloud.client("s3"), cloud.dep.bucket)

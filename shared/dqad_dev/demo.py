@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from dqad.datasets import long_format_dataset, render_catalog
-from dqad.local import LocalCloud, PumpReport
 from dqad.storage import Storage
-from dqad.synth import SynthData
 from dqad.topology import STAGES, stage
+from dqad_dev.local import LocalCloud, PumpReport
+from dqad_dev.synth import SynthData
 
 DATASET = "demo_dq"
 DEMO_PREFIX = "dqad-demo"
@@ -81,7 +81,7 @@ def seed_demo_dataset(
     Used by ``dqad demo`` and by ``dqad listen``, which seeds data ending today so that a log row
     inserted now finds its load.
     """
-    from dqad.synth import generate
+    from dqad_dev.synth import generate
 
     data = generate(tables=tables, days=days, seed=seed, end=end, final_load_incidents=FINAL_INCIDENTS)
     buf = io.BytesIO()

@@ -4,7 +4,7 @@ The promise under test (docs/operations.md): every load ends in exactly one visi
 ``NotificationSent`` or a ``StageFailed``, and never in two emails. This module holds what the
 load test, the fault tests, the bad-data tests and ``bench/load.py`` share:
 
-* :func:`seed_datasets`: ``datasets`` small synthetic datasets (``dqad.synth.generate``) in one
+* :func:`seed_datasets`: ``datasets`` small synthetic datasets (``dqad_dev.synth.generate``) in one
   catalog, each with its own source file and trigger table, and the Aurora payloads of their last
   ``loads_per_dataset`` loads (one run each);
 * :func:`outcomes` / :func:`emails_by_run`: what each run ended in, read from ``events/<run_id>/``
@@ -36,9 +36,9 @@ from datetime import datetime
 from typing import Any
 
 from dqad.datasets import long_format_dataset, render_catalog
-from dqad.local import LocalCloud, load_entry_point, sqs_event
 from dqad.storage import Storage
 from dqad.topology import NOTIFICATION_SENT, STAGE_FAILED, STAGES, Stage
+from dqad_dev.local import LocalCloud, load_entry_point, sqs_event
 
 # A retraining policy that never fires on label-rate drift: the load test measures the chain, and the
 # history of an earlier load of a dataset is shorter than a later one's, which moves the label rate.
@@ -109,7 +109,7 @@ def seed_datasets(
     Every dataset has the same generated numbers (one ``seed``) under its own name, source and
     trigger, so one trained model fits all of them (see :func:`copy_champion`).
     """
-    from dqad.synth import generate
+    from dqad_dev.synth import generate
 
     data = generate(tables=tables, days=days, seed=seed, end="2026-11-02", final_load_incidents=(("empty", 1),))
     buf = io.BytesIO()
@@ -503,7 +503,7 @@ def run_load(
         )
 
 
-def main() -> None:  # pragma: no cover - convenience: python -m dqad.loadtest [runs]
+def main() -> None:  # pragma: no cover - convenience: python -m dqad_dev.loadtest [runs]
     import sys
 
     print(json.dumps(run_load(int(sys.argv[1]) if len(sys.argv) > 1 else 100).as_dict(), indent=2))

@@ -14,11 +14,11 @@ from pathlib import Path
 from dqad.topology import STAGE_FAILED, STAGE_NAMES, stage
 
 # Modules that register their own subcommand with ``add_parser(subparsers)``.
-PLUGIN_COMMANDS = ("dqad.backtest", "dqad.listen", "dqad.feedback_cli")
+PLUGIN_COMMANDS = ("dqad_dev.backtest", "dqad_dev.listen", "dqad_dev.feedback_cli")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from dqad.demo import print_result, run_demo
+    from dqad_dev.demo import print_result, run_demo
 
     result = run_demo(Path(args.out), seed=args.seed)
     print_result(result)
@@ -63,8 +63,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"sent {uri} to {url}")
         return 0
 
-    from dqad.demo import DEMO_PREFIX
-    from dqad.local import LocalCloud
+    from dqad_dev.demo import DEMO_PREFIX
+    from dqad_dev.local import LocalCloud
 
     state = Path(args.state)
     if not state.is_dir():

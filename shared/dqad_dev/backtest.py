@@ -28,7 +28,10 @@ import pandas as pd
 
 from dqad.detect._util import normalise
 from dqad.detect.config import DetectorConfig, LabelerConfig
-from dqad.detect.evaluate import (
+from dqad.detect.labeling import label_history
+from dqad.detect.model import train_candidates
+from dqad.detect.scoring import score_new
+from dqad_dev.evaluate import (
     event_metrics,
     iforest_baseline,
     in_window,
@@ -36,9 +39,6 @@ from dqad.detect.evaluate import (
     points_to_windows,
     zscore_baseline,
 )
-from dqad.detect.labeling import label_history
-from dqad.detect.model import train_candidates
-from dqad.detect.scoring import score_new
 
 SCORE_COLUMNS = ["series", "timestamp", "value", "score", "is_anomaly", "expected_low", "expected_high"]
 
