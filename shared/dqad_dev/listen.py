@@ -4,7 +4,7 @@ On Aurora, the trigger's ``aws_lambda.invoke(..., 'Event')`` reaches the fetcher
 ``sql/local/install.sql``'s stand-in records the call in ``aws_lambda.invocations`` and sends
 ``NOTIFY dqad_lambda_invocations, '<id>'``. This bridge is the missing hop:
 
-1. ``LISTEN`` on :data:`dqad.sqlinstall.NOTIFY_CHANNEL` first, then catch up on calls recorded while
+1. ``LISTEN`` on :data:`dqad_dev.sqlinstall.NOTIFY_CHANNEL` first, then catch up on calls recorded while
    nobody listened (NOTIFY is not queued for absent listeners): ``--after-id N``, or by default the
    calls of the last ``--catch-up`` seconds;
 2. for each call id (``fetch_invocation``), skip ``DryRun`` calls (Lambda never runs those) and hand
@@ -66,7 +66,7 @@ class ListenResult:
     timed_out: bool = False
 
 
-Forward = Callable[[Any], Forwarded]  # takes a dqad.sqlinstall.Invocation
+Forward = Callable[[Any], Forwarded]  # takes a dqad_dev.sqlinstall.Invocation
 
 
 # -- outcome of a run, from the events it stored ---------------------------------------------------
@@ -118,13 +118,13 @@ class Bridge:
     def listen(self) -> None:
         from psycopg import sql
 
-        from dqad import sqlinstall
+        from dqad_dev import sqlinstall
 
         self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(sqlinstall.NOTIFY_CHANNEL)))
 
     def pending(self, after_id: int | None, catch_up_s: float) -> list[Any]:
         """Calls recorded before we listened: ids above ``after_id``, else those of the last ``catch_up_s``."""
-        from dqad import sqlinstall
+        from dqad_dev import sqlinstall
 
         found, cursor = [], after_id if after_id is not None else 0
         since = None if after_id is not None else datetime.now(UTC) - timedelta(seconds=catch_up_s)
@@ -167,7 +167,7 @@ class Bridge:
         after_id: int | None = None,
         catch_up_s: float = 600,
     ) -> ListenResult:
-        from dqad import sqlinstall
+        from dqad_dev import sqlinstall
 
         deadline = None if timeout is None else time.monotonic() + timeout
 

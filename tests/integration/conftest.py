@@ -26,7 +26,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from dqad import sqlinstall
+from dqad_dev import sqlinstall
 
 ADMIN_DSN = os.environ.get(
     "DQAD_PG_ADMIN_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"

@@ -17,7 +17,8 @@ import pytest
 from psycopg import sql
 from psycopg.errors import Diagnostic
 
-from dqad import sqlinstall
+from dqad_dev import sqlinstall
+from dqad_fetcher import outbox
 
 pytestmark = pytest.mark.postgres
 
@@ -384,32 +385,32 @@ def outbox_of_100(conn: psycopg.Connection[Any], dqad_pg_dsn: str) -> list[int]:
 def test_claim_and_mark_deliver_each_row_once(
     conn: psycopg.Connection[Any], outbox_of_100: list[int]
 ) -> None:
-    claimed = sqlinstall.claim_outbox(conn, limit=1000)
+    claimed = outbox.claim_outbox(conn, limit=1000)
     assert [r.id for r in claimed] == outbox_of_100
     assert all(r.attempts == 1 and r.payload["source"] == "aurora-trigger" for r in claimed)
     assert all(r.log_id == r.payload["log_id"] and r.error for r in claimed)
-    assert sqlinstall.mark_delivered(conn, [r.id for r in claimed]) == 100
-    assert sqlinstall.claim_outbox(conn, limit=1000) == []
-    assert sqlinstall.claim_outbox(conn, limit=1000, lease_seconds=0) == []  # delivered is final
-    assert sqlinstall.mark_delivered(conn, [r.id for r in claimed]) == 0
+    assert outbox.mark_delivered(conn, [r.id for r in claimed]) == 100
+    assert outbox.claim_outbox(conn, limit=1000) == []
+    assert outbox.claim_outbox(conn, limit=1000, lease_seconds=0) == []  # delivered is final
+    assert outbox.mark_delivered(conn, [r.id for r in claimed]) == 0
     assert scalar(conn, "SELECT count(*) FROM edo_dms.dqad_outbox WHERE delivered_at IS NULL") == 0
 
 
 def test_claim_respects_limit_and_lease(conn: psycopg.Connection[Any], outbox_of_100: list[int]) -> None:
-    first = sqlinstall.claim_outbox(conn, limit=10)
+    first = outbox.claim_outbox(conn, limit=10)
     assert [r.id for r in first] == outbox_of_100[:10]
-    second = sqlinstall.claim_outbox(conn, limit=10)
+    second = outbox.claim_outbox(conn, limit=10)
     assert [r.id for r in second] == outbox_of_100[10:20]  # leased rows are not claimed again
     # A sweeper that died after claiming: once the lease is over its rows come back.
-    again = sqlinstall.claim_outbox(conn, limit=20, lease_seconds=0)
+    again = outbox.claim_outbox(conn, limit=20, lease_seconds=0)
     assert [r.id for r in again] == outbox_of_100[:20]
     assert {r.attempts for r in again} == {2}
     # A failed delivery gives rows back at once, keeping the reason.
-    assert sqlinstall.release_outbox(conn, [r.id for r in first], "PutEvents throttled") == 10
-    assert [r.id for r in sqlinstall.claim_outbox(conn, limit=100)] == outbox_of_100[:10] + outbox_of_100[20:]
+    assert outbox.release_outbox(conn, [r.id for r in first], "PutEvents throttled") == 10
+    assert [r.id for r in outbox.claim_outbox(conn, limit=100)] == outbox_of_100[:10] + outbox_of_100[20:]
     assert scalar(conn, "SELECT last_error FROM edo_dms.dqad_outbox WHERE id = %s", [first[0].id]) == (
         "PutEvents throttled")
-    assert sqlinstall.claim_outbox(conn, limit=0) == []
+    assert outbox.claim_outbox(conn, limit=0) == []
 
 
 def test_concurrent_claimers_never_get_the_same_row(
@@ -417,8 +418,8 @@ def test_concurrent_claimers_never_get_the_same_row(
 ) -> None:
     # Deterministic interleaving: A holds its claim uncommitted while B claims.
     with psycopg.connect(dqad_pg_dsn) as b, conn.transaction():
-        a_rows = sqlinstall.claim_outbox(conn, limit=30)
-        b_rows = sqlinstall.claim_outbox(b, limit=1000)
+        a_rows = outbox.claim_outbox(conn, limit=30)
+        b_rows = outbox.claim_outbox(b, limit=1000)
     assert len(a_rows) == 30 and len(b_rows) == 70
     assert {r.id for r in a_rows}.isdisjoint(r.id for r in b_rows)
     assert sorted(r.id for r in a_rows + b_rows) == outbox_of_100
@@ -435,9 +436,9 @@ def test_many_threads_sweeping_claim_each_row_exactly_once(
         try:
             with psycopg.connect(dqad_pg_dsn) as c:
                 start.wait(timeout=10)
-                while batch := sqlinstall.claim_outbox(c, limit=3):
+                while batch := outbox.claim_outbox(c, limit=3):
                     claimed[slot].extend(r.id for r in batch)
-                    sqlinstall.mark_delivered(c, [r.id for r in batch])
+                    outbox.mark_delivered(c, [r.id for r in batch])
         except BaseException as exc:  # surfaced in the main thread below
             errors.append(exc)
 

@@ -75,6 +75,7 @@ def test_zip_is_deterministic_and_holds_service_and_library(pkg, repo_copy: Path
     assert {i.date_time for i in infos} == {pkg.FIXED_DATE}
     assert "dqad_labeler/handler.py" in names and "dqad/topology.py" in names
     assert not [n for n in names if n.startswith(("dqad_scorer", "dqad_fetcher")) or n.endswith(".pyc")]
+    assert not [n for n in names if n.startswith("dqad_dev")], "the development package is never shipped"
     manifest = json.loads((tmp_path / "out" / "labeler" / "manifest.json").read_text())
     assert manifest["sha256"] == pkg.file_digest(Path(m.artifact))
     assert manifest["limit_bytes"] == pkg.ZIP_LIMIT_BYTES

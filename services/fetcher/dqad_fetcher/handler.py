@@ -56,7 +56,7 @@ def outbox_dsn(settings: Settings, clients: Any) -> str:
 def sweeper_handler(event: Any = None, context: Any = None) -> dict:
     """Scheduled: re-drive the trigger's outbox rows through the Aurora entry point's code path.
 
-    Each claimed row (``FOR UPDATE SKIP LOCKED`` + lease, see ``dqad.sqlinstall.claim_outbox``) goes
+    Each claimed row (``FOR UPDATE SKIP LOCKED`` + lease, see ``dqad_fetcher.outbox.claim_outbox``) goes
     through :func:`domain.accept_log_row`, exactly as if Aurora had invoked us, and is marked
     delivered on its own right after, so a crash re-delivers at most the row in flight (the same
     deterministic run id: no second email). A row that fails is released with the error and the
@@ -64,31 +64,31 @@ def sweeper_handler(event: Any = None, context: Any = None) -> dict:
     """
     import psycopg
 
-    from dqad import sqlinstall
+    from dqad_fetcher import outbox
 
     rt = runtime("fetcher")
     report = SweepReport()
     dsn = outbox_dsn(rt.settings, rt.clients)
     with psycopg.connect(dsn, autocommit=True, connect_timeout=15, application_name="dqad-sweeper") as conn:
         while report.claimed < SWEEP_MAX_ROWS and not _low_on_time(context):
-            rows = sqlinstall.claim_outbox(conn, min(SWEEP_BATCH, SWEEP_MAX_ROWS - report.claimed))
+            rows = outbox.claim_outbox(conn, min(SWEEP_BATCH, SWEEP_MAX_ROWS - report.claimed))
             if not rows:
                 break
             report.claimed += len(rows)
             stop = False
             for row in rows:
                 if stop:  # give back what this sweep will not try, so the next sweep need not wait out the lease
-                    sqlinstall.release_outbox(conn, [row.id], "not attempted: the sweep stopped after a failure")
+                    outbox.release_outbox(conn, [row.id], "not attempted: the sweep stopped after a failure")
                     continue
                 try:
                     report.runs += len(domain.accept_log_row(rt, row.payload))
                 except Exception as exc:
                     logger.exception("outbox row not delivered", extra={"outbox_id": row.id, "log_id": row.log_id})
-                    sqlinstall.release_outbox(conn, [row.id], f"{type(exc).__name__}: {exc}")
+                    outbox.release_outbox(conn, [row.id], f"{type(exc).__name__}: {exc}")
                     report.failed += 1
                     stop = True
                     continue
-                sqlinstall.mark_delivered(conn, [row.id])
+                outbox.mark_delivered(conn, [row.id])
                 report.delivered += 1
             if stop:
                 break
