@@ -32,9 +32,10 @@ def peak_rss_mb() -> float:
 
 def canonical(rows: int, days: int = 180, seed: int = 1):  # type: ignore[no-untyped-def]
     """About ``rows`` canonical rows of the benchmark generator (tables × 5 metrics × days)."""
-    from dqad.datasets import parse_catalog, to_canonical
+    from dqad.datasets import parse_catalog
     from dqad_dev.demo import demo_catalog
     from dqad_dev.synth import generate
+    from dqad_fetcher.canonical import to_canonical
 
     tables = max(1, round(rows / (METRICS * days)))
     data = generate(tables=tables, days=days, seed=seed)
@@ -84,9 +85,10 @@ def scorer(rows: int) -> dict:
     series_tables = 2000  # 2,000 tables × 5 metrics = 10,000 series
     new_loads = max(1, rows // (series_tables * METRICS))
     history_loads = 60
-    from dqad.datasets import parse_catalog, to_canonical
+    from dqad.datasets import parse_catalog
     from dqad_dev.demo import demo_catalog
     from dqad_dev.synth import generate
+    from dqad_fetcher.canonical import to_canonical
 
     data = generate(tables=series_tables, days=history_loads + new_loads, seed=2)
     ds = parse_catalog(demo_catalog("bench-bucket", data.holidays)).get("demo_dq")

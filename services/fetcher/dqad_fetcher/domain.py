@@ -25,7 +25,7 @@ Outcomes of bad input (all tested):
 
 Imports are split by entry point on purpose: the Aurora entry point and the sweeper only validate a
 payload and publish, so this module imports nothing heavy at module level; pyarrow (and, through
-:mod:`dqad_fetcher.sources` and :func:`dqad.datasets.to_canonical_chunk`, pandas and numpy) is
+:mod:`dqad_fetcher.sources` and :func:`dqad_fetcher.canonical.to_canonical_chunk`, pandas and numpy) is
 imported by the fetch path when it runs. That keeps the Aurora/sweeper cold start well under a
 second (issue 8: ≤ 0.5 s for the handler module); pyarrow types appear in annotations only under
 ``TYPE_CHECKING``.
@@ -46,9 +46,10 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 
 from dqad.contract import DataRef, DatasetFetched, LoadCompleted, TimeWindow, make_run_id
-from dqad.datasets import SchemaMismatch, SqlSource, arrow_scalar, normalise_status, to_canonical_chunk
+from dqad.datasets import SqlSource, normalise_status
 from dqad.stage import PermanentError, StageRuntime, publish_failure
 from dqad.storage import ParquetSink, Storage
+from dqad_fetcher.canonical import SchemaMismatch, arrow_scalar, to_canonical_chunk
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -39,8 +39,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from aws_lambda_powertools import Logger
 
-from dqad.datasets import PARAM_REF, Dataset, FileSource, RedshiftDataSource, SchemaMismatch, SqlSource
+from dqad.datasets import PARAM_REF, Dataset, FileSource, RedshiftDataSource, SqlSource
 from dqad.storage import Storage, parse_uri
+from dqad_fetcher.canonical import SchemaMismatch
 
 logger = Logger(service="dqad-fetcher")
 

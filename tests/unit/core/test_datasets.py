@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from dqad.datasets import DatasetConfigError, SchemaMismatch, parse_catalog, referenced_parameters, to_canonical
+from dqad.datasets import DatasetConfigError, parse_catalog, referenced_parameters
+from dqad_fetcher.canonical import SchemaMismatch, to_canonical
 
 BASE = """
 [datasets.sales_dq]

@@ -12,16 +12,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from dqad.datasets import (
-    DatasetConfigError,
-    SchemaMismatch,
-    Trigger,
-    parse_catalog,
-    to_canonical,
-    to_canonical_chunk,
-)
+from dqad.datasets import DatasetConfigError, Trigger, parse_catalog
 from dqad.storage import Storage
 from dqad_fetcher import domain, sources
+from dqad_fetcher.canonical import SchemaMismatch, to_canonical, to_canonical_chunk
 
 ROLE = "arn:aws:iam::123456789012:role/dqad-unload"
 SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:s"
@@ -300,7 +294,7 @@ def test_arrow_canonical_equals_pandas_canonical(variant, monkeypatch):
     table = pa.table({**_variant_table(), **ARROW_NATIVE.get(variant, PANDAS_ONLY.get(variant, {}))})
     expected = to_canonical(table.to_pandas(), ds)
     if variant in ARROW_NATIVE:  # the fast path must not need pandas for these
-        monkeypatch.setattr("dqad.datasets.to_canonical", lambda *a: pytest.fail("went through pandas"))
+        monkeypatch.setattr("dqad_fetcher.canonical.to_canonical", lambda *a: pytest.fail("went through pandas"))
     got = to_canonical_chunk(table, ds)
     assert got.schema.names == list(expected.columns)
     expected_table = pa.Table.from_pandas(expected, schema=got.schema, preserve_index=False)
@@ -344,7 +338,8 @@ def test_streaming_path_never_imports_pandas(tmp_path):
         from datetime import datetime
         from pathlib import Path
         import pyarrow as pa, pyarrow.csv as pacsv
-        from dqad.datasets import parse_catalog, to_canonical_chunk
+        from dqad.datasets import parse_catalog
+        from dqad_fetcher.canonical import to_canonical_chunk
         from dqad.storage import Storage
         from dqad_fetcher import domain
 

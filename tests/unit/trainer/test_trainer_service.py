@@ -41,7 +41,7 @@ def labeled_event(cloud: LocalCloud, storage: Storage) -> DatasetLabeled:
     storage.put_bytes(storage.uri("config/datasets.toml"), CATALOG.encode())
     data = generate(tables=4, days=90, seed=5)
     ds = parse_catalog(CATALOG).get("tiny_dq")
-    from dqad.datasets import to_canonical
+    from dqad_fetcher.canonical import to_canonical
 
     frame = to_canonical(data.metrics, ds)
     labeled = label_history(frame, None, LabelerConfig(holidays=data.holidays))
