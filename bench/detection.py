@@ -1,4 +1,4 @@
-"""Benchmark: detection quality of dqad vs the two plain baselines (issue 4 acceptance).
+"""Benchmark: detection quality of dqad vs the two plain baselines (targets in BENCHMARKS.md).
 
     .venv/bin/python -m bench.detection                   # synthetic seeds 0,1,2 + nab-dev, both modes
     .venv/bin/python -m bench.detection --seeds 0 --skip-nab

@@ -1,7 +1,7 @@
 """Build one service's deployable artifact, alone and reproducibly: ``make package SERVICE=<name>``.
 
 Why this shape:
-- Each stage deploys on its own (DESIGN §2), so each gets its own artifact built from exactly three
+- Each stage deploys on its own (docs/architecture.md §2), so each gets its own artifact built from exactly three
   inputs: ``services/<name>/`` (its packages), ``shared/dqad`` (the one library), and
   ``services/<name>/requirements.txt`` installed from manylinux wheels for Lambda's x86_64 Linux.
   Nothing else in the repository reaches it, so changing one service changes only its artifact hash.

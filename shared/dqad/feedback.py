@@ -5,7 +5,7 @@ same point replaces the earlier one and a double click writes the same object tw
 reads them all on every run: human feedback overrides every automatic rule.
 
 pandas is imported inside the functions: the notifier's feedback page imports this module to write
-one label, and its Lambda's cold start should not pay for pandas before a request needs it (issue 8).
+one label, and its Lambda's cold start should not pay for pandas before a request needs it (docs/architecture.md §9).
 """
 
 from __future__ import annotations

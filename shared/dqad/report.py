@@ -18,7 +18,7 @@ with the email digest, so the email and the report never disagree on a number.
 
 numpy and pandas are imported inside the functions that use them, like matplotlib: the notifier
 imports the formatting helpers at module level, and its operator-alert path and feedback page
-never format a frame, so its Lambda's cold start should not pay for pandas (issue 8). A local
+never format a frame, so its Lambda's cold start should not pay for pandas (docs/architecture.md §9). A local
 ``import`` of an already loaded module costs ~0.1 µs, nothing next to formatting a value.
 """
 

@@ -15,7 +15,7 @@ a record that cannot be processed, the same way for every stage:
   last allowed attempt a ``StageFailed`` is published first, so that even a run that ends in the
   DLQ through redrive is never silent.
 
-Cold start (issue 8): this module is imported by every handler, so it imports only what every
+Cold start (docs/architecture.md §9): this module is imported by every handler, so it imports only what every
 entry point uses. Powertools' batch utility (which pulls asyncio and every event data class) is
 imported inside :func:`run_batch`, the one place that uses it, so the fetcher's Aurora and sweeper
 entry points and the feedback page never load it; the dataset catalog and storage modules import

@@ -7,7 +7,7 @@ failed upload) is detected instead of silently scored.
 pyarrow is imported inside the Parquet methods, not at module level: every stage imports this module
 (through :mod:`dqad.stage` and :mod:`dqad.bus`), but the bytes/JSON paths (event archive, catalog,
 alert state, feedback labels) never touch Parquet, and importing pyarrow costs ~0.3 s of a Lambda
-cold start (issue 8). Annotations name pyarrow types under ``TYPE_CHECKING`` only.
+cold start (docs/architecture.md §9). Annotations name pyarrow types under ``TYPE_CHECKING`` only.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-# EventBridge detail-types of the contract (DESIGN §4), in chain order.
+# EventBridge detail-types of the contract (docs/architecture.md §4), in chain order.
 LOAD_COMPLETED = "LoadCompleted"
 DATASET_FETCHED = "DatasetFetched"
 DATASET_LABELED = "DatasetLabeled"

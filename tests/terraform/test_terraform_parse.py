@@ -2,7 +2,7 @@
 
 Why: there is no terraform binary here, so python-hcl2 is the syntax check; the copies of the root
 files (one root per environment, one per service) are only safe while they stay identical; and the
-rules of DESIGN §8.7 (no silent default for anything that names a resource, tags everywhere) are
+rules of docs/architecture.md §8.7 (no silent default for anything that names a resource, tags everywhere) are
 easy to break one variable at a time.
 """
 

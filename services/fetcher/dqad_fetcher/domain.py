@@ -27,7 +27,7 @@ Imports are split by entry point on purpose: the Aurora entry point and the swee
 payload and publish, so this module imports nothing heavy at module level; pyarrow (and, through
 :mod:`dqad_fetcher.sources` and :func:`dqad_fetcher.canonical.to_canonical_chunk`, pandas and numpy) is
 imported by the fetch path when it runs. That keeps the Aurora/sweeper cold start well under a
-second (issue 8: ≤ 0.5 s for the handler module); pyarrow types appear in annotations only under
+second (docs/architecture.md §9: ≤ 0.5 s for the handler module); pyarrow types appear in annotations only under
 ``TYPE_CHECKING``.
 """
 

@@ -19,7 +19,7 @@ where the input event is and the exact ``dqad replay`` command that re-runs it.
 
 pandas is imported inside the digest functions, not at module level: the handler module imports
 this one, and the operator alert (a StageFailed) and the feedback page never touch a frame, so
-their cold start should not pay for pandas (issue 8). The scores are read (pyarrow) only in
+their cold start should not pay for pandas (docs/architecture.md §9). The scores are read (pyarrow) only in
 :func:`_send_alert`.
 """
 

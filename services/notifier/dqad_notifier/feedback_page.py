@@ -15,7 +15,7 @@ Responses are short self-contained HTML pages with ``no-store`` caching and ``no
 This page is served by the notifier's Lambda image under its own entry point: it imports nothing
 heavy (the timestamp on the page is formatted with :mod:`datetime`, :func:`dqad.feedback.write_label`
 imports pandas only when a label is written, Powertools' event classes are imported by
-:func:`handle`), so a click on a link does not wait for pandas to load (issue 8).
+:func:`handle`), so a click on a link does not wait for pandas to load (docs/architecture.md §9).
 """
 
 from __future__ import annotations

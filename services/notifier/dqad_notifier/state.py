@@ -21,7 +21,7 @@ conflict, so two runs of one dataset finishing at once never erase each other's 
 
 pandas is imported inside the functions that handle timestamps and scores, not at module level:
 the notifier's handler module imports this one, and its operator-alert path and feedback page
-never touch a frame, so their Lambda cold start should not pay for pandas (issue 8).
+never touch a frame, so their Lambda cold start should not pay for pandas (docs/architecture.md §9).
 """
 
 from __future__ import annotations

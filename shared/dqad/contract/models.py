@@ -1,4 +1,4 @@
-"""Typed event contract (DESIGN §4), version 1.
+"""Typed event contract (docs/architecture.md §4), version 1.
 
 Every event's ``detail`` carries ``version``, ``run_id``, ``dataset`` and ``produced_at``, then the
 stage's own fields. Models forbid unknown fields: a producer that drifts from the contract is caught

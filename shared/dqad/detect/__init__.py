@@ -1,4 +1,4 @@
-"""Detection core: labeler, causal features, trainer, scorer, evaluation (DESIGN §6).
+"""Detection core: labeler, causal features, trainer, scorer, evaluation (docs/architecture.md §6).
 
 Names are resolved on first use (PEP 562): importing ``dqad.detect.config`` — which a Lambda
 handler does at start — must not drag in scikit-learn and pandas through this package's

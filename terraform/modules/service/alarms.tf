@@ -1,4 +1,4 @@
-# Every async hop has a DLQ and an alarm (DESIGN §8.5): DLQ depth, queue age, function errors.
+# Every async hop has a DLQ and an alarm (docs/architecture.md §8.5): DLQ depth, queue age, function errors.
 
 resource "aws_cloudwatch_metric_alarm" "dlq_depth" {
   alarm_name          = "${local.dlq_name}-not-empty"

@@ -1,4 +1,4 @@
-# The data bucket: runs/, models/, labels/, events/, config/, artifacts/ (DESIGN §5).
+# The data bucket: runs/, models/, labels/, events/, config/, artifacts/ (docs/architecture.md §5).
 
 resource "aws_s3_bucket" "data" {
   #checkov:skip=CKV_AWS_144:Cross-region replication is a business-continuity choice per organisation; runs/ is reproducible from Redshift and models/ retrain; enable it outside this module if required.

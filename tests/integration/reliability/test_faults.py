@@ -129,7 +129,7 @@ def test_sns_throttling_is_retried_without_a_second_email(chain, baseline) -> No
 
 
 def test_put_events_partial_failure_is_an_error_and_is_retried(chain, baseline) -> None:
-    """HTTP 200 with FailedEntryCount > 0: the event is not silently dropped (DESIGN §8.4)."""
+    """HTTP 200 with FailedEntryCount > 0: the event is not silently dropped (docs/architecture.md §8.4)."""
     cloud, storage = chain
     run_ids = start_loads(cloud, baseline.loads)
     rejected = {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "injected"}]}

@@ -1,4 +1,4 @@
-"""The fetcher and notifier handler modules import no heavy library (issue 8, cold start).
+"""The fetcher and notifier handler modules import no heavy library (docs/architecture.md §9, cold start).
 
 Why: every Lambda cold start pays for what its handler module imports. The fetcher's Aurora and
 sweeper entry points only validate a payload and publish, the notifier's operator alert and feedback

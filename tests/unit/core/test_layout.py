@@ -74,3 +74,19 @@ def test_topology_entry_points_exist() -> None:
         assert callable(load_entry_point(st.handler))
         for spec in st.extra_entry_points.values():
             assert callable(load_entry_point(spec)), spec
+
+
+def test_code_cites_only_documents_in_the_repository() -> None:
+    """Docstrings and comments point to docs/architecture.md, never to a design note or tracker outside it."""
+    import re
+
+    outside = re.compile(r"DESIGN §|\bDESIGN\.md\b|\b[Ii]ssue #?\d+\b")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for top in ("shared", "services", "tests", "bench", "scripts", "terraform", "sql")
+        for path in (ROOT / top).rglob("*")
+        if path.suffix in {".py", ".tf", ".sql"} and "__pycache__" not in path.parts
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if outside.search(line) and path.name != "test_layout.py"
+    ]
+    assert offenders == []
