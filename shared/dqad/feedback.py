@@ -45,8 +45,9 @@ def label_key(dataset: str, series: str, timestamp: datetime | str) -> str:
 
 
 def write_label(
-    storage: Storage, dataset: str, series: str, timestamp: datetime | str, label: Label, note: str = "", by: str = ""
+    storage: Storage, dataset: str, series: str, timestamp: datetime | str, label: str, note: str = "", by: str = ""
 ) -> str:
+    """Store one verdict; ``label`` must be one of :data:`Label` (a link's or a command line's text)."""
     if label not in ("normal", "anomaly"):
         raise ValueError(f"label must be 'normal' or 'anomaly', got {label!r}")
     ts = utc_naive(timestamp)

@@ -29,6 +29,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 from dqad.wording import fmt_value, is_missing, plural
@@ -65,18 +66,24 @@ def _short(v: float) -> str:
     return f"{v:.3g}"
 
 
-def deviation(value: float | None, low: float | None, high: float | None) -> str:
+def _number(v: object) -> float | None:
+    return None if is_missing(v) or not isinstance(v, Real) else float(v)
+
+
+def deviation(value: object, low: object, high: object) -> str:
     """How far outside the expected range a value is, in words ("100% below the expected range").
 
     Measured from the nearest edge of the range, so "10% above" means 10% more than the highest
-    value that would still have been normal, not 10% above an average nobody sees.
+    value that would still have been normal, not 10% above an average nobody sees. Takes what a
+    frame or a Parquet row holds (a float, None, NaN); anything not a number gives "".
     """
-    if value is None or low is None or high is None or any(is_missing(x) for x in (value, low, high)):
+    v, lo, hi = _number(value), _number(low), _number(high)
+    if v is None or lo is None or hi is None:
         return ""
-    if value < low:
-        base, word, diff = low, "below", low - value
-    elif value > high:
-        base, word, diff = high, "above", value - high
+    if v < lo:
+        base, word, diff = lo, "below", lo - v
+    elif v > hi:
+        base, word, diff = hi, "above", v - hi
     else:
         return "within the expected range"
     if base == 0:
@@ -243,7 +250,7 @@ class _Plotter:
             ax.set_ylim(lo - pad, hi + pad)
         if len(all_t):
             ax.set_xlim(all_t.min() - step * 0.6, all_t.max() + step * 0.9)
-            ax.xaxis.set_major_locator(self.fixed_locator(_date_ticks(all_t.min(), all_t.max())))
+            ax.xaxis.set_major_locator(self.fixed_locator(_date_ticks(all_t.min(), all_t.max()).tolist()))
             ax.xaxis.set_major_formatter(self.date_formatter("%b %d" if all_t.max() - all_t.min() >= 3 else "%H:%M"))
 
         buf = io.BytesIO()

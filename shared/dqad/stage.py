@@ -30,7 +30,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import botocore.session
 from aws_lambda_powertools import Logger
@@ -175,15 +175,17 @@ def publish_failure(rt: StageRuntime, detail: EventDetail, exc: BaseException) -
     )
 
 
-RecordFn = Callable[[StageRuntime, EventDetail], None]
+D = TypeVar("D", bound=EventDetail)
+# A stage's record function: one parsed event of a type the stage consumes; what it returns is ignored.
+RecordFn = Callable[[StageRuntime, D], object]
 
 
 def run_batch(
     event: dict,
     context: Any,
     rt: StageRuntime,
-    handle: RecordFn,
-    raw_routes: dict[str, Callable[[StageRuntime, dict], None]] | None = None,
+    handle: RecordFn[D],
+    raw_routes: dict[str, Callable[[StageRuntime, dict], object]] | None = None,
 ) -> dict:
     """Process an SQS batch with partial-failure reporting (Lambda's ReportBatchItemFailures).
 
@@ -209,7 +211,8 @@ def run_batch(
             dead_letter(rt, record, "ContractError", str(exc))
             return
         try:
-            handle(rt, detail)
+            # parse_event accepted only the detail-types this stage consumes, which are D's.
+            handle(rt, cast(D, detail))
         except PermanentError as exc:
             logger.exception("permanent failure", extra={"run_id": detail.run_id})
             rt.forget_catalog()  # the cause may be the configuration: the redrive must see the fixed file
@@ -223,4 +226,6 @@ def run_batch(
             raise
 
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return dict(
+        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    )
