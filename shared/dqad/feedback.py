@@ -15,7 +15,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from dqad.storage import Storage
+from dqad.ports import ObjectStore
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,7 +45,7 @@ def label_key(dataset: str, series: str, timestamp: datetime | str) -> str:
 
 
 def write_label(
-    storage: Storage, dataset: str, series: str, timestamp: datetime | str, label: str, note: str = "", by: str = ""
+    storage: ObjectStore, dataset: str, series: str, timestamp: datetime | str, label: str, note: str = "", by: str = ""
 ) -> str:
     """Store one verdict; ``label`` must be one of :data:`Label` (a link's or a command line's text)."""
     if label not in ("normal", "anomaly"):
@@ -66,7 +66,7 @@ def write_label(
     return uri
 
 
-def read_labels(storage: Storage, dataset: str) -> pd.DataFrame:
+def read_labels(storage: ObjectStore, dataset: str) -> pd.DataFrame:
     import pandas as pd
 
     rows = [storage.get_json(uri) for uri in storage.list_uris(storage.uri(f"labels/{dataset}/"))]
