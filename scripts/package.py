@@ -12,12 +12,21 @@ Why this shape:
   ``services/<name>/Dockerfile`` is an image: the same staged tree becomes ``dist/<name>/image/app``
   beside the Dockerfile (the image build then needs no network and installs exactly what was measured);
   ``--docker-build`` builds it when a Docker engine is available. A zip service over the limit fails
-  with what to do.
+  with what to do. Today fetcher, labeler, trainer and notifier are zips; the scorer (scikit-learn and
+  scipy for the model, matplotlib for the report) is an image.
+- Only what runs: each service's requirements are what its own code imports; test suites, C/Cython
+  sources, headers, type stubs, pyarrow's Flight RPC and wheel bookkeeping are trimmed (``TRIM_*``).
+  The manifest lists every distribution's installed size, so what makes an artifact big is visible.
+- Measured, not assumed: the handler module is imported in fresh interpreters whose only path is the
+  built tree, and so is every module the service's code imports (a missing requirement or an
+  over-eager trim fails the build). Lambda runs 3.12; on another interpreter the same requirements are
+  built for it to time the import, and the report says so.
 
 Usage::
 
-    python scripts/package.py fetcher            # dist/fetcher/{fetcher.zip | image/}, manifest.json
-    python scripts/package.py fetcher --no-deps  # code only: fast, for tests and code-only diffs
+    python scripts/package.py fetcher              # dist/fetcher/{fetcher.zip | image/}, manifest.json
+    python scripts/package.py fetcher --no-import  # skip the cold-import measurement
+    python scripts/package.py fetcher --no-deps    # code only: fast, for tests and code-only diffs
 """
 
 from __future__ import annotations
