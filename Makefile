@@ -27,6 +27,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check shared services tests bench scripts terraform/gen_topology.py
+	$(BIN)/mypy shared services
 
 test: $(STAMP) $(CHECKOV_STAMP) lint
 	$(BIN)/pytest -n 2

@@ -4,8 +4,9 @@ One JSON object per (series, timestamp), at a key derived from both, so a later 
 same point replaces the earlier one and a double click writes the same object twice. The labeler
 reads them all on every run: human feedback overrides every automatic rule.
 
-pandas is imported inside the functions: the notifier's feedback page imports this module to write
-one label, and its Lambda's cold start should not pay for pandas before a request needs it (docs/architecture.md §9).
+Writing a label is plain Python (:mod:`datetime`): the notifier's feedback page writes labels and
+ships without pandas. Reading them all back as a frame (:func:`read_labels`, the labeler's and the
+trainer's) imports pandas where it runs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from dqad.storage import Storage
+from dqad.ports import ObjectStore
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,24 +24,33 @@ Label = Literal["normal", "anomaly"]
 COLUMNS = ("series", "timestamp", "label", "note", "by", "at")
 
 
-def label_key(dataset: str, series: str, timestamp: datetime | str) -> str:
-    import pandas as pd
+def utc_naive(timestamp: datetime | str) -> datetime:
+    """A point's load time as naive UTC: an aware time converted, an ISO 8601 string parsed.
 
-    ts = pd.Timestamp(timestamp)
-    ts = ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
+    A ``pandas.Timestamp`` is a :class:`datetime` and keeps its nanoseconds, so keys written from
+    frames and from email links agree.
+    """
+    if isinstance(timestamp, str):
+        try:
+            timestamp = datetime.fromisoformat(timestamp)
+        except ValueError:
+            raise ValueError(f"timestamp {timestamp!r} is not ISO 8601 (use e.g. 2026-11-02T02:16:07)") from None
+    return timestamp.astimezone(UTC).replace(tzinfo=None) if timestamp.tzinfo else timestamp
+
+
+def label_key(dataset: str, series: str, timestamp: datetime | str) -> str:
+    ts = utc_naive(timestamp)
     digest = hashlib.sha256(f"{series}\x1f{ts.isoformat()}".encode()).hexdigest()[:20]
     return f"labels/{dataset}/{digest}.json"
 
 
 def write_label(
-    storage: Storage, dataset: str, series: str, timestamp: datetime | str, label: Label, note: str = "", by: str = ""
+    storage: ObjectStore, dataset: str, series: str, timestamp: datetime | str, label: str, note: str = "", by: str = ""
 ) -> str:
+    """Store one verdict; ``label`` must be one of :data:`Label` (a link's or a command line's text)."""
     if label not in ("normal", "anomaly"):
         raise ValueError(f"label must be 'normal' or 'anomaly', got {label!r}")
-    import pandas as pd
-
-    ts = pd.Timestamp(timestamp)
-    ts = ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
+    ts = utc_naive(timestamp)
     uri = storage.uri(label_key(dataset, series, ts))
     storage.put_json(
         uri,
@@ -56,7 +66,7 @@ def write_label(
     return uri
 
 
-def read_labels(storage: Storage, dataset: str) -> pd.DataFrame:
+def read_labels(storage: ObjectStore, dataset: str) -> pd.DataFrame:
     import pandas as pd
 
     rows = [storage.get_json(uri) for uri in storage.list_uris(storage.uri(f"labels/{dataset}/"))]

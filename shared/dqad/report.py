@@ -13,13 +13,11 @@ It is rendered by the scorer on every run, so it must be cheap: matplotlib is im
 plot instead of building one per series, layout is fixed instead of ``tight_layout`` and at most
 ``MAX_PLOTS`` series are drawn (the table still lists everything).
 
-The formatting helpers (:func:`fmt_value`, :func:`deviation`, :func:`rank_anomalies`) are shared
-with the email digest, so the email and the report never disagree on a number.
-
-numpy and pandas are imported inside the functions that use them, like matplotlib: the notifier
-imports the formatting helpers at module level, and its operator-alert path and feedback page
-never format a frame, so its Lambda's cold start should not pay for pandas (docs/architecture.md §9). A local
-``import`` of an already loaded module costs ~0.1 µs, nothing next to formatting a value.
+The wording helpers (:func:`dqad.wording.fmt_value`, :func:`deviation`, :func:`rank_order`,
+:func:`severity_counts`) are shared with the email digest, so the email and the report never disagree
+on a number or an order. They are plain Python: the notifier ships without pandas, numpy or
+matplotlib, which only the scorer's rendering (:func:`render_report`) imports, inside the functions
+that use them.
 """
 
 from __future__ import annotations
@@ -27,8 +25,14 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from numbers import Real
 from typing import TYPE_CHECKING, Any
+
+from dqad.wording import fmt_value, is_missing, plural
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,21 +56,7 @@ _COLORS = {
 }
 
 
-# -- formatting shared with the email ----------------------------------------------------------------
-def fmt_value(v: Any) -> str:
-    """A metric value for humans: thousands separators for counts, 3 significant digits otherwise."""
-    import pandas as pd
-
-    if v is None or pd.isna(v):
-        return "n/a"
-    v = float(v)
-    if abs(v) >= 100:
-        return f"{v:,.0f}"
-    if v == 0:
-        return "0"
-    return f"{v:,.3g}"
-
-
+# -- wording shared with the email --------------------------------------------------------------------
 def _short(v: float) -> str:
     """Compact axis label: 2.9M, 48k, 0.35."""
     a = abs(v)
@@ -76,20 +66,24 @@ def _short(v: float) -> str:
     return f"{v:.3g}"
 
 
-def deviation(value: float, low: float, high: float) -> str:
+def _number(v: object) -> float | None:
+    return None if is_missing(v) or not isinstance(v, Real) else float(v)
+
+
+def deviation(value: object, low: object, high: object) -> str:
     """How far outside the expected range a value is, in words ("100% below the expected range").
 
     Measured from the nearest edge of the range, so "10% above" means 10% more than the highest
-    value that would still have been normal, not 10% above an average nobody sees.
+    value that would still have been normal, not 10% above an average nobody sees. Takes what a
+    frame or a Parquet row holds (a float, None, NaN); anything not a number gives "".
     """
-    import pandas as pd
-
-    if any(pd.isna(x) for x in (value, low, high)):
+    v, lo, hi = _number(value), _number(low), _number(high)
+    if v is None or lo is None or hi is None:
         return ""
-    if value < low:
-        base, word, diff = low, "below", low - value
-    elif value > high:
-        base, word, diff = high, "above", value - high
+    if v < lo:
+        base, word, diff = lo, "below", lo - v
+    elif v > hi:
+        base, word, diff = hi, "above", v - hi
     else:
         return "within the expected range"
     if base == 0:
@@ -105,28 +99,40 @@ def metric_name(series: str, group: str) -> str:
     return series[len(prefix) :] if group and series.startswith(prefix) and series != group else series
 
 
-def rank_anomalies(anomalies: pd.DataFrame) -> pd.DataFrame:
-    """Anomalies worst first (severity, then score), with ``_group_rank`` ordering their tables.
+def rank_order(
+    severity: Sequence[str], score: Sequence[float], series: Sequence[str], group: Sequence[str]
+) -> list[tuple[int, int]]:
+    """Anomalies worst first, as ``(position, group rank)`` pairs: the one ranking rule of email and report.
 
-    A table's rank is its worst anomaly, so the table with the empty load comes before the table
-    with a slightly high sum, whatever their names.
+    Severity, then score (highest first), then series name; a table's rank is its worst anomaly, so
+    the table with the empty load comes before the table with a slightly high sum, whatever their names.
+    Plain Python over columns, so the notifier ranks its rows without pandas.
     """
-    import pandas as pd
+    sev = [SEVERITY_ORDER.get(str(s), len(SEVERITY_ORDER)) for s in severity]
+    neg = [-float(x) if not is_missing(x) else math.inf for x in score]  # a missing score ranks last
+    worst_first = sorted(range(len(sev)), key=lambda i: (sev[i], neg[i], str(series[i])))
+    rank: dict[str, int] = {}
+    for i in worst_first:
+        rank.setdefault(str(group[i]), len(rank))
+    ordered = sorted(worst_first, key=lambda i: (rank[str(group[i])], sev[i], neg[i]))  # stable: ties keep names
+    return [(i, rank[str(group[i])]) for i in ordered]
 
-    if anomalies.empty:
-        return anomalies.assign(_sev=pd.Series(dtype=int), _group_rank=pd.Series(dtype=int))
-    ranked = anomalies.assign(_sev=anomalies["severity"].map(SEVERITY_ORDER).fillna(3).astype(int))
-    ranked = ranked.sort_values(["_sev", "score", "series"], ascending=[True, False, True], kind="stable")
-    order = {g: i for i, g in enumerate(ranked["group"].drop_duplicates())}
-    ranked["_group_rank"] = ranked["group"].map(order)
-    return ranked.sort_values(["_group_rank", "_sev", "score"], ascending=[True, True, False], kind="stable")
+
+def rank_anomalies(anomalies: pd.DataFrame) -> pd.DataFrame:
+    """The frame in :func:`rank_order`, with ``_group_rank`` ordering its tables (the report's groups)."""
+    order = rank_order(
+        anomalies["severity"].tolist(), anomalies["score"].tolist(), anomalies["series"].tolist(),
+        anomalies["group"].tolist(),
+    )  # fmt: skip
+    ranked = anomalies.iloc[[i for i, _ in order]].copy()
+    ranked["_group_rank"] = [g for _, g in order]
+    return ranked
 
 
-def severity_counts(anomalies: pd.DataFrame) -> dict[str, int]:
-    import pandas as pd
-
-    counts = anomalies["severity"].value_counts() if len(anomalies) else pd.Series(dtype=int)
-    return {s: int(counts.get(s, 0)) for s in SEVERITIES if counts.get(s, 0)}
+def severity_counts(severities: Iterable[str]) -> dict[str, int]:
+    """How many anomalies of each severity, worst first, severities with none left out."""
+    counts = Counter(str(s) for s in severities)
+    return {s: counts[s] for s in SEVERITIES if counts[s]}
 
 
 # -- plots --------------------------------------------------------------------------------------------
@@ -244,7 +250,7 @@ class _Plotter:
             ax.set_ylim(lo - pad, hi + pad)
         if len(all_t):
             ax.set_xlim(all_t.min() - step * 0.6, all_t.max() + step * 0.9)
-            ax.xaxis.set_major_locator(self.fixed_locator(_date_ticks(all_t.min(), all_t.max())))
+            ax.xaxis.set_major_locator(self.fixed_locator(_date_ticks(all_t.min(), all_t.max()).tolist()))
             ax.xaxis.set_major_formatter(self.date_formatter("%b %d" if all_t.max() - all_t.min() >= 3 else "%H:%M"))
 
         buf = io.BytesIO()
@@ -306,10 +312,6 @@ footer code{background:#e2e8f0;padding:1px 5px;border-radius:4px;color:#0f172a}
 
 def _esc(v: Any) -> str:
     return html.escape(str(v), quote=True)
-
-
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
 
 
 def _chips(counts: dict[str, int]) -> str:
@@ -378,12 +380,12 @@ def render_report(
     the scorer's output for the new load.
     """
     anomalies = rank_anomalies(scores[scores["is_anomaly"].astype(bool)])
-    counts = severity_counts(anomalies)
+    counts = severity_counts(anomalies["severity"])
     n = len(anomalies)
     generated = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     loads = scores["timestamp"]
     load_span = f"{loads.min():%Y-%m-%d %H:%M} – {loads.max():%Y-%m-%d %H:%M} UTC" if len(loads) else "no new load"
-    title = f"{_plural(n, 'anomaly', 'anomalies')} in {dataset}" if n else f"No anomalies in {dataset}"
+    title = f"{plural(n, 'anomaly', 'anomalies')} in {dataset}" if n else f"No anomalies in {dataset}"
     metrics_txt = _metrics_text(model_metrics)
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
@@ -395,7 +397,7 @@ def render_report(
         f"<div class=chips>{_chips(counts)}</div></div></header><div class=wrap>",
         "<section class=cards>",
         f"<div class=card><div class=k>anomalies</div><div class=v>{n}</div>"
-        f"<div class=s>{_plural(anomalies['series'].nunique() if n else 0, 'series', 'series')} flagged</div></div>",
+        f"<div class=s>{plural(anomalies['series'].nunique() if n else 0, 'series', 'series')} flagged</div></div>",
         f"<div class=card><div class=k>tables affected</div><div class=v>{anomalies['group'].nunique() if n else 0}"
         f"</div><div class=s>of {scores['group'].nunique()} loaded</div></div>",
         f"<div class=card><div class=k>points scored</div><div class=v>{len(scores):,}</div>"
@@ -443,7 +445,7 @@ def _anomaly_section(anomalies: pd.DataFrame, history: pd.DataFrame, scores: pd.
         worst = str(in_group["severity"].iloc[0])
         parts.append(
             f"<div class=group>{_esc(g)}<span class='chip sev-{_esc(worst)}'>{_esc(worst)}</span>"
-            f"<span class=n>{_plural(len(in_group), 'anomaly', 'anomalies')}</span></div><div class=grid>"
+            f"<span class=n>{plural(len(in_group), 'anomaly', 'anomalies')}</span></div><div class=grid>"
         )
         for row in rows.itertuples(index=False):
             series = str(row.series)
@@ -463,7 +465,7 @@ def _anomaly_section(anomalies: pd.DataFrame, history: pd.DataFrame, scores: pd.
     not_plotted = anomalies["series"].nunique() - len(plotted)
     if not_plotted > 0:
         parts.append(
-            f"<p class=more>{_plural(not_plotted, 'more anomalous series is', 'more anomalous series are')} "
+            f"<p class=more>{plural(not_plotted, 'more anomalous series is', 'more anomalous series are')} "
             "listed in the table below (plots are capped to keep the report light).</p>"
         )
     return "".join(parts)

@@ -30,7 +30,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import botocore.session
 from aws_lambda_powertools import Logger
@@ -38,6 +38,7 @@ from aws_lambda_powertools import Logger
 from dqad.bus import EventPublisher, event_key
 from dqad.contract import ContractError, EventDetail, StageFailed, parse_event
 from dqad.datasets import DatasetCatalog, load_catalog
+from dqad.ports import DeadLetter, DeadLetters, EventPublishing, SqsDeadLetters
 from dqad.settings import Settings
 from dqad.storage import Storage
 from dqad.topology import MAX_RECEIVE_COUNT, stage
@@ -62,9 +63,17 @@ class StageRuntime:
     stage: str
     settings: Settings
     storage: Storage
-    publisher: EventPublisher
+    publisher: EventPublishing
     clients: Clients
     _catalog: tuple[DatasetCatalog, float] | None = field(default=None, repr=False)
+    _dead_letters: DeadLetters | None = field(default=None, repr=False)
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """Where unprocessable records go: the source queue's DLQ unless a fake was given."""
+        if self._dead_letters is None:
+            self._dead_letters = SqsDeadLetters(self.clients("sqs"))
+        return self._dead_letters
 
     @property
     def catalog(self) -> DatasetCatalog:
@@ -120,34 +129,11 @@ def runtime(stage_name: str, settings: Settings | None = None) -> StageRuntime:
 
 
 # -- dead letters ------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=32)
-def _dlq_url(sqs: Any, source_arn: str) -> str | None:
-    """The DLQ of a source queue, read from its redrive policy: no naming convention assumed."""
-    name = source_arn.rsplit(":", 1)[-1]
-    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"]).get("Attributes", {})
-    policy = attrs.get("RedrivePolicy")
-    if not policy:
-        return None
-    dlq_name = json.loads(policy)["deadLetterTargetArn"].rsplit(":", 1)[-1]
-    return sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"]
-
-
 def dead_letter(rt: StageRuntime, record: SQSRecord, error_type: str, reason: str) -> None:
     """Park a record in the DLQ with why it failed, so an operator can read, fix and redrive it."""
-    sqs = rt.clients("sqs")
-    url = _dlq_url(sqs, record.event_source_arn)
-    if url is None:
-        raise RuntimeError(f"queue {record.event_source_arn} has no DLQ configured; refusing to drop a record")
-    sqs.send_message(
-        QueueUrl=url,
-        MessageBody=record.body,
-        MessageAttributes={
-            "error_type": {"DataType": "String", "StringValue": error_type[:256]},
-            "error": {"DataType": "String", "StringValue": reason[:4096] or error_type},
-            "stage": {"DataType": "String", "StringValue": rt.stage},
-            "source_message_id": {"DataType": "String", "StringValue": record.message_id},
-        },
+    rt.dead_letters.park(
+        record.event_source_arn,
+        DeadLetter(record.body, error_type, reason, rt.stage, record.message_id),
     )
     logger.warning("record sent to DLQ", extra={"error_type": error_type, "reason": reason[:500]})
 
@@ -175,15 +161,17 @@ def publish_failure(rt: StageRuntime, detail: EventDetail, exc: BaseException) -
     )
 
 
-RecordFn = Callable[[StageRuntime, EventDetail], None]
+D = TypeVar("D", bound=EventDetail)
+# A stage's record function: one parsed event of a type the stage consumes; what it returns is ignored.
+RecordFn = Callable[[StageRuntime, D], object]
 
 
 def run_batch(
     event: dict,
     context: Any,
     rt: StageRuntime,
-    handle: RecordFn,
-    raw_routes: dict[str, Callable[[StageRuntime, dict], None]] | None = None,
+    handle: RecordFn[D],
+    raw_routes: dict[str, Callable[[StageRuntime, dict], object]] | None = None,
 ) -> dict:
     """Process an SQS batch with partial-failure reporting (Lambda's ReportBatchItemFailures).
 
@@ -209,7 +197,8 @@ def run_batch(
             dead_letter(rt, record, "ContractError", str(exc))
             return
         try:
-            handle(rt, detail)
+            # parse_event accepted only the detail-types this stage consumes, which are D's.
+            handle(rt, cast(D, detail))
         except PermanentError as exc:
             logger.exception("permanent failure", extra={"run_id": detail.run_id})
             rt.forget_catalog()  # the cause may be the configuration: the redrive must see the fixed file
@@ -223,4 +212,6 @@ def run_batch(
             raise
 
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return dict(
+        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    )

@@ -10,8 +10,12 @@ import importlib
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dqad.topology import STAGE_FAILED, STAGE_NAMES, stage
+
+if TYPE_CHECKING:
+    from dqad.storage import Storage
 
 # Modules that register their own subcommand with ``add_parser(subparsers)``.
 PLUGIN_COMMANDS = ("dqad_dev.backtest", "dqad_dev.listen", "dqad_dev.feedback_cli")
@@ -26,7 +30,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if len(missed) else 0
 
 
-def input_event_key(storage, run_id: str, stage_name: str) -> str:  # type: ignore[no-untyped-def]
+def input_event_key(storage: Storage, run_id: str, stage_name: str) -> str:
     """The stored event a stage consumed for this run (for the notifier: its StageFailed if any)."""
     st = stage(stage_name)
     stored = {u.rsplit("/", 1)[-1]: u for u in storage.list_uris(storage.uri(f"events/{run_id}/"))}

@@ -29,7 +29,7 @@ _BASE = {
 }
 _RUN = "s3://dqad-dev-bucket/runs/demo_dq/20261102T0600-5f1c0a9be2d4"
 
-SAMPLE_DETAILS = {
+SAMPLE_DETAILS: dict[str, dict[str, object]] = {
     "LoadCompleted": {
         "log_id": "981234",
         "job_name": "tln_load_orders",

@@ -20,8 +20,10 @@ import numpy as np
 import pandas as pd
 
 from dqad.datasets import long_format_dataset, render_catalog
+from dqad.report import metric_name
 from dqad.storage import Storage
 from dqad.topology import STAGES, stage
+from dqad.wording import fmt_value
 from dqad_dev.local import LocalCloud, PumpReport
 from dqad_dev.synth import SynthData
 
@@ -171,23 +173,19 @@ def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) ->
     return DemoResult(run_id, anomalies, forced, report, wall, outputs, notification)
 
 
-def _fmt(v: float) -> str:
-    if pd.isna(v):
-        return "n/a"
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
-
-
 def print_result(res: DemoResult) -> None:
     print(f"\nRun {res.run_id}: {len(res.anomalies)} anomalies in {DATASET}\n")
     header = f"{'table':<22} {'metric':<16} {'time (UTC)':<17} {'actual':>14} {'expected range':>27} {'score':>6}"
     print(header)
     print("-" * len(header))
-    for row in res.anomalies.itertuples(index=False):
-        metric = row.series.split("/", 1)[1] if "/" in row.series else row.series
-        rng = f"{_fmt(row.expected_low)} – {_fmt(row.expected_high)}"
+    a = res.anomalies
+    for series, group, ts, value, low, high, score in zip(
+        a["series"].astype(str), a["group"].astype(str), a["timestamp"].dt.strftime("%Y-%m-%d %H:%M"),
+        a["value"], a["expected_low"], a["expected_high"], a["score"].astype(float), strict=True,
+    ):  # fmt: skip
+        rng = f"{fmt_value(low)} – {fmt_value(high)}"
         print(
-            f"{row.group:<22} {metric:<16} {row.timestamp:%Y-%m-%d %H:%M} {_fmt(row.value):>14} {rng:>27} "
-            f"{row.score:>6.2f}"
+            f"{group:<22} {metric_name(series, group):<16} {ts:<17} {fmt_value(value):>14} {rng:>27} {score:>6.2f}"
         )
     print("\nInjected incidents on the latest load:")
     for kind, rows in res.injected.groupby("kind", sort=False):

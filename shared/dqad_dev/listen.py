@@ -126,7 +126,8 @@ class Bridge:
         """Calls recorded before we listened: ids above ``after_id``, else those of the last ``catch_up_s``."""
         from dqad_dev import sqlinstall
 
-        found, cursor = [], after_id if after_id is not None else 0
+        found: list[Any] = []
+        cursor = after_id if after_id is not None else 0
         since = None if after_id is not None else datetime.now(UTC) - timedelta(seconds=catch_up_s)
         while batch := sqlinstall.pending_invocations(self.conn, after_id=cursor, limit=1000):
             cursor = batch[-1].id

@@ -330,7 +330,7 @@ class StageWorkers:
         self.errors: list[BaseException] = []
         self.batches: Counter = Counter()
         self.failed_records: Counter = Counter()
-        self.seconds: Counter = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
         self.handlers = {st.name: load_entry_point(st.handler) for st in stages}  # import in one thread
 
     def _work(self, st: Stage) -> None:

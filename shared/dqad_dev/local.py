@@ -254,7 +254,7 @@ class LocalCloud:
     def inbox(self) -> list[dict]:
         """SNS notifications delivered to the inbox subscription, as SNS delivers them (envelope)."""
         sqs = self.client("sqs")
-        out = []
+        out: list[dict[str, Any]] = []
         while True:
             msgs = sqs.receive_message(QueueUrl=self.dep.inbox_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
                 "Messages", []

@@ -598,11 +598,11 @@ def generate(
     met_index = {m: i for i, m in enumerate(metrics)}
     points: list[tuple[int, int, int, int]] = []  # (table, metric, load, kind)
     for inc in incidents:
-        kind = INCIDENT_KINDS.index(inc.kind)
+        code = INCIDENT_KINDS.index(inc.kind)
         loads = range(inc.start, inc.start + inc.length)
         for m in INCIDENT_METRICS[inc.kind]:
             if m in met_index:
-                points.extend((inc.table, met_index[m], d, kind) for d in loads)
+                points.extend((inc.table, met_index[m], d, code) for d in loads)
     pts = np.array(points, dtype=np.int64).reshape(-1, 4)
     pts = pts[np.lexsort((pts[:, 2], pts[:, 1], pts[:, 0]))]
     incident_frame = pd.DataFrame(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import sys
 import zipfile
@@ -82,11 +83,11 @@ def test_zip_is_deterministic_and_holds_service_and_library(pkg, repo_copy: Path
 
 
 def test_image_context_holds_app_and_dockerfile(pkg, repo_copy: Path, tmp_path: Path) -> None:
-    m = build(pkg, repo_copy, "fetcher", tmp_path / "out")
+    m = build(pkg, repo_copy, "scorer", tmp_path / "out")
     assert m.kind == "image"
     context = Path(m.artifact)
     assert (context / "Dockerfile").exists()
-    assert (context / "app" / "dqad_fetcher" / "handler.py").exists()
+    assert (context / "app" / "dqad_scorer" / "handler.py").exists()
     assert (context / "app" / "dqad" / "stage.py").exists()
 
 
@@ -100,3 +101,67 @@ def test_zip_over_the_limit_is_refused(pkg, repo_copy: Path, tmp_path: Path, mon
     monkeypatch.setattr(pkg, "ZIP_LIMIT_BYTES", 10)
     with pytest.raises(SystemExit, match="add services/scorer/Dockerfile"):
         build(pkg, repo_copy, "scorer", tmp_path)
+
+
+# -- what each artifact carries ----------------------------------------------------------------------
+HEAVY = {"pandas", "scikit-learn", "matplotlib", "scipy"}
+
+
+def requirement_names(service: str) -> set[str]:
+    text = (REPO / "services" / service / "requirements.txt").read_text()
+    lines = (line.split("#")[0].strip() for line in text.splitlines())
+    return {re.split(r"[\[<>=!~; ]", line, maxsplit=1)[0].lower() for line in lines if line}
+
+
+def code_imports(service: str, module: str) -> bool:
+    """Whether the service's own code imports ``module`` anywhere (module level or in a function)."""
+    pattern = re.compile(rf"^\s*(import|from) {module}\b", re.M)
+    return any(pattern.search(p.read_text()) for p in (REPO / "services" / service).rglob("*.py"))
+
+
+def test_fetcher_and_notifier_are_zips_without_the_heavy_libraries() -> None:
+    for service in ("fetcher", "notifier"):
+        assert not (REPO / "services" / service / "Dockerfile").exists(), f"{service} must deploy as a zip"
+    assert not requirement_names("notifier") & (HEAVY | {"numpy"}), "the notifier reads scores with pyarrow alone"
+    assert not requirement_names("fetcher") & {"scikit-learn", "matplotlib", "scipy"}
+    # pandas only while the fetcher's own code imports it (canonical.py's fallback for inputs Arrow cannot
+    # convert exactly): once it does not, the requirement must go too.
+    assert ("pandas" in requirement_names("fetcher")) == code_imports("fetcher", "pandas")
+
+
+def test_no_service_requires_a_library_its_code_never_names() -> None:
+    """matplotlib only where the report is rendered, scikit-learn only where a model is loaded."""
+    for service in ("fetcher", "labeler", "trainer", "scorer", "notifier"):
+        names = requirement_names(service)
+        assert "matplotlib" not in names or service == "scorer", service
+        assert "scikit-learn" not in names or code_imports(service, "joblib"), service
+
+
+def test_trim_drops_tests_sources_and_bookkeeping_but_keeps_licences(pkg, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    for rel in (
+        "lib/__init__.py", "lib/tests/test_x.py", "lib/_speed.pyx", "lib/_speed.h", "lib/stub.pyi",
+        "lib-1.0.dist-info/METADATA", "lib-1.0.dist-info/RECORD", "lib-1.0.dist-info/INSTALLER",
+        "lib-1.0.dist-info/licenses/LICENSE", "pyarrow/__init__.py", "pyarrow/flight.py",
+        "pyarrow/libarrow_flight.so.2000", "pyarrow/libarrow_substrait.so.2000", "pyarrow/include/arrow/api.h",
+    ):  # fmt: skip
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text("x" * 10)
+    removed = pkg.trim_dependencies(tree)
+    left = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file())
+    assert left == [
+        "lib-1.0.dist-info/METADATA",
+        "lib-1.0.dist-info/licenses/LICENSE",
+        "lib/__init__.py",
+        "pyarrow/__init__.py",
+        "pyarrow/libarrow_substrait.so.2000",  # pyarrow._dataset links it: kept
+    ]
+    assert removed == 10 * 9
+
+
+def test_smoke_imports_are_what_the_code_imports(pkg) -> None:
+    notifier = pkg.imported_names(REPO, "notifier")
+    assert "dqad_notifier.scores" in notifier and "pyarrow.parquet" in notifier
+    assert "pandas" not in notifier, "imports under TYPE_CHECKING are not runtime needs"
+    trainer = pkg.imported_names(REPO, "trainer")
+    assert "dqad_trainer.job" in trainer and "joblib" not in trainer, "the training job runs in its own image"

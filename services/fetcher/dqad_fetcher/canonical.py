@@ -69,7 +69,7 @@ def to_canonical(raw: pd.DataFrame, ds: Dataset) -> pd.DataFrame:
 def _joined(frame: pd.DataFrame, cols: list[str]) -> pd.Series:
     """Columns joined with "/" (vectorised: a row-wise join costs seconds per million rows)."""
     first = frame[cols[0]]
-    return first.str.cat([frame[c] for c in cols[1:]], sep="/") if len(cols) > 1 else first
+    return first.str.cat(frame[cols[1:]], sep="/") if len(cols) > 1 else first
 
 
 def canonical_arrow_schema(columns: list[str]) -> pa.Schema:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -97,5 +98,5 @@ def sweeper_handler(event: Any = None, context: Any = None) -> dict:
 
 
 def _low_on_time(context: Any) -> bool:
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    return bool(remaining) and remaining() < SWEEP_MIN_REMAINING_MS
+    remaining: Callable[[], int] | None = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining is not None and remaining() < SWEEP_MIN_REMAINING_MS

@@ -17,10 +17,9 @@ No noise:
 StageFailed events go to the *operator* topic as a separate message: which stage, which error,
 where the input event is and the exact ``dqad replay`` command that re-runs it.
 
-pandas is imported inside the digest functions, not at module level: the handler module imports
-this one, and the operator alert (a StageFailed) and the feedback page never touch a frame, so
-their cold start should not pay for pandas (docs/architecture.md §9). The scores are read (pyarrow) only in
-:func:`_send_alert`.
+The scores are read with pyarrow alone into typed rows (:mod:`dqad_notifier.scores`), only in
+:func:`_send_alert`: the notifier ships without pandas, and its operator alert (a StageFailed) and
+feedback page do not even load pyarrow.
 """
 
 from __future__ import annotations
@@ -34,19 +33,18 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from dqad.contract import AnomaliesScored, EventDetail, NotificationSent, StageFailed
-from dqad.report import SEVERITY_ORDER, deviation, fmt_value, metric_name, rank_anomalies, severity_counts
+from dqad.report import SEVERITY_ORDER, deviation, metric_name, rank_order, severity_counts
 from dqad.signing import feedback_link, make_claim, parse_secret
 from dqad.stage import StageRuntime
 from dqad.topology import Names
+from dqad.wording import fmt_value, plural
+from dqad_notifier.scores import ScoredPoint, read_points
 from dqad_notifier.state import Decision, StateStore, decide
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 logger = Logger(service="dqad-notifier")
 
@@ -78,10 +76,6 @@ class DigestContext:
     cli_flags: str = ""  # extra flags for the command (e.g. " --aws" on a deployment)
 
 
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
-
-
 def _ascii(text: str) -> str:
     """SNS subjects must be printable ASCII, under 100 characters, without line breaks."""
     return re.sub(r"[^\x20-\x7e]", "?", text)[:99]
@@ -89,32 +83,31 @@ def _ascii(text: str) -> str:
 
 def _duration(seconds: float) -> str:
     hours = seconds / 3600
-    return _plural(round(hours / 24), "day", "days") if hours >= 48 else _plural(round(hours), "hour", "hours")
+    return plural(round(hours / 24), "day", "days") if hours >= 48 else plural(round(hours), "hour", "hours")
 
 
-def _iso(ts: Any) -> str:
+def _iso(ts: datetime) -> str:
     """The exact timestamp of a point, as the label key expects it (UTC, no offset)."""
-    import pandas as pd
-
-    t = pd.Timestamp(ts)
-    t = t.tz_convert("UTC").tz_localize(None) if t.tzinfo else t
-    return t.isoformat()
+    return (ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts).isoformat()
 
 
-def digest(alert: pd.DataFrame, ctx: DigestContext) -> tuple[str, str]:
-    """Subject and plain-text body. ``alert`` holds the anomalies to mail (scores columns)."""
-    ranked = rank_anomalies(alert)
+def digest(alert: list[ScoredPoint], ctx: DigestContext) -> tuple[str, str]:
+    """Subject and plain-text body. ``alert`` holds the anomalies to mail."""
+    order = rank_order(
+        [p.severity for p in alert], [p.score for p in alert], [p.series for p in alert], [p.group for p in alert]
+    )
+    ranked = [alert[i] for i, _ in order]
     n = len(ranked)
-    counts = severity_counts(ranked)
+    counts = severity_counts(p.severity for p in ranked)
     worst_count = next(iter(counts.items()), ("", 0))
     new_word = "new " if ctx.repeated or ctx.continuing else ""
     subject = _ascii(
-        f"[dqad] {ctx.dataset}: {_plural(n, new_word + 'anomaly', new_word + 'anomalies')}"
+        f"[dqad] {ctx.dataset}: {plural(n, new_word + 'anomaly', new_word + 'anomalies')}"
         f" ({worst_count[1]} {worst_count[0]}) - run {ctx.run_id}"
     )
-    shown = ranked.head(ctx.max_in_body)
+    shown = ranked[: ctx.max_in_body]
     lines = [
-        f"dqad found {_plural(n, new_word + 'anomaly', new_word + 'anomalies')} in {ctx.dataset}: "
+        f"dqad found {plural(n, new_word + 'anomaly', new_word + 'anomalies')} in {ctx.dataset}: "
         + ", ".join(f"{c} {s}" for s, c in counts.items())
         + ".",
         f"Run {ctx.run_id}: {ctx.scored_rows:,} points scored, model {ctx.model_version}.",
@@ -123,25 +116,25 @@ def digest(alert: pd.DataFrame, ctx: DigestContext) -> tuple[str, str]:
     if ctx.report_link:
         valid = _duration(ctx.report_link_expiry_s)
         lines += [f"Report with a plot of every anomaly (link valid {valid}):", ctx.report_link, ""]
-    for _, rows in shown.groupby("_group_rank", sort=True):
-        group = str(rows["group"].iloc[0])
-        in_group = ranked[ranked["group"] == group]
+    for group in dict.fromkeys(p.group for p in shown):  # tables in rank order
+        in_group = [p for p in ranked if p.group == group]
         lines += [
             RULE,
-            f"{group}: {_plural(len(in_group), 'anomaly', 'anomalies')}, worst {in_group['severity'].iloc[0]}",
+            f"{group}: {plural(len(in_group), 'anomaly', 'anomalies')}, worst {in_group[0].severity}",
             RULE,
             "",
         ]
-        for row in rows.itertuples(index=False):
-            lines += _anomaly_lines(row, group, ctx)
+        for point in shown:
+            if point.group == group:
+                lines += _anomaly_lines(point, group, ctx)
     if n > len(shown):
-        lines += [f"... and {_plural(n - len(shown), 'more anomaly', 'more anomalies')} in the report.", ""]
+        lines += [f"... and {plural(n - len(shown), 'more anomaly', 'more anomalies')} in the report.", ""]
     not_mailed = []
     if ctx.repeated:
-        not_mailed.append(f"{_plural(ctx.repeated, 'anomaly', 'anomalies')} already sent in an earlier alert")
+        not_mailed.append(f"{plural(ctx.repeated, 'anomaly', 'anomalies')} already sent in an earlier alert")
     if ctx.continuing:
         not_mailed.append(
-            f"{_plural(ctx.continuing, 'anomaly', 'anomalies')} of incidents already reported "
+            f"{plural(ctx.continuing, 'anomaly', 'anomalies')} of incidents already reported "
             f"(reminded every {ctx.realert_after_hours:g} h while they last)"
         )
     if ctx.below_threshold:
@@ -161,21 +154,18 @@ def digest(alert: pd.DataFrame, ctx: DigestContext) -> tuple[str, str]:
     return subject, "\n".join(lines)
 
 
-def _anomaly_lines(row: Any, group: str, ctx: DigestContext) -> list[str]:
-    import pandas as pd
-
-    series, ts = str(row.series), _iso(row.timestamp)
+def _anomaly_lines(row: ScoredPoint, group: str, ctx: DigestContext) -> list[str]:
+    series, ts = row.series, _iso(row.timestamp)
     dev = deviation(row.value, row.expected_low, row.expected_high)
     lines = [
         f"[{str(row.severity).upper()}] {metric_name(series, group)}, load of {row.timestamp:%Y-%m-%d %H:%M} UTC",
         f"  Actual:   {fmt_value(row.value)}",
         f"  Expected: {fmt_value(row.expected_low)} to {fmt_value(row.expected_high)}" + (f" ({dev})" if dev else ""),
     ]
-    if getattr(row, "reasons", ""):
+    if row.reasons:
         lines.append(f"  Why:      {row.reasons}")
-    since = getattr(row, "ongoing_since", None)
-    if since is not None and not pd.isna(since):
-        lines.append(f"  Ongoing since {pd.Timestamp(since):%Y-%m-%d %H:%M} UTC (reminder).")
+    if row.ongoing_since is not None:
+        lines.append(f"  Ongoing since {row.ongoing_since:%Y-%m-%d %H:%M} UTC (reminder).")
     if ctx.feedback is not None:
         lines += [
             f"  Expected - not an anomaly: {ctx.feedback(series, ts, 'normal')}",
@@ -195,7 +185,7 @@ def heartbeat_message(dataset: str, run_id: str, scored_rows: int, suppressed: i
         f"dqad scored {scored_rows:,} points of {dataset} (run {run_id}) and found nothing new to report.",
     ]
     if suppressed:
-        body.append(f"{_plural(suppressed, 'anomaly was', 'anomalies were')} already reported or below the threshold.")
+        body.append(f"{plural(suppressed, 'anomaly was', 'anomalies were')} already reported or below the threshold.")
     body += ["", "This is the daily heartbeat: it proves the pipeline runs. Turn it off with heartbeat = false."]
     return subject, "\n".join(body)
 
@@ -288,8 +278,8 @@ def _save_state(store: StateStore, dataset: str, decision: Decision, etag: str |
 def _send_alert(rt: StageRuntime, detail: AnomaliesScored) -> dict:
     ds = rt.catalog.get(detail.dataset)
     opts = ds.notifier
-    scores = rt.storage.read_parquet(detail.scores)
-    total = int(scores["is_anomaly"].astype(bool).sum())
+    scores = read_points(rt.storage.read_table(detail.scores))
+    total = sum(p.is_anomaly for p in scores)
     store = StateStore(rt.clients("s3"), rt.settings.bucket)
     state, etag = store.load(ds.name)
     decision = decide(state, scores, opts.realert_after_hours, opts.min_severity)
@@ -297,7 +287,7 @@ def _send_alert(rt: StageRuntime, detail: AnomaliesScored) -> dict:
     sns = rt.clients("sns")
     result = {"message_id": None, "anomaly_count": total, "suppressed_count": decision.suppressed, "kind": "none"}
 
-    if decision.alert.empty:
+    if not decision.alert:
         today = datetime.now(UTC).date().isoformat()
         if opts.heartbeat and decision.state.last_heartbeat != today:
             subject, body = heartbeat_message(ds.name, detail.run_id, detail.scored_rows, decision.suppressed)
@@ -335,7 +325,7 @@ def _send_alert(rt: StageRuntime, detail: AnomaliesScored) -> dict:
         cli_flags="" if _is_local(rt) else " --aws",
     )
     subject, body = digest(decision.alert, ctx)
-    worst = min(decision.alert["severity"].astype(str), key=lambda s: SEVERITY_ORDER.get(s, 3))
+    worst = min((p.severity for p in decision.alert), key=lambda s: SEVERITY_ORDER.get(s, 3))
     response = sns.publish(
         TopicArn=rt.settings.alerts_topic_arn,
         Subject=subject,

@@ -14,8 +14,8 @@ Responses are short self-contained HTML pages with ``no-store`` caching and ``no
 
 This page is served by the notifier's Lambda image under its own entry point: it imports nothing
 heavy (the timestamp on the page is formatted with :mod:`datetime`, :func:`dqad.feedback.write_label`
-imports pandas only when a label is written, Powertools' event classes are imported by
-:func:`handle`), so a click on a link does not wait for pandas to load (docs/architecture.md §9).
+is plain Python, Powertools' event classes are imported by :func:`handle`), so a click on a link
+waits for no data library.
 """
 
 from __future__ import annotations
@@ -74,18 +74,15 @@ def _page(status: int, title: str, body: str) -> dict:
 
 
 def _load_time(timestamp: str) -> str:
-    """``YYYY-MM-DD HH:MM`` of the claim's ISO timestamp, without pandas when :mod:`datetime` can parse it.
+    """``YYYY-MM-DD HH:MM`` of the claim's ISO timestamp (HTML-escaped).
 
-    The notifier issues ``pandas.Timestamp.isoformat()`` strings, which ``datetime.fromisoformat``
-    reads (Python ≥ 3.11); anything else falls back to pandas, so the page says what it always said.
+    The notifier issues ``datetime.isoformat()`` strings; a link from an older release may carry
+    nanoseconds, which :mod:`datetime` does not parse: its first 16 characters say the same minute.
     """
     try:
-        ts: Any = datetime.fromisoformat(timestamp)
+        return f"{datetime.fromisoformat(timestamp):%Y-%m-%d %H:%M}"
     except ValueError:
-        import pandas as pd
-
-        ts = pd.Timestamp(timestamp)
-    return f"{ts:%Y-%m-%d %H:%M}"
+        return html.escape(timestamp[:16].replace("T", " "))
 
 
 def _point(claim: FeedbackClaim) -> str:

@@ -19,22 +19,22 @@ The decision (:func:`decide`) is a pure function of the state and the scores; :c
 reads and writes it with S3 conditional writes (``If-Match`` / ``If-None-Match``), merging on a
 conflict, so two runs of one dataset finishing at once never erase each other's memory.
 
-pandas is imported inside the functions that handle timestamps and scores, not at module level:
-the notifier's handler module imports this one, and its operator-alert path and feedback page
-never touch a frame, so their Lambda cold start should not pay for pandas (docs/architecture.md §9).
+Plain Python over :class:`~dqad_notifier.scores.ScoredPoint` rows and :mod:`datetime`: the notifier
+ships without pandas (see :mod:`dqad_notifier.scores`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
-if TYPE_CHECKING:
-    import pandas as pd
+from dqad_notifier.scores import ScoredPoint
 
 logger = Logger(service="dqad-notifier")
 
@@ -44,14 +44,13 @@ KEEP_INCIDENT = timedelta(days=30)  # an incident with no anomalous load for thi
 _SEP = "\x1f"
 
 
-def _ts(value: Any) -> pd.Timestamp:
-    import pandas as pd
+def _ts(value: datetime | str) -> datetime:
+    """A load time as naive UTC (an aware one converted, an ISO string parsed)."""
+    ts = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
 
-    ts = pd.Timestamp(value)
-    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
 
-
-def point_key(series: str, timestamp: Any) -> str:
+def point_key(series: str, timestamp: datetime | str) -> str:
     return f"{series}{_SEP}{_ts(timestamp).isoformat()}"
 
 
@@ -104,16 +103,14 @@ class AlertState:
 
     def prune(self) -> None:
         """Bound the state: old points cannot reappear in a new load, old incidents are over."""
-        import pandas as pd
-
-        times = [pd.Timestamp(v) for v in self.alerted.values()]
-        times += [pd.Timestamp(i["last_ts"]) for i in self.incidents.values() if i.get("last_ts")]
+        times = [_ts(v) for v in self.alerted.values()]
+        times += [_ts(i["last_ts"]) for i in self.incidents.values() if i.get("last_ts")]
         if not times:
             return
         newest = max(times)
-        self.alerted = {k: v for k, v in self.alerted.items() if pd.Timestamp(v) >= newest - KEEP_ALERTED}
+        self.alerted = {k: v for k, v in self.alerted.items() if _ts(v) >= newest - KEEP_ALERTED}
         self.incidents = {
-            s: i for s, i in self.incidents.items() if pd.Timestamp(i.get("last_ts", newest)) >= newest - KEEP_INCIDENT
+            s: i for s, i in self.incidents.items() if _ts(i.get("last_ts", newest)) >= newest - KEEP_INCIDENT
         }
 
 
@@ -121,7 +118,7 @@ class AlertState:
 class Decision:
     """Which anomalies of a run to mail, and why the others are not mailed."""
 
-    alert: pd.DataFrame  # with ``ongoing_since`` (NaT for a new incident)
+    alert: list[ScoredPoint]  # ``ongoing_since`` set where the point continues a mailed incident
     repeated: int  # already mailed (same series and timestamp)
     continuing: int  # part of an incident mailed less than realert_after_hours ago
     below_threshold: int  # under the dataset's min_severity
@@ -132,38 +129,35 @@ class Decision:
         return self.repeated + self.continuing + self.below_threshold
 
 
-def decide(state: AlertState, scores: pd.DataFrame, realert_after_hours: float, min_severity: str) -> Decision:
+def decide(
+    state: AlertState, scores: Sequence[ScoredPoint], realert_after_hours: float, min_severity: str
+) -> Decision:
     """Apply the memory to a run's scores. Pure: returns the new state, stores nothing."""
-    import pandas as pd
-
     new = AlertState.from_json(json.loads(json.dumps(state.to_json())))  # deep copy
     floor = SEVERITY_RANK.get(min_severity, 0)
-    keep: list[int] = []
-    since: dict[int, pd.Timestamp] = {}
+    keep: list[ScoredPoint] = []
     repeated = continuing = below = 0
-    ordered = scores.sort_values(["series", "timestamp"], kind="stable")
-    for idx, series, ts_raw, is_anom, sev in zip(
-        ordered.index, ordered["series"], ordered["timestamp"], ordered["is_anomaly"], ordered["severity"], strict=True
-    ):
-        ts = _ts(ts_raw)
+    for point in sorted(scores, key=lambda p: (p.series, p.timestamp)):
+        series, ts = point.series, _ts(point.timestamp)
         inc = new.incidents.get(series)
-        if not is_anom:
-            if inc and ts > pd.Timestamp(inc["last_ts"]):
+        if not point.is_anomaly:
+            if inc and ts > _ts(inc["last_ts"]):
                 del new.incidents[series]  # a normal load: the incident is over
             continue
-        if SEVERITY_RANK.get(str(sev), 0) < floor:
+        if SEVERITY_RANK.get(point.severity, 0) < floor:
             below += 1
             continue
         key = point_key(series, ts)
-        if key in new.alerted or (inc and ts <= pd.Timestamp(inc["last_ts"])):
+        if key in new.alerted or (inc and ts <= _ts(inc["last_ts"])):
             repeated += 1
             continue
-        if inc and not realert_due(ts - pd.Timestamp(inc["last_alert_ts"]), realert_after_hours):
+        if inc and not realert_due(ts - _ts(inc["last_alert_ts"]), realert_after_hours):
             inc["last_ts"] = ts.isoformat()
             continuing += 1
             continue
+        since = None
         if inc:
-            since[idx] = pd.Timestamp(inc["since"])
+            since = _ts(inc["since"])
             inc.update(last_ts=ts.isoformat(), last_alert_ts=ts.isoformat())
         else:
             new.incidents[series] = {
@@ -172,11 +166,9 @@ def decide(state: AlertState, scores: pd.DataFrame, realert_after_hours: float, 
                 "last_alert_ts": ts.isoformat(),
             }
         new.alerted[key] = ts.isoformat()
-        keep.append(idx)
-    alert = scores.loc[keep].copy()
-    alert["ongoing_since"] = pd.Series(since, dtype="datetime64[ns]").reindex(alert.index)
+        keep.append(dataclasses.replace(point, ongoing_since=since))
     new.prune()
-    return Decision(alert, repeated, continuing, below, new)
+    return Decision(keep, repeated, continuing, below, new)
 
 
 class StateStore:

@@ -139,6 +139,8 @@ def on_job_state(rt: StageRuntime, event: dict) -> ModelTrained | None:
         return None
     job = rt.storage.get_json(job_uri)
     request = parse_detail("DatasetLabeled", job["request"])
+    if not isinstance(request, DatasetLabeled):
+        raise PermanentError(f"{job_uri}: request is a {request.detail_type}, expected DatasetLabeled")
     if status != "Completed":
         rt.publisher.publish(
             StageFailed(
@@ -173,6 +175,6 @@ def on_job_state(rt: StageRuntime, event: dict) -> ModelTrained | None:
         rt.storage.put_json(champion_uri(rt, request.dataset), champion)
     else:
         logger.info("challenger not better; champion kept", extra={"reason": report.get("reason")})
-    event = model_trained(request, champion, reused=False, job_name=name)
-    rt.publisher.publish(event)
-    return event
+    trained = model_trained(request, champion, reused=False, job_name=name)
+    rt.publisher.publish(trained)
+    return trained

@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-CONTRACT_VERSION = "1"
+CONTRACT_VERSION: Literal["1"] = "1"
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,47}$"
 DATASET_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"

@@ -52,3 +52,39 @@ def test_handler_module_imports_no_heavy_library(module: str) -> None:
 def test_the_probe_sees_a_heavy_import() -> None:
     """The check is not vacuous: a module that does import pyarrow is reported."""
     assert "pyarrow" in loaded_heavy_modules("dqad_fetcher.sources")
+
+
+_WITHOUT_PANDAS = """
+import sys
+for name in ("pandas", "numpy", "matplotlib", "sklearn", "scipy"):
+    sys.modules[name] = None  # any import of these now raises ImportError
+import io
+from datetime import datetime
+import pyarrow as pa, pyarrow.parquet as pq
+from dqad.feedback import label_key
+from dqad_notifier.domain import DigestContext, digest
+from dqad_notifier.scores import read_points
+from dqad_notifier.state import AlertState, decide
+
+table = pa.table({
+    "series": ["t/row_count", "t/null_pct"], "group": ["t", "t"],
+    "timestamp": pa.array([datetime(2026, 11, 2, 2, 16)] * 2, pa.timestamp("ns")),
+    "value": [0.0, 1.0], "score": [0.9, 0.1], "is_anomaly": [True, False], "severity": ["high", ""],
+    "expected_low": [2.9e6, 0.0], "expected_high": [3.4e6, 3.0], "reasons": ["empty load", ""],
+})
+buf = io.BytesIO(); pq.write_table(table, buf)
+points = read_points(pq.read_table(pa.BufferReader(buf.getvalue())))
+decision = decide(AlertState(), points, 24, "low")
+ctx = DigestContext("shop", "run-a", 2, "v1", None, 0, 20, 24)
+subject, body = digest(decision.alert, ctx)
+assert "[HIGH] row_count" in body and "Expected: 2,900,000 to 3,400,000" in body, body
+assert label_key("shop", "t/row_count", points[0].timestamp).startswith("labels/shop/")
+print("ok")
+"""
+
+
+def test_the_notifiers_alert_path_runs_without_pandas_or_numpy() -> None:
+    """Read a scores file, decide, write the digest, key a label: with pandas and numpy unimportable,
+    as in the notifier's zip (its requirements hold neither)."""
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_PANDAS], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

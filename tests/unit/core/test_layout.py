@@ -90,3 +90,16 @@ def test_code_cites_only_documents_in_the_repository() -> None:
         if outside.search(line) and path.name != "test_layout.py"
     ]
     assert offenders == []
+
+
+def test_tests_are_a_package_with_unit_tests_per_stage() -> None:
+    """``tests/`` is a package (its helpers import as ``tests.fakes``) with ``tests/unit/<stage>/`` per stage."""
+    tests = ROOT / "tests"
+    missing = sorted(
+        str(d.relative_to(ROOT))
+        for d in [tests, *tests.rglob("*")]
+        if d.is_dir() and d.name != "__pycache__" and any(d.glob("*.py")) and not (d / "__init__.py").exists()
+    )
+    assert not missing, f"test folders without __init__.py: {', '.join(missing)}"
+    for name in STAGE_NAMES:
+        assert list((tests / "unit" / name).glob("test_*.py")), f"tests/unit/{name}/ has no tests"

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pytest
 
 from dqad.datasets import DatasetConfigError, Trigger, parse_catalog
+from dqad.stage import StageRuntime
 from dqad.storage import Storage
 from dqad_fetcher import domain, sources
 from dqad_fetcher.canonical import SchemaMismatch, to_canonical, to_canonical_chunk
+from tests.fakes import fake_runtime
 
 ROLE = "arn:aws:iam::123456789012:role/dqad-unload"
 SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:s"
@@ -152,24 +152,9 @@ def test_status_matching_normalises_like_the_sql_guard():
 
 
 # -- the aurora entry point's outcomes -----------------------------------------------------------
-@dataclass
-class FakePublisher:
-    events: list[Any] = field(default_factory=list)
-
-    def publish(self, detail: Any) -> str:
-        self.events.append(detail)
-        return "s3://b/events/x.json"
-
-
-@dataclass
-class FakeRuntime:
-    catalog: Any
-    publisher: FakePublisher = field(default_factory=FakePublisher)
-
-
 @pytest.fixture
-def rt():
-    return FakeRuntime(parse_catalog(catalog('kind = "file"\npath = "m.parquet"')))
+def rt() -> StageRuntime:
+    return fake_runtime("fetcher", parse_catalog(catalog('kind = "file"\npath = "m.parquet"')))
 
 
 PAYLOAD = {

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 from dqad.contract import StageFailed
 from dqad_notifier.domain import DigestContext, digest, heartbeat_message, operator_message
+from dqad_notifier.scores import ScoredPoint
 
 POINTS = [
     ("crm.contacts", "null_pct", 9.5, 0, 3, "low"),
@@ -29,13 +28,12 @@ def ctx(**kw) -> DigestContext:
     return DigestContext(**(base | kw))
 
 
-def anomalies(scores) -> pd.DataFrame:
-    frame = scores(POINTS)
-    return frame.assign(ongoing_since=pd.NaT)
+def anomalies(points) -> list[ScoredPoint]:
+    return points(POINTS)
 
 
-def test_groups_worst_first_and_anomalies_worst_first(scores) -> None:
-    subject, body = digest(anomalies(scores), ctx())
+def test_groups_worst_first_and_anomalies_worst_first(points) -> None:
+    subject, body = digest(anomalies(points), ctx())
     assert subject == "[dqad] shop_dq: 4 anomalies (1 high) - run run-a"
     order = [body.index(h) for h in ("sales.orders: 2", "finance.gl: 1", "crm.contacts: 1")]
     assert order == sorted(order)
@@ -43,14 +41,14 @@ def test_groups_worst_first_and_anomalies_worst_first(scores) -> None:
     assert "Expected: 25,000,000 to 31,000,000 (6% above the expected range)" in body
 
 
-def test_max_in_body_and_links(scores) -> None:
+def test_max_in_body_and_links(points) -> None:
     links = []
 
     def linker(series: str, ts: str, label: str) -> str:
         links.append((series, ts, label))
         return f"https://fb/?s={series}&l={label}"
 
-    _, body = digest(anomalies(scores), ctx(max_in_body=2, feedback=linker))
+    _, body = digest(anomalies(points), ctx(max_in_body=2, feedback=linker))
     assert body.count("  Actual:") == 2 and "... and 2 more anomalies in the report." in body
     assert links == [
         ("sales.orders/row_count", "2026-11-02T02:16:07", "normal"),
@@ -61,22 +59,21 @@ def test_max_in_body_and_links(scores) -> None:
     assert "dqad feedback" not in body
 
 
-def test_cli_command_is_quoted_and_carries_flags(scores) -> None:
-    frame = scores([("weird table", "row count", 0, 1, 2, "high")]).assign(ongoing_since=pd.NaT)
-    _, body = digest(frame, ctx(cli_flags=" --aws"))
+def test_cli_command_is_quoted_and_carries_flags(points) -> None:
+    _, body = digest(points([("weird table", "row count", 0, 1, 2, "high")]), ctx(cli_flags=" --aws"))
     assert (
         "dqad feedback --dataset shop_dq --series 'weird table/row count' --timestamp 2026-11-02T02:16:07 "
         "--label normal --aws" in body
     )
 
 
-def test_subject_is_sns_safe(scores) -> None:
-    subject, _ = digest(anomalies(scores), ctx(run_id="r" * 40, dataset="d" * 60))
+def test_subject_is_sns_safe(points) -> None:
+    subject, _ = digest(anomalies(points), ctx(run_id="r" * 40, dataset="d" * 60))
     assert len(subject) < 100 and subject.isascii() and "\n" not in subject
 
 
-def test_suppressed_counts_are_explained(scores) -> None:
-    _, body = digest(anomalies(scores), ctx(repeated=2, continuing=1, below_threshold=3, min_severity="medium"))
+def test_suppressed_counts_are_explained(points) -> None:
+    _, body = digest(anomalies(points), ctx(repeated=2, continuing=1, below_threshold=3, min_severity="medium"))
     assert "Not repeated here: 2 anomalies already sent in an earlier alert; 1 anomaly of incidents already" in body
     assert "3 below the minimum severity 'medium'" in body
 

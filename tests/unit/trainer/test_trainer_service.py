@@ -19,6 +19,7 @@ from dqad_dev.local import LocalCloud
 from dqad_dev.synth import generate
 from dqad_trainer import domain
 from dqad_trainer.runners import job_state_entry
+from tests.fakes import MemoryStorage
 
 CATALOG = """
 [datasets.tiny_dq]
@@ -111,7 +112,8 @@ def test_local_job_trains_promotes_then_the_champion_is_reused(cloud, storage, l
     assert again is not None and again.reused and again.model.version == champion["version"]
 
 
-def test_champion_staleness_rules(cloud, storage) -> None:
+def test_champion_staleness_rules() -> None:
+    storage = MemoryStorage()  # pure rules: no AWS needed
     ds = parse_catalog(CATALOG).get("tiny_dq")
     now = datetime(2026, 11, 2, tzinfo=UTC)
     fresh = {"trained_at": (now - timedelta(days=1)).isoformat(), "labels_fingerprint": "", "label_rate": 0.02}

@@ -1,0 +1,69 @@
+"""The scorer stage on the fakes: a trained model scores the new load, writes scores and report, and a
+model file whose sha256 is not the one in the event is never loaded."""
+
+from __future__ import annotations
+
+import io
+
+import joblib
+import pytest
+
+from dqad.contract import AnomaliesScored, ModelTrained
+from dqad.detect.config import DetectorConfig, LabelerConfig
+from dqad.detect.labeling import label_history
+from dqad.detect.model import train_candidates
+from dqad.stage import PermanentError, StageRuntime
+from dqad_scorer.domain import score
+from tests.unit.stage_inputs import DATASET, RUN_ID, fetched_run, synthetic
+
+
+@pytest.fixture(scope="module")
+def model_bytes() -> bytes:
+    data, frame = synthetic()
+    labeled = label_history(frame, None, LabelerConfig(holidays=data.holidays))
+    buf = io.BytesIO()
+    joblib.dump(train_candidates(labeled, DetectorConfig()).bundle, buf)
+    return buf.getvalue()
+
+
+def trained_run(model: bytes, sha256: str | None = None) -> tuple[StageRuntime, ModelTrained]:
+    data, frame = synthetic()
+    rt, fetched = fetched_run("scorer", frame)
+    labeled = label_history(rt.storage.read_parquet(fetched.history), None, LabelerConfig(holidays=data.holidays))
+    labeled_ref = rt.storage.write_parquet(f"{rt.run_prefix(DATASET, RUN_ID)}/labeled.parquet", labeled)
+    model_uri = rt.storage.uri(f"models/{DATASET}/v1/model.joblib")
+    written = rt.storage.put_bytes(model_uri, model)
+    event = ModelTrained(
+        run_id=RUN_ID,
+        dataset=DATASET,
+        model={"uri": model_uri, "sha256": sha256 or written, "version": "v1"},
+        reused=False,
+        metrics={"f1": 0.9},
+        labeled=labeled_ref,
+        new=fetched.new,
+        window=fetched.window,
+    )
+    return rt, event
+
+
+def test_new_load_is_scored_with_ranges_and_a_report(model_bytes: bytes) -> None:
+    rt, trained = trained_run(model_bytes)
+    event = score(rt, trained)
+    assert rt.publisher.events == [event] and isinstance(event, AnomaliesScored)
+    scores = rt.storage.read_parquet(event.scores)
+    assert event.scored_rows == len(scores) == trained.new.rows
+    assert event.anomaly_count == int(scores["is_anomaly"].sum()) > 0, "the empty last load is flagged"
+    flagged = scores[scores["is_anomaly"]]
+    assert (flagged["value"] == 0).any()
+    outside = (flagged["value"] < flagged["expected_low"]) | (flagged["value"] > flagged["expected_high"])
+    assert (outside | (flagged["reasons"].str.len() > 0)).all(), "a flagged point is out of range or says why"
+    assert (scores["expected_low"] <= scores["expected_high"]).all()
+    html = rt.storage.get_bytes(event.report or "").decode()
+    assert html.startswith("<!doctype html>") and DATASET in html and "data:image/png;base64," in html
+
+
+def test_a_model_that_is_not_the_one_recorded_is_refused(model_bytes: bytes) -> None:
+    rt, trained = trained_run(model_bytes, sha256="0" * 64)
+    with pytest.raises(PermanentError, match="refusing to load model"):
+        score(rt, trained)
+    assert rt.publisher.events == []
