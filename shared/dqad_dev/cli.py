@@ -162,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in PLUGIN_COMMANDS:
         importlib.import_module(module).add_parser(sub)
-    for command in sub.choices.values():
+    summaries = {a.dest: a.help for a in sub._choices_actions}
+    for name, command in sub.choices.items():
         command.formatter_class = HelpFormatter
+        command.description = command.description or summaries.get(name)
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
