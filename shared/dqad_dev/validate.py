@@ -326,7 +326,7 @@ def _check_sql(ds: Dataset, src: SqlSource, now: datetime) -> SourceSummary:
         if missing:
             raise UserError(
                 f"dataset {ds.name!r}: the query returns no column {missing[0]!r}"
-                f"{did_you_mean(missing[0], types, what='it returns')}"
+                f"{did_you_mean(missing[0], set(types) - {*ds.keys, ds.timestamp, ds.value}, what='it returns')}"
             )
         if types[ds.timestamp] not in TIME_TYPES | TEXT_TYPES:
             raise UserError(
@@ -382,7 +382,7 @@ def validate(path: str | Path, out: Any = print) -> int:
         try:
             summary = check_source(ds)
         except UserError as exc:
-            out(f"{name}: {exc}")
+            out(f"{name}: {str(exc).removeprefix(f'dataset {name!r}: ')}")
             failed += 1
             continue
         out(f"{name}: ok ({ds.source.kind} source: {summary.detail})")
