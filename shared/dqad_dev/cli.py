@@ -112,7 +112,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         result.messages = inbox_by_run(cloud).get(args.run_id, [])
     save_outputs(state, result)
     if result.anomalies is not None:
-        print(f"  {len(result.anomalies)} anomalies in the run's scores")
+        n = len(result.anomalies)
+        print(f"  {n} {'anomaly' if n == 1 else 'anomalies'} in the run's scores")
     if result.failure:
         print(f"  the run {result.failure}")
     for name, path in result.outputs.items():

@@ -74,6 +74,11 @@ def run_command(func: Callable[[], int], command: str, *, debug: bool = False, e
     except KeyboardInterrupt:
         print(f"dqad {command}: interrupted", file=stream)
         return 130
+    except BrokenPipeError:  # `dqad run | head`: the reader left; Python's own exit flush must not fail too
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:
         message = describe(exc)
         if message is None or debug:

@@ -335,8 +335,9 @@ def print_run(result: RunResult, state: StateDir, port: int, out: Callable[[str]
         out(f"Model: {how} ({result.model_version}), {result.scored_rows:,} points scored")
     d = result.detail
     if d.get("kind") == "alert":
-        out(f"Message: {d.get('anomaly_count', 0)} anomalies, {d.get('suppressed_count', 0)} already alerted or "
-            "below the threshold (not repeated)")
+        count = int(d.get("anomaly_count", 0))
+        out(f"Message: {count} {'anomaly' if count == 1 else 'anomalies'} sent, {d.get('suppressed_count', 0)} "
+            "already alerted or below the threshold (not repeated)")
     elif result.status == "notified":
         suppressed = d.get("suppressed_count", 0)
         out(f"Message: none sent ({suppressed} already alerted or below the threshold)" if suppressed
