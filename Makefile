@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: demo test lint bench package deploy clean
+.PHONY: demo test lint bench package deploy clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check shared services tests bench scripts terraform/gen_topology.py
 	$(BIN)/mypy shared services
 
-test: $(STAMP) $(CHECKOV_STAMP) lint
+# The browser test of `dqad serve` drives Debian's Chromium through Playwright (Playwright's own
+# browser download does not work here); a fresh machine or CI runner gets it from apt.
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
+
+test: $(STAMP) $(CHECKOV_STAMP) lint chromium
 	$(BIN)/pytest -n 2
 
 bench: $(STAMP)

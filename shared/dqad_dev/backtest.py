@@ -51,19 +51,46 @@ class BacktestResult:
     trainings: list[dict[str, Any]] = field(default_factory=list)
 
 
-def read_series_file(path: str | Path) -> pd.DataFrame:
-    """Read ``series,timestamp,value`` (or a labels file) from CSV, CSV.gz or Parquet."""
+def read_series_file(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read ``series,timestamp,value`` (or a labels file) from CSV, CSV.gz or Parquet.
+
+    A missing file or column, or a time that is not one, is a :class:`dqad_dev.errors.UserError`
+    naming the file, the column and the line, so ``dqad backtest`` says what to fix.
+    """
+    from dqad_dev.errors import UserError, did_you_mean
+
     p = Path(path)
     name = p.name.lower()
-    if name.endswith(".parquet") or name.endswith(".pq"):
-        df = pd.read_parquet(p)
-    elif name.endswith(".csv") or name.endswith(".csv.gz") or name.endswith(".gz"):
-        df = pd.read_csv(p)
-    else:
-        raise ValueError(f"{path}: expected .csv, .csv.gz or .parquet")
+    if not p.is_file():
+        raise UserError(f"no such file: {p} (check the path)")
+    try:
+        if name.endswith(".parquet") or name.endswith(".pq"):
+            df = pd.read_parquet(p)
+        elif name.endswith(".csv") or name.endswith(".csv.gz") or name.endswith(".gz"):
+            df = pd.read_csv(p)
+        else:
+            raise UserError(f"{path}: expected .csv, .csv.gz or .parquet")
+    except (ValueError, OSError) as exc:
+        raise UserError(f"cannot read {p}: {exc}") from None
+    for col in required:
+        if col not in df.columns:
+            raise UserError(f"{p}: no column {col!r}{did_you_mean(col, map(str, df.columns), what='it has')}")
     for c in ("timestamp", "start", "end"):
         if c in df.columns:
-            df[c] = pd.to_datetime(df[c]).astype("datetime64[ns]")
+            stamps = pd.to_datetime(df[c], errors="coerce")
+            bad = stamps.isna()
+            if bad.any():
+                row = int(bad.to_numpy().argmax())
+                where = f"line {row + 2}" if "csv" in name or name.endswith(".gz") else f"row {row + 1}"
+                raise UserError(f"{p}: column {c!r}: not a date/time: {df[c].iloc[row]!r} at {where}")
+            df[c] = stamps.astype("datetime64[ns]")
+    if "value" in required and "value" in df.columns:
+        values = pd.to_numeric(df["value"], errors="coerce")
+        text = values.isna() & df["value"].notna()
+        if text.any():
+            row = int(text.to_numpy().argmax())
+            raise UserError(f"{p}: column 'value': not numeric: {df['value'].iloc[row]!r} at line {row + 2}")
+        df["value"] = values
     if "series" in df.columns:
         df["series"] = df["series"].astype(str)
     return df
@@ -216,16 +243,30 @@ def format_table(metrics: dict[str, Any]) -> str:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    data = read_series_file(args.data)
-    labels = read_series_file(args.labels) if args.labels else None
-    lraw = json.loads(args.labeler_config) if args.labeler_config else {}
-    draw = json.loads(args.detector_config) if args.detector_config else {}
+    from dqad_dev.errors import UserError
+    from dqad_dev.run import progress_printer
+
+    data = read_series_file(args.data, required=("series", "timestamp", "value"))
+    labels = read_series_file(args.labels, required=("series",)) if args.labels else None
+    try:
+        lraw = json.loads(args.labeler_config) if args.labeler_config else {}
+        draw = json.loads(args.detector_config) if args.detector_config else {}
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--labeler-config / --detector-config must be a JSON object: {exc}") from None
     if args.holidays:
         hol = [h.strip() for h in args.holidays.split(",") if h.strip()]
         lraw.setdefault("holidays", hol)
         draw.setdefault("holidays", hol)
-    lcfg = LabelerConfig.from_dict(lraw)
-    dcfg = DetectorConfig.from_dict(draw)
+    try:
+        lcfg = LabelerConfig.from_dict(lraw)
+        dcfg = DetectorConfig.from_dict(draw)
+        if labels is not None:
+            labels_to_windows(labels, data)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{args.labels if 'labels' in str(exc) else 'configuration'}: {exc}") from None
+    progress = progress_printer()
+    if progress:
+        progress(f"  backtesting {len(data):,} rows in {args.chunks} blocks (retrain and score each)…")
     res = run_backtest(
         data, labels, args.train_fraction, use_labels_as_feedback=not args.no_feedback,
         labeler_cfg=lcfg, detector_cfg=dcfg, n_chunks=args.chunks, out_dir=args.out,

@@ -1,6 +1,8 @@
-"""``dqad`` command line: demo, replay, backtest, feedback, listen.
+"""``dqad`` command line: demo, run, validate, serve, replay, backtest, feedback, listen.
 
-Subcommands import what they need when they run, so ``dqad --help`` stays instant.
+Subcommands import what they need when they run, so ``dqad --help`` stays instant. Every command
+runs under :func:`dqad_dev.errors.run_command`: a mistake the user can fix is one line and exit
+code 2, a traceback only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,26 @@ if TYPE_CHECKING:
     from dqad.storage import Storage
 
 # Modules that register their own subcommand with ``add_parser(subparsers)``.
-PLUGIN_COMMANDS = ("dqad_dev.backtest", "dqad_dev.listen", "dqad_dev.feedback_cli")
+PLUGIN_COMMANDS = (
+    "dqad_dev.run",
+    "dqad_dev.validate",
+    "dqad_dev.serve",
+    "dqad_dev.backtest",
+    "dqad_dev.listen",
+    "dqad_dev.feedback_cli",
+)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it has none worth saying (None, off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        shown = default not in (None, False, argparse.SUPPRESS, "") and not isinstance(action, argparse._VersionAction)
+        if shown and action.option_strings and "default" not in text and not action.required:
+            text += " (default: %(default)s)"
+        return text
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -32,6 +53,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def input_event_key(storage: Storage, run_id: str, stage_name: str) -> str:
     """The stored event a stage consumed for this run (for the notifier: its StageFailed if any)."""
+    from dqad_dev.errors import UserError
+
     st = stage(stage_name)
     stored = {u.rsplit("/", 1)[-1]: u for u in storage.list_uris(storage.uri(f"events/{run_id}/"))}
     for detail_type in st.consumes:
@@ -42,14 +65,16 @@ def input_event_key(storage: Storage, run_id: str, stage_name: str) -> str:
     failures = sorted(u for name, u in stored.items() if name.startswith(f"{STAGE_FAILED}-"))
     if STAGE_FAILED in st.consumes and failures:
         return failures[0]
-    raise SystemExit(
+    if not stored:
+        raise UserError(f"no run {run_id!r} in this state (no stored events): check the run id `dqad run` printed")
+    raise UserError(
         f"no stored input event for stage {stage_name!r} in run {run_id} "
-        f"(found: {', '.join(sorted(stored)) or 'nothing'}); wanted one of {', '.join(st.consumes)}"
+        f"(found: {', '.join(sorted(stored))}); wanted one of {', '.join(st.consumes)}"
     )
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Re-run one stage from its stored input event: on AWS (--aws) or on the demo's saved state."""
+    """Re-run one stage from its stored input event: on AWS (--aws) or on a local state folder."""
     from dqad.storage import Storage
 
     if args.aws:
@@ -67,21 +92,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"sent {uri} to {url}")
         return 0
 
-    from dqad_dev.demo import DEMO_PREFIX
-    from dqad_dev.local import LocalCloud
+    from dqad_dev.errors import UserError
+    from dqad_dev.run import DEFAULT_PORT, collect, drive_chain, embedded, inbox_by_run, resolve_state, save_outputs
 
-    state = Path(args.state)
-    if not state.is_dir():
-        raise SystemExit(f"no local state at {state}: run `dqad demo` first or pass --state")
-    with LocalCloud(DEMO_PREFIX) as cloud:
-        cloud.import_bucket(state)
+    state = resolve_state(args.state)
+    if not state.root.is_dir():
+        raise UserError(f"no local state at {state.root}: run `dqad run` or `dqad demo` first, or pass --state DIR")
+    links = DEFAULT_PORT if (state.local / "feedback-secret").is_file() else None  # a `dqad run` state
+    with embedded(state, port=links) as cloud:
         storage = Storage(cloud.client("s3"), cloud.dep.bucket)
         uri = input_event_key(storage, args.run_id, args.stage)
-        cloud.client("sqs").send_message(
-            QueueUrl=cloud.dep.queue_urls[args.stage], MessageBody=json.dumps(storage.get_json(uri))
-        )
-        only = None if args.follow else (args.stage,)
-        report = cloud.pump(only=only)
+        event = storage.get_json(uri)
+        cloud.client("sqs").send_message(QueueUrl=cloud.dep.queue_urls[args.stage], MessageBody=json.dumps(event))
+        report = drive_chain(cloud) if args.follow else cloud.pump(only=(args.stage,))
         print(f"replayed {args.stage} for run {args.run_id} from {uri.split('/', 3)[-1]}")
         for name, seconds in report.seconds.items():
             print(f"  {name:<9} {seconds:6.2f} s, {report.failures.get(name, 0)} failed record(s)")
@@ -89,36 +112,81 @@ def cmd_replay(args: argparse.Namespace) -> int:
             for msg in cloud.dead_letters(dlq_stage):
                 reason = msg.get("MessageAttributes", {}).get("error", {}).get("StringValue", "")
                 print(f"  DLQ {dlq_stage}: {reason}")
-        cloud.export_bucket(state)
+        result = collect(storage, event["detail"]["dataset"], args.run_id)
+        result.messages = inbox_by_run(cloud).get(args.run_id, [])
+    save_outputs(state, result)
+    if result.anomalies is not None:
+        n = len(result.anomalies)
+        print(f"  {n} {'anomaly' if n == 1 else 'anomalies'} in the run's scores")
+    if result.failure:
+        print(f"  the run {result.failure}")
+    for name, path in result.outputs.items():
+        print(f"  {name:<8} {path}")
+    if not result.messages and args.stage == "notifier":
+        print("  no new message (what this run found was already alerted)")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dqad", description="Data-quality anomaly detection pipeline")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from importlib.metadata import version
 
-    demo = sub.add_parser("demo", help="run the whole chain on moto with bundled sample data")
-    demo.add_argument("--out", default="dqad-demo", help="folder for the run's outputs (default ./dqad-demo)")
-    demo.add_argument("--seed", type=int, default=7)
+    parser = argparse.ArgumentParser(
+        prog="dqad", description="Data-quality anomaly detection pipeline", formatter_class=HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"dqad {version('dqad')}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error, not just its line")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the whole chain on moto with bundled sample data",
+        description="Generate 180 days of metrics for 20 tables, inject three incidents on the latest load and "
+        "run the whole chain on the embedded runtime: prints the anomalies and the path of the report.",
+    )
+    demo.add_argument("--out", default="dqad-demo", metavar="DIR", help="folder for the run's outputs (replaced)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the generated sample data")
     demo.set_defaults(func=cmd_demo)
 
-    replay = sub.add_parser("replay", help="re-run one stage of a run from its stored input event")
-    replay.add_argument("--run-id", required=True)
-    replay.add_argument("--stage", required=True, choices=STAGE_NAMES)
-    replay.add_argument("--aws", action="store_true", help="send to the deployed stage's queue (env settings)")
-    replay.add_argument("--prefix", default="dqad-dev", help="resource name prefix of the deployment (--aws)")
-    replay.add_argument("--state", default="dqad-demo/state", help="local state folder written by `dqad demo`")
+    replay = sub.add_parser(
+        "replay",
+        help="re-run one stage of a run from its stored input event",
+        description="Re-run one stage of a run from the event it consumed: locally on a state folder "
+        "(`dqad run`'s or `dqad demo`'s), or on AWS by sending the stored event to the stage's queue.",
+    )
+    replay.add_argument("--run-id", required=True, help="the run, as printed by `dqad run` or named in an alert")
+    replay.add_argument("--stage", required=True, choices=STAGE_NAMES, help="the stage to re-run")
+    replay.add_argument("--aws", action="store_true", help="send to the deployed stage's queue (DQAD_* environment)")
+    replay.add_argument("--prefix", default="dqad-dev", help="resource name prefix of the deployment (with --aws)")
+    replay.add_argument(
+        "--state",
+        metavar="DIR",
+        help="local state folder (default: ./dqad-state if it exists, else ./dqad-demo/state)",
+    )
     replay.add_argument("--follow", action="store_true", help="locally, let the chain continue downstream")
     replay.set_defaults(func=cmd_replay)
 
     for module in PLUGIN_COMMANDS:
         importlib.import_module(module).add_parser(sub)
+    summaries = {a.dest: a.help for a in sub._choices_actions}
+    for name, command in sub.choices.items():
+        command.formatter_class = HelpFormatter
+        command.description = command.description or summaries.get(name)
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``dqad`` command. From a shell (``argv`` None) the stages' JSON logs are kept to warnings
+    (``--debug``: everything), so the output is the command's; a test calling ``main([...])`` keeps
+    its process's logging as it is, because Powertools loggers fix their level when first created."""
+    import os
+
+    from dqad_dev.errors import run_command
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    if argv is None:
+        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "DEBUG" if args.debug else "WARNING")
+    return run_command(lambda: args.func(args), args.command, debug=args.debug)
 
 
 if __name__ == "__main__":

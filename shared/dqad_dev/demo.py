@@ -20,15 +20,13 @@ import numpy as np
 import pandas as pd
 
 from dqad.datasets import long_format_dataset, render_catalog
-from dqad.report import metric_name
 from dqad.storage import Storage
-from dqad.topology import STAGES, stage
-from dqad.wording import fmt_value
+from dqad.topology import stage
 from dqad_dev.local import LocalCloud, PumpReport
+from dqad_dev.run import DEMO_PREFIX, StateDir, drive_chain, print_anomalies, print_stage_times, progress_printer
 from dqad_dev.synth import SynthData
 
 DATASET = "demo_dq"
-DEMO_PREFIX = "dqad-demo"
 FINAL_INCIDENTS = (("empty", 3), ("duplicated", 7), ("null_spike", 11))
 
 
@@ -135,7 +133,7 @@ def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) ->
         data, metrics, payload = demo.data, demo.data.metrics, demo.payload
         started = time.perf_counter()
         runs = cloud.invoke(stage("fetcher"), "aurora", payload)["runs"]
-        report = cloud.pump(deadline_s=300)
+        report = drive_chain(cloud, progress_printer(), deadline_s=300)
         wall = time.perf_counter() - started
         if len(runs) != 1:
             raise RuntimeError(f"expected the demo log row to start one run, got {runs}")
@@ -161,6 +159,7 @@ def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) ->
         outputs["report"].write_bytes(storage.get_bytes(storage.uri(f"{prefix}/report.html")))
         outputs["email"].write_text(json.dumps(notification, indent=2) if notification else "null")
         cloud.export_bucket(outputs["state"])
+        StateDir(outputs["state"]).remember_prefix(DEMO_PREFIX)
 
     anomalies = scores[scores["is_anomaly"]].sort_values("score", ascending=False)
     last = metrics["load_ts"].groupby(metrics["table_name"]).transform("max") == metrics["load_ts"]
@@ -175,28 +174,14 @@ def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) ->
 
 def print_result(res: DemoResult) -> None:
     print(f"\nRun {res.run_id}: {len(res.anomalies)} anomalies in {DATASET}\n")
-    header = f"{'table':<22} {'metric':<16} {'time (UTC)':<17} {'actual':>14} {'expected range':>27} {'score':>6}"
-    print(header)
-    print("-" * len(header))
-    a = res.anomalies
-    for series, group, ts, value, low, high, score in zip(
-        a["series"].astype(str), a["group"].astype(str), a["timestamp"].dt.strftime("%Y-%m-%d %H:%M"),
-        a["value"], a["expected_low"], a["expected_high"], a["score"].astype(float), strict=True,
-    ):  # fmt: skip
-        rng = f"{fmt_value(low)} – {fmt_value(high)}"
-        print(
-            f"{group:<22} {metric_name(series, group):<16} {ts:<17} {fmt_value(value):>14} {rng:>27} {score:>6.2f}"
-        )
+    print_anomalies(res.anomalies)
     print("\nInjected incidents on the latest load:")
     for kind, rows in res.injected.groupby("kind", sort=False):
         table = rows["table_name"].iloc[0]
         status = "FOUND" if rows["found"].all() else "MISSED"
         print(f"  {status:<6} {kind:<12} {table} ({', '.join(rows['metric_name'])})")
-    print("\nTime per stage (handler time, s):")
-    for st in STAGES:
-        print(
-            f"  {st.name:<9} {res.pump.seconds.get(st.name, 0.0):6.2f}  ({res.pump.invocations.get(st.name, 0)} batch)"
-        )
+    print("")
+    print_stage_times(res.pump)
     print(f"  chain wall time from the simulated Aurora insert: {res.wall_s:.2f} s")
     print("\nOutputs:")
     for name, path in res.outputs.items():

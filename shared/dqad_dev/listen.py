@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 LISTEN_DSN_ENV = "DQAD_LISTEN_DSN"
@@ -204,6 +205,19 @@ class Bridge:
         return self.result
 
 
+def check_stand_in(conn: Any) -> None:
+    """Refuse to listen on a database without the local stand-in: nothing would ever arrive."""
+    from dqad_dev.errors import UserError
+
+    found = conn.execute("SELECT to_regclass('aws_lambda.invocations') IS NOT NULL").fetchone()
+    if not (found and found[0]):
+        raise UserError(
+            "this database has no aws_lambda.invocations (the local stand-in of Aurora's aws_lambda): install "
+            "sql/local/install.sql, sql/local/qe_query_logs.sql and sql/install.sql (README, 'Start the chain from "
+            "a real INSERT')"
+        )
+
+
 def serve(
     dsn: str,
     forward: Forward,
@@ -218,6 +232,7 @@ def serve(
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True, application_name="dqad-listen") as conn:
+        check_stand_in(conn)
         return Bridge(conn, forward, out).serve(
             max_events=max_events, timeout=timeout, after_id=after_id, catch_up_s=catch_up_s
         )
@@ -233,8 +248,14 @@ def listen_local(
     seed: int = 7,
     prefix: str = LISTEN_PREFIX,
     out: Callable[[str], None] = print,
+    datasets: str | None = None,
+    state: str | None = None,
 ) -> ListenResult:
-    """The bridge on the embedded runtime, seeded with the demo dataset whose last load is now."""
+    """The bridge on the embedded runtime: on the user's catalog (``datasets``, state kept in
+    ``state`` as ``dqad run`` keeps it), or seeded with the demo dataset whose last load is now."""
+    if datasets is not None:
+        return _listen_on_catalog(dsn, datasets, state, max_events=max_events, timeout=timeout, after_id=after_id,
+                                  catch_up_s=catch_up_s, out=out)
     from dqad.storage import Storage
     from dqad_dev.demo import DATASET, seed_demo_dataset_until
     from dqad_dev.local import LocalCloud
@@ -258,10 +279,45 @@ def listen_local(
         )
 
 
+class SavingChain(LocalChain):
+    """:class:`LocalChain` that writes the bucket back to the state folder after each forwarded call,
+    so ``dqad serve`` shows the run and the next ``dqad run`` continues from it."""
+
+    def __init__(self, cloud: Any, state: Any) -> None:
+        super().__init__(cloud)
+        self.state = state
+
+    def __call__(self, invocation: Any) -> Forwarded:
+        done = super().__call__(invocation)
+        self.cloud.export_bucket(self.state.root)
+        for run in done.runs:
+            report = self.state.root / "runs"
+            for folder in report.glob(f"*/{run.run_id}"):
+                if (folder / "report.html").is_file():
+                    run.detail["report"] = str(folder / "report.html")
+        return done
+
+
+def _listen_on_catalog(
+    dsn: str, datasets: str, state: str | None, *, out: Callable[[str], None], **options: Any
+) -> ListenResult:
+    from dqad_dev.run import DEFAULT_STATE, StateDir, embedded
+    from dqad_dev.validate import read_catalog
+
+    catalog = read_catalog(datasets)
+    names = ", ".join(catalog.require_valid().datasets)
+    folder = StateDir(Path(state or DEFAULT_STATE))
+    with embedded(folder, catalog_text=catalog.text()) as cloud:
+        out(f"embedded runtime ready: datasets {names} from {datasets}, state in {folder.root}; connecting")
+        return serve(dsn, SavingChain(cloud, folder), out=out, **options)
+
+
 def cmd_listen(args: argparse.Namespace) -> int:
+    from dqad_dev.errors import UserError
+
     dsn = args.dsn or os.environ.get(LISTEN_DSN_ENV)
     if not dsn:
-        raise SystemExit(f"dqad listen: pass --dsn or set ${LISTEN_DSN_ENV}")
+        raise UserError(f"pass --dsn DSN or set ${LISTEN_DSN_ENV} (e.g. 'dbname=dqad_dev')")
     max_events = 1 if args.once else args.max_events
     try:
         result = listen_local(
@@ -271,6 +327,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
             after_id=args.after_id,
             catch_up_s=args.catch_up,
             seed=args.seed,
+            datasets=args.datasets,
+            state=args.state,
         )
     except KeyboardInterrupt:
         print("stopped")
@@ -291,16 +349,22 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "listen",
         help="bridge a local PostgreSQL's recorded aws_lambda.invoke calls to the fetcher (embedded runtime)",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "On Aurora the trigger's aws_lambda.invoke reaches the fetcher Lambda. Locally, sql/local's stand-in "
+            "records each call in aws_lambda.invocations and sends a NOTIFY; this bridge forwards each call once to "
+            "the fetcher on the embedded runtime and runs the chain to its end. With --datasets it runs your "
+            "catalog's datasets (state kept as `dqad run` keeps it); without, the demo dataset ending now."
+        ),
     )
     p.add_argument("--dsn", help=f"libpq DSN of the database with sql/local installed (or ${LISTEN_DSN_ENV})")
     p.add_argument("--once", action="store_true", help="exit after forwarding one call")
-    p.add_argument("--max-events", type=int, help="exit after forwarding N calls")
-    p.add_argument("--timeout", type=float, help="exit after S seconds (default: run until interrupted)")
-    p.add_argument("--after-id", type=int, help="first catch up on every call with a greater id")
+    p.add_argument("--max-events", type=int, metavar="N", help="exit after forwarding N calls")
+    p.add_argument("--timeout", type=float, metavar="S", help="exit after S seconds (default: run until interrupted)")
+    p.add_argument("--after-id", type=int, metavar="N", help="first catch up on every call with a greater id")
     p.add_argument(
-        "--catch-up", type=float, default=600, help="without --after-id, catch up on calls of the last S seconds"
+        "--catch-up", type=float, default=600, metavar="S", help="without --after-id, catch up on the last S seconds"
     )
-    p.add_argument("--seed", type=int, default=7, help="seed of the demo dataset")
+    p.add_argument("--seed", type=int, default=7, help="seed of the demo dataset (without --datasets)")
+    p.add_argument("--datasets", metavar="FILE", help="your dataset catalog, as for `dqad run` (default: the demo's)")
+    p.add_argument("--state", metavar="DIR", help="state folder with --datasets (default: ./dqad-state)")
     p.set_defaults(func=cmd_listen)

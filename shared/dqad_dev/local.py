@@ -298,10 +298,15 @@ class LocalCloud:
         return count
 
     def import_bucket(self, source: Path) -> int:
+        """Upload a folder written by :meth:`export_bucket`; a top-level name starting with ``.`` is
+        the folder's own (``dqad run`` keeps its signing secret there) and never enters the bucket."""
         s3 = self.client("s3")
         count = 0
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
-            s3.put_object(Bucket=self.dep.bucket, Key=path.relative_to(source).as_posix(), Body=path.read_bytes())
+            key = path.relative_to(source)
+            if key.parts[0].startswith("."):
+                continue
+            s3.put_object(Bucket=self.dep.bucket, Key=key.as_posix(), Body=path.read_bytes())
             count += 1
         return count
 

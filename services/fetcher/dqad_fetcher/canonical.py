@@ -20,11 +20,22 @@ CANONICAL = ("series", "group", "timestamp", "value")
 
 
 class SchemaMismatch(ValueError):
-    """Source data lacks a configured column or has one of the wrong kind; names the column."""
+    """Source data lacks a configured column or has one of the wrong kind; names the column.
 
-    def __init__(self, column: str, message: str) -> None:
+    ``row`` is the position (from 0) of the first offending row in the frame that was converted,
+    when one row is to blame; :meth:`at` turns it into where the user can find it ("line 12 of
+    metrics.csv"), which only the source knows.
+    """
+
+    def __init__(self, column: str, message: str, row: int | None = None) -> None:
         self.column = column
+        self.detail = message
+        self.row = row
         super().__init__(f"column {column!r}: {message}")
+
+    def at(self, where: str) -> SchemaMismatch:
+        """The same mismatch, its message ending with where the row is (e.g. ``line 12 of a.csv``)."""
+        return SchemaMismatch(self.column, f"{self.detail} at {where}", self.row)
 
 
 def to_canonical(raw: pd.DataFrame, ds: Dataset) -> pd.DataFrame:
@@ -47,13 +58,14 @@ def to_canonical(raw: pd.DataFrame, ds: Dataset) -> pd.DataFrame:
     out["group"] = _joined(keys, group_cols) if group_cols else out["series"]
     ts = pd.to_datetime(raw[ds.timestamp], utc=True, errors="coerce")
     if ts.isna().any():
-        bad = raw.loc[ts.isna(), ds.timestamp].iloc[0]
-        raise SchemaMismatch(ds.timestamp, f"not a timestamp: {bad!r}")
+        row = int(ts.isna().to_numpy().argmax())
+        raise SchemaMismatch(ds.timestamp, f"not a timestamp: {raw[ds.timestamp].iloc[row]!r}", row)
     out["timestamp"] = ts.dt.tz_localize(None).astype("datetime64[ns]")
     values = pd.to_numeric(raw[ds.value], errors="coerce")
     text = values.isna() & raw[ds.value].notna()
     if text.any():
-        raise SchemaMismatch(ds.value, f"not numeric: {raw.loc[text, ds.value].iloc[0]!r}")
+        row = int(text.to_numpy().argmax())
+        raise SchemaMismatch(ds.value, f"not numeric: {raw[ds.value].iloc[row]!r}", row)
     out["value"] = values.astype("float64")
     for col in ds.keys:
         if col not in CANONICAL:
@@ -130,6 +142,30 @@ def to_canonical_chunk(chunk: pa.Table | pa.RecordBatch | pd.DataFrame, ds: Data
     return pa.Table.from_pandas(out, schema=schema, preserve_index=False).replace_schema_metadata(None)
 
 
+def refused_row(chunk: pa.Table, ds: Dataset) -> SchemaMismatch | None:
+    """The mismatch :func:`to_canonical_chunk` would raise on this chunk's timestamps or values, with its row.
+
+    For sources that can say where a row is (a file's line), so the user is sent to the line to fix
+    rather than to a value to search for. The common case costs two Arrow casts: only a chunk
+    whose timestamp or value column Arrow cannot read as such goes through pandas to find the row.
+    Missing columns are left to the conversion, which names them.
+    """
+    if ds.timestamp not in chunk.column_names or ds.value not in chunk.column_names:
+        return None
+    try:
+        _float_values(chunk.column(ds.value))
+        if not _utc_naive_ns(chunk.column(ds.timestamp)).null_count:
+            return None
+    except _NotArrowNative:
+        pass
+    try:
+        named = [c for c in dict.fromkeys((*ds.keys, ds.timestamp, ds.value)) if c in chunk.column_names]
+        to_canonical(chunk.select(named).to_pandas(), ds)
+    except SchemaMismatch as exc:
+        return exc
+    return None
+
+
 def _canonical_arrow(raw: pa.Table, ds: Dataset) -> pa.Table:
     """:func:`to_canonical` in Arrow compute; raises :class:`_NotArrowNative` where it would differ."""
     import pyarrow as pa
@@ -146,7 +182,7 @@ def _canonical_arrow(raw: pa.Table, ds: Dataset) -> pa.Table:
     timestamp = _utc_naive_ns(raw.column(ds.timestamp))
     if timestamp.null_count:
         first = pc.index(pc.is_null(timestamp), True).as_py()
-        raise SchemaMismatch(ds.timestamp, f"not a timestamp: {raw.column(ds.timestamp)[first].as_py()!r}")
+        raise SchemaMismatch(ds.timestamp, f"not a timestamp: {raw.column(ds.timestamp)[first].as_py()!r}", first)
     columns: dict[str, Any] = {
         "series": series,
         "group": joined(ds.group) if ds.group else series,

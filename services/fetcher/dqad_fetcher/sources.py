@@ -41,7 +41,7 @@ from aws_lambda_powertools import Logger
 
 from dqad.datasets import PARAM_REF, Dataset, FileSource, RedshiftDataSource, SqlSource
 from dqad.storage import Storage, parse_uri
-from dqad_fetcher.canonical import SchemaMismatch
+from dqad_fetcher.canonical import SchemaMismatch, refused_row
 
 logger = Logger(service="dqad-fetcher")
 
@@ -96,11 +96,25 @@ def iter_source(ds: Dataset, window: Window, ctx: SourceContext) -> Iterator[pa.
 
 
 # -- file ------------------------------------------------------------------------------------------
+#: What a CSV field may say for "no value". Arrow's default list also takes ``n/a``, ``NA``, ``#N/A``
+#: and more as missing, which turned a metrics job's error text into a silent NaN; anything else
+#: is refused as not numeric, naming the line (docs/operations.md, "Bad data").
+CSV_NULL_VALUES = ("", "NULL", "null", "NaN", "nan")
+
+
 def iter_file_source(storage: Storage, src: FileSource, ds: Dataset) -> Iterator[pa.Table]:
-    """CSV / CSV.gz / Parquet, local or on S3, read in chunks (an S3 object goes to a temp file first)."""
+    """CSV / CSV.gz / Parquet, local or on S3, read in chunks (an S3 object goes to a temp file first).
+
+    A timestamp or value the fetch would refuse is refused here, where the line is known: the
+    error names the file's line (CSV) or row (Parquet) so the user can go and fix it.
+    """
     if src.file_format == "parquet":
+        offset = 0
         for batch in storage.iter_parquet_batches(src.path, batch_rows=src.chunk_rows):
-            yield pa.Table.from_batches([batch])
+            table = pa.Table.from_batches([batch])
+            _check_rows(table, ds, _place("row {} of " + src.path, offset + 1))
+            offset += table.num_rows
+            yield table
         return
     import tempfile
     from pathlib import Path
@@ -115,7 +129,11 @@ def iter_file_source(storage: Storage, src: FileSource, ds: Dataset) -> Iterator
             raise SourceError(f"file source {src.path!r} does not exist")
         # Configured columns are read as text and typed by to_canonical, so a bad value is a
         # SchemaMismatch naming its column rather than an Arrow conversion error.
-        convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in ds.columns}, strings_can_be_null=True)
+        convert = pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in ds.columns},
+            strings_can_be_null=True,
+            null_values=list(CSV_NULL_VALUES),
+        )
         stream = pa.CompressedInputStream(pa.OSFile(str(path)), "gzip") if src.gzipped else pa.OSFile(str(path))
         with stream:
             try:
@@ -125,10 +143,21 @@ def iter_file_source(storage: Storage, src: FileSource, ds: Dataset) -> Iterator
                     parse_options=pacsv.ParseOptions(delimiter=src.delimiter),
                     convert_options=convert,
                 )
+                offset = 0
                 for batch in reader:
-                    yield pa.Table.from_batches([batch])
+                    table = pa.Table.from_batches([batch])
+                    # line 1 is the header; a quoted field holding a line break would shift this
+                    _check_rows(table, ds, _place("line {} of " + src.path, offset + 2))
+                    offset += table.num_rows
+                    yield table
             except pa.ArrowInvalid as exc:
                 raise SourceError(f"file source {src.path!r} is not valid CSV: {exc}") from exc
+
+
+def _check_rows(table: pa.Table, ds: Dataset, where: Callable[[int], str]) -> None:
+    refused = refused_row(table, ds)
+    if refused is not None:
+        raise refused.at(where(refused.row)) if refused.row is not None else refused
 
 
 # -- sql -------------------------------------------------------------------------------------------
@@ -649,3 +678,8 @@ def _delete_prefix(storage: Storage, prefix_uri: str) -> None:
         storage.s3.delete_objects(
             Bucket=loc.bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True}
         )
+
+
+def _place(template: str, first: int) -> Callable[[int], str]:
+    """Names a row of this batch for an error: ``template`` filled with the row's number in the file."""
+    return lambda row: template.format(first + row)

@@ -226,42 +226,20 @@ def test_cli_feedback_on_aws_is_used_by_the_next_labeler_run(notifier, capsys) -
 
 
 def test_cli_feedback_on_local_state_folder(tmp_path, notifier, capsys) -> None:
-    """``dqad demo`` leaves a bucket mirror; the label lands where ``dqad replay`` will import it."""
+    """``dqad demo`` leaves a bucket mirror; the label lands where ``dqad replay`` will import it.
+    No run fetched the point in this mirror, so the label needs ``--force``."""
     notifier.cloud.export_bucket(tmp_path)
-    code = dqad_main(
-        [
-            "feedback",
-            "--state",
-            str(tmp_path),
-            "--dataset",
-            "shop_dq",
-            "--series",
-            SERIES,
-            "--timestamp",
-            POINT,
-            "--label",
-            "anomaly",
-        ]
-    )
-    assert code == 0
+    argv = ["feedback", "--state", str(tmp_path), "--dataset", "shop_dq", "--series", SERIES, "--timestamp", POINT,
+            "--label", "anomaly"]
+    assert dqad_main(argv) == 2
+    assert "no run of dataset 'shop_dq' here yet" in capsys.readouterr().err
+    assert dqad_main([*argv, "--force"]) == 0
     [path] = (tmp_path / "labels" / "shop_dq").iterdir()
     assert json.loads(path.read_text())["label"] == "anomaly"
-    with pytest.raises(SystemExit, match="unknown dataset 'nope'"):
-        dqad_main(
-            [
-                "feedback",
-                "--state",
-                str(tmp_path),
-                "--dataset",
-                "nope",
-                "--series",
-                "x",
-                "--timestamp",
-                POINT,
-                "--label",
-                "normal",
-            ]
-        )
+    unknown = ["feedback", "--state", str(tmp_path), "--dataset", "nope", "--series", "x", "--timestamp", POINT,
+               "--label", "normal"]
+    assert dqad_main(unknown) == 2
+    assert "unknown dataset 'nope'" in capsys.readouterr().err
 
 
 def test_secret_is_cached_per_container(feedback_env, cloud) -> None:
