@@ -254,6 +254,13 @@ def section_load(_repeat: int) -> list[str]:
     ]
 
 
+def section_artifacts(_repeat: int) -> list[str]:
+    """Each service's artifact as ``make package`` builds it (recorded: building downloads every wheel)."""
+    from bench.artifacts import table_rows
+
+    return table_rows()
+
+
 SECTIONS = {
     "scorer": ("Scorer throughput (Parquet in and out included)", section_scorer),
     "stages": ("Labeler and trainer at scale", section_labeler_trainer),
@@ -263,6 +270,7 @@ SECTIONS = {
     ),
     "chain": ("Demo chain, simulated Aurora insert → notification", section_chain),
     "imports": ("Cold start: handler module import in a fresh interpreter", section_imports),
+    "artifacts": ("Deployable artifacts: unpacked size and cold import from the built tree", section_artifacts),
     "load": ("Load: N runs across 20 datasets, insert → notification (moto over HTTP)", section_load),
     "detection": (
         "Detection quality (event level: a window is found by one alarm inside it)",
