@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dqad.detect._util import normalise
+from dqad.detect.vectorised import normalise
 from dqad.detect.config import DetectorConfig, LabelerConfig
 from dqad.detect.labeling import label_history
 from dqad.detect.model import train_candidates

@@ -14,20 +14,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from dqad.detect._util import (
+from dqad.detect.calendar_effects import CATEGORIES, WORDS, calendar_categories
+from dqad.detect.config import DetectorConfig
+from dqad.detect.features import compute
+from dqad.detect.model import ModelBundle
+from dqad.detect.vectorised import (
     DERIVED_COLUMNS,
     STANDARD_COLUMNS,
     Padded,
-    holiday_flag,
     key_columns,
-    month_end_flag,
     normalise,
     series_time_order,
     window_quantiles,
 )
-from dqad.detect.config import DetectorConfig
-from dqad.detect.features import compute
-from dqad.detect.model import ModelBundle
 
 OUTPUT_COLUMNS = ("score", "is_anomaly", "severity", "expected_low", "expected_high", "reasons")
 SEVERITIES = ("", "low", "medium", "high")
@@ -63,14 +62,15 @@ def _tail_positions(codes: np.ndarray, ts: np.ndarray, cfg: DetectorConfig) -> n
     (med_step,), _ = window_quantiles(pad.buffer(step), pad.pos[last], 64, [0.5])
     med_step = np.nan_to_num(med_step, nan=86400.0)
     cycle = np.where(med_step >= 20 * 3600, 7, np.ceil(86400 / np.maximum(med_step, 1.0)))
-    need = max(*cfg.windows, cfg.scale_window, 16) + 2 + (cfg.seasonal_k + 1) * cycle + cfg.scale_window
+    # daily slots skip the candidate calendar days (a few a month): half again as many points
+    seasonal = (cfg.seasonal_k + 1) * cycle * np.where(med_step >= 20 * 3600, 1.5, 1.0)
+    need = max(*cfg.windows, cfg.scale_window, 16) + 2 + seasonal + cfg.scale_window
     need = np.where(med_step < 20 * 3600, need + (cfg.seasonal_k + 1) * 6 * cycle, need)  # weekly slot (week_z)
     from_end = last[pad.gid] - np.arange(len(codes))
     t = pd.DatetimeIndex(ts.view("datetime64[ns]"))
-    special = holiday_flag(t, cfg.holidays)
-    if "month_end" in cfg.slots:
-        special = special | month_end_flag(t, cfg.month_end_days, cfg.holidays)
-    keep = (from_end < need[pad.gid]) | special
+    # every earlier candidate calendar day of a daily series: their ratios are its calendar effects
+    candidate = calendar_categories(t, cfg.holidays).any(axis=1) & (med_step >= 20 * 3600)[pad.gid]
+    keep = (from_end < need[pad.gid]) | candidate
     return order[keep]
 
 
@@ -85,11 +85,9 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _slot_name(dow: int, hour: int, minute: int, daily: bool, holiday: bool, month_end: bool) -> str:
-    if holiday:
-        return "holidays"
-    if month_end and daily:
-        return "month ends"
+def _slot_name(dow: int, hour: int, minute: int, daily: bool, effect: int) -> str:
+    if effect >= 0:
+        return WORDS[CATEGORIES[effect]]
     if daily:
         return DAY_NAMES[dow]
     return f"{hour:02d}:{minute:02d}"
@@ -138,24 +136,18 @@ def _reasons(
         c: feats[c].to_numpy(dtype=np.float64)[rows].tolist()
         for c in ("same_as_prev", "same_rate", "gap_ratio", "load_delay_z", "is_rerun")
     }
-    a = {
-        c: aux[c].to_numpy(dtype=bool)[rows].tolist()
-        for c in ("daily", "is_holiday", "is_month_end", "special_unknown")
-    }
+    daily_rows = aux["daily"].to_numpy(dtype=bool)[rows].tolist()
+    effect_rows = aux["effect"].to_numpy(dtype=np.int64)[rows].tolist()
     per_row = zip(
         keys,
         out["value"].to_numpy(dtype=np.float64)[rows].tolist(),
         aux["expected"].to_numpy(dtype=np.float64)[rows].tolist(),
-        out["expected_low"].to_numpy(dtype=np.float64)[rows].tolist(),
-        out["expected_high"].to_numpy(dtype=np.float64)[rows].tolist(),
         np.abs(z[rows]).tolist(),
         np.asarray(t_rows.day_of_week).tolist(),
         np.asarray(t_rows.hour).tolist(),
         np.asarray(t_rows.minute).tolist(),
-        a["daily"],
-        a["is_holiday"],
-        a["is_month_end"],
-        a["special_unknown"],
+        daily_rows,
+        effect_rows,
         f["same_as_prev"],
         f["same_rate"],
         f["gap_ratio"],
@@ -167,16 +159,12 @@ def _reasons(
         key,
         v,
         exp,
-        lo,
-        hi,
         az,
         dow,
         hour,
         minute,
         daily,
-        hol,
-        me,
-        spec,
+        effect,
         same,
         same_rate,
         gap,
@@ -187,18 +175,11 @@ def _reasons(
         if math.isnan(v):
             parts.append((100.0, "value is missing (NULL) where a number was expected"))
         elif math.isfinite(exp):
-            slot = _slot_name(dow, hour, minute, daily, hol, me)
+            slot = _slot_name(dow, hour, minute, daily, effect)
             where = f"for {slot}" if slot[0].isalpha() else f"at {slot}"
-            if spec and abs(exp) > 1e-9:
-                kind = "holidays" if hol else "month ends"
-                parts.append(
-                    (
-                        az,
-                        f"value {_fmt(v)} is outside the range tolerated on {kind} "
-                        f"({_fmt(lo)} to {_fmt(hi)}; ordinary level {_fmt(exp)})",
-                    )
-                )
-            elif abs(exp) > 1e-9:
+            if effect >= 0:
+                where += " (a calendar effect this series shows)"
+            if abs(exp) > 1e-9:
                 pct = (v - exp) / abs(exp) * 100
                 word = "below" if pct < 0 else "above"
                 parts.append((az, f"value {_fmt(v)} is {abs(pct):.0f}% {word} the usual {_fmt(exp)} {where}"))
@@ -559,16 +540,7 @@ def _score_block(bundle: ModelBundle, tail: pd.DataFrame, new_n: pd.DataFrame) -
     cfg = bundle.cfg
     exp = aux["expected"].to_numpy(dtype=np.float64)
     half = cfg.range_z * aux["scale"].to_numpy(dtype=np.float64)
-    lo, hi = exp - half, exp + half
-    spec = aux["special_unknown"].to_numpy(dtype=bool)
-    base = aux["base_expected"].to_numpy(dtype=np.float64)
-    hol = aux["is_holiday"].to_numpy(dtype=bool)
-    r_lo = np.where(hol, cfg.holiday_range[0], cfg.month_end_range[0])
-    r_hi = np.where(hol, cfg.holiday_range[1], cfg.month_end_range[1])
-    # a special day tolerates its range around the ordinary baseline and the ordinary day's spread
-    # (see features.special_day_deviation): the expected range shown is the union of the two
-    lo = np.where(spec, np.minimum(np.minimum(base * r_lo, base * r_hi), lo), lo)
-    hi = np.where(spec, np.maximum(np.maximum(base * r_lo, base * r_hi), hi), hi)
+    lo, hi = exp - half, exp + half  # calendar effects are already in the expected value and scale
     # a series that was never negative is not expected to become negative
     nn = aux["series_min"].to_numpy(dtype=np.float64) >= 0
     lo = np.where(nn, np.maximum(lo, 0.0), lo)
