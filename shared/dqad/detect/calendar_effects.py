@@ -42,6 +42,8 @@ CATEGORIES = (
 )
 #: the categories that describe a month or quarter end (for reasons and the ``is_month_end`` feature)
 MONTH_END = tuple(i for i, c in enumerate(CATEGORIES) if "last" in c)
+#: column of :func:`calendar_categories` saying whether a day is a business day
+BUSINESS = len(CATEGORIES)
 WORDS = {
     "holiday": "holidays",
     "month_last_day": "the last day of the month",
@@ -64,12 +66,20 @@ class EffectRules:
     noise_factor: float = 2.0
     consistency: float = 0.8
     min_relative_change: float = 0.05
+    #: an effect this large (relative) and beyond twice the usual noise test is used from its
+    #: first consistent occurrences: a closing surge that triples a table is evidence on its own
+    strong_change: float = 0.3
 
 
 def calendar_categories(ts: pd.DatetimeIndex, holidays: Sequence[date] = ()) -> np.ndarray:
-    """Boolean matrix (points x :data:`CATEGORIES`): which candidate calendar days each point falls on."""
+    """Boolean matrix (points x :data:`CATEGORIES` + 1): which candidate calendar days each point falls on.
+
+    The last column says whether the day is a business day (Mon-Fri, not a holiday): every effect
+    is learnt apart for business and other days, because the 31st that is a Sunday and the 31st
+    that is the last business day are different days to a business that closes on business days.
+    """
     t = pd.DatetimeIndex(ts)
-    out = np.zeros((len(t), len(CATEGORIES)), dtype=bool)
+    out = np.zeros((len(t), len(CATEGORIES) + 1), dtype=bool)
     if len(t) == 0:
         return out
     uniq, inv = calendar_days(t)
@@ -93,6 +103,7 @@ def calendar_categories(ts: pd.DatetimeIndex, holidays: Sequence[date] = ()) -> 
             bday & (before == 0),
             quarter_month & (to_end == 0),
             quarter_month & bday & (after == 0),
+            bday,
         ]
     )
     return cols[inv]
@@ -141,20 +152,26 @@ def learn_effects(
     best_spread = np.full(m, np.inf)
     best_cat = np.full(m, -1, dtype=np.int64)
     floor = max(np.log1p(rules.min_relative_change), 1e-9)
-    for c in range(cats.shape[1]):
-        on = np.flatnonzero(cats[:, c])
-        q = np.flatnonzero(cats[rows, c])
-        if not len(on) or not len(q):
-            continue
-        med, spread, cnt, pos = _occurrence_stats(series_codes[on], ratios[on], rules.occurrences, centred)
-        at = np.searchsorted(on, rows[q])
-        med, spread, cnt, pos = med[at], spread[at], cnt[at], pos[at]
-        big = np.abs(med) > np.maximum(rules.noise_factor * noise_rel[q], floor)
-        same_sign = np.where(med > 0, pos, 1.0 - pos) >= rules.consistency
-        ok = (cnt >= rules.min_occurrences) & big & same_sign & np.isfinite(med)
-        better = ok & (spread < best_spread[q])
-        sel = q[better]
-        best_lr[sel], best_spread[sel], best_cat[sel] = med[better], spread[better], c
+    business = cats[:, -1]
+    for c in range(cats.shape[1] - 1):
+        for b in (True, False):
+            on = np.flatnonzero(cats[:, c] & (business == b))
+            q = np.flatnonzero(cats[rows, c] & (business[rows] == b))
+            if not len(on) or not len(q):
+                continue
+            med, spread, cnt, pos = _occurrence_stats(series_codes[on], ratios[on], rules.occurrences, centred)
+            at = np.searchsorted(on, rows[q])
+            med, spread, cnt, pos = med[at], spread[at], cnt[at], pos[at]
+            noise = noise_rel[q]
+            big = np.abs(med) > np.maximum(rules.noise_factor * noise, floor)
+            strong = np.abs(med) > np.maximum(2 * rules.noise_factor * noise, np.log1p(rules.strong_change))
+            same_sign = np.where(med > 0, pos, 1.0 - pos) >= rules.consistency
+            # centred windows hold the point itself: a strong effect needs one other occurrence there
+            enough = (cnt >= rules.min_occurrences) | (strong & (cnt >= 1 + centred))
+            ok = enough & big & same_sign & np.isfinite(med)
+            better = ok & (spread < best_spread[q])
+            sel = q[better]
+            best_lr[sel], best_spread[sel], best_cat[sel] = med[better], spread[better], c
     best_spread[best_cat < 0] = 0.0
     return Effects(log_ratio=best_lr, spread=best_spread, category=best_cat)
 

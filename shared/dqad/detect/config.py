@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+from dqad.detect.controls import Control
+
 if TYPE_CHECKING:  # the runtime import is deferred: loading a configuration must not load pandas
     from dqad.detect.calendar_effects import EffectRules
 
@@ -175,6 +177,9 @@ class DetectorConfig(SeasonalConfig):
     #: an alarm less than this many hours after the previous alert of the same series belongs to
     #: that incident and is not a new alert (daily or slower loads are always judged on their own)
     incident_gap_hours: float = 24.0
+    #: per-metric controls on the alarm decision (dqad.detect.controls), first match applies, e.g.
+    #: ``[{metric = "*null_pct", direction = "up", max = 5}, {metric = "row_count", zero_alerts = true}]``
+    controls: tuple[Control, ...] = ()
 
     def __post_init__(self) -> None:
         bad = [c for c in self.candidates if c not in VALID_CANDIDATES]
@@ -184,6 +189,7 @@ class DetectorConfig(SeasonalConfig):
         if not self.windows or min(self.windows) < 2:
             raise ValueError("DetectorConfig.windows: need at least one window of >= 2 points")
         object.__setattr__(self, "windows", tuple(sorted({int(w) for w in self.windows})))
+        object.__setattr__(self, "controls", tuple(Control.from_dict(c) for c in self.controls))
         if self.alarm_budget_per_day < 0 or self.calibration_margin < 1 or self.uncalibrated_margin < 1:
             raise ValueError("DetectorConfig: alarm_budget_per_day >= 0 and margins >= 1 required")
         if self.cv_folds < 2:

@@ -237,8 +237,8 @@ def compute(
     # calendar and seasonal slots (every row: earlier rows feed the seasonal baselines)
     step = step_seconds(ts_sorted, pad, exact=tgt)
     daily = ~(step < 20 * 3600)
-    cats = calendar_categories(t_index, cfg.holidays) & daily[:, None]
-    candidate = cats.any(axis=1)
+    cats = calendar_categories(t_index, cfg.holidays) & daily[:, None]  # daily series only
+    candidate = cats[:, :-1].any(axis=1)
     slot_base = slot_codes(t_index, step, cfg.slots)
 
     # seasonal baseline of the ordinary slot; candidate calendar days are left out of it and judged

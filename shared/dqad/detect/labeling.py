@@ -120,8 +120,8 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
     pad = Padded(sc, max(cfg.scale_window, 16) + 2)
     step = step_seconds(ts, pad)
     daily = ~(step < 20 * 3600)
-    cats = calendar_categories(t_index, cfg.holidays) & daily[:, None]
-    special = cats.any(axis=1)
+    cats = calendar_categories(t_index, cfg.holidays) & daily[:, None]  # daily series only
+    special = cats[:, :-1].any(axis=1)
     slot_base = slot_codes(t_index, step, cfg.slots)
     rows = np.flatnonzero(special)
 

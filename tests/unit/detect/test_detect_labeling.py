@@ -26,8 +26,9 @@ def test_seasonal_rule_catches_spike_and_human_overrides(loads_factory) -> None:
     rest = (df["series"] == "sales.t0/row_count") & ~df.index.isin(spike)
     assert out.loc[rest, "label"].sum() == 0
 
-    fb = pd.DataFrame({"series": ["sales.t0/row_count"], "timestamp": df.loc[spike, "timestamp"].tolist(),
-                       "label": ["normal"]})
+    fb = pd.DataFrame(
+        {"series": ["sales.t0/row_count"], "timestamp": df.loc[spike, "timestamp"].tolist(), "label": ["normal"]}
+    )
     out2 = label_history(df, fb, LabelerConfig())
     assert out2.loc[spike, "label"].tolist() == [0]
     assert out2.loc[spike, "label_source"].tolist() == ["human"]
@@ -37,8 +38,9 @@ def test_seasonal_rule_catches_spike_and_human_overrides(loads_factory) -> None:
 def test_human_anomaly_label_wins_on_quiet_point(loads_factory) -> None:
     df = loads_factory()
     p = _at(df, "sales.t1/sum_amount", "2024-03-05")
-    fb = pd.DataFrame({"series": ["sales.t1/sum_amount"], "timestamp": df.loc[p, "timestamp"].tolist(),
-                       "label": ["anomaly"]})
+    fb = pd.DataFrame(
+        {"series": ["sales.t1/sum_amount"], "timestamp": df.loc[p, "timestamp"].tolist(), "label": ["anomaly"]}
+    )
     out = label_history(df, fb, LabelerConfig())
     assert out.loc[p, ["label", "label_source"]].values.tolist() == [[1, "human"]]
 
