@@ -116,6 +116,8 @@ class Effects:
     log_ratio: np.ndarray
     spread: np.ndarray
     category: np.ndarray
+    #: most occurrences (with a value) any of the point's candidate categories had to learn from
+    evidence: np.ndarray
 
     @property
     def applies(self) -> np.ndarray:
@@ -151,6 +153,7 @@ def learn_effects(
     best_lr = np.zeros(m)
     best_spread = np.full(m, np.inf)
     best_cat = np.full(m, -1, dtype=np.int64)
+    evidence = np.zeros(m)
     floor = max(np.log1p(rules.min_relative_change), 1e-9)
     business = cats[:, -1]
     for c in range(cats.shape[1] - 1):
@@ -162,6 +165,7 @@ def learn_effects(
             med, spread, cnt, pos = _occurrence_stats(series_codes[on], ratios[on], rules.occurrences, centred)
             at = np.searchsorted(on, rows[q])
             med, spread, cnt, pos = med[at], spread[at], cnt[at], pos[at]
+            evidence[q] = np.maximum(evidence[q], cnt)
             noise = noise_rel[q]
             big = np.abs(med) > np.maximum(rules.noise_factor * noise, floor)
             strong = np.abs(med) > np.maximum(2 * rules.noise_factor * noise, np.log1p(rules.strong_change))
@@ -173,7 +177,7 @@ def learn_effects(
             sel = q[better]
             best_lr[sel], best_spread[sel], best_cat[sel] = med[better], spread[better], c
     best_spread[best_cat < 0] = 0.0
-    return Effects(log_ratio=best_lr, spread=best_spread, category=best_cat)
+    return Effects(log_ratio=best_lr, spread=best_spread, category=best_cat, evidence=evidence)
 
 
 def _occurrence_stats(

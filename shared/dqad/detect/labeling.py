@@ -52,18 +52,23 @@ def _with_effects(
     scale: np.ndarray,
     rows: np.ndarray,
     cfg: LabelerConfig,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Expected value and scale with the calendar effects the neighbouring occurrences show.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expected value, scale and "cannot tell yet" of the calendar days, from their neighbouring occurrences.
 
-    Only human-labelled anomalies are kept out of the effect estimates: the rule's own labels of
-    an earlier round must not erase the surge that would explain them.
+    A calendar day whose category has too few occurrences to tell an effect from an incident is
+    not judged (like a slot without ``min_history``): labelling it would blank it out of the very
+    effect estimate that later occurrences need. Only human-labelled anomalies are kept out of the
+    effect estimates: the rule's own labels of an earlier round must not erase the surge that would
+    explain them.
     """
     ratios = log_ratio(np.where(hum == 1, np.nan, v), med)
     noise = scale[rows] / np.maximum(np.abs(expected[rows]), 1e-9)
     eff = learn_effects(sc, cats, ratios, rows, noise, cfg.effect_rules(), centred=True)
     expected, scale = expected.copy(), scale.copy()
     expected[rows], scale[rows] = apply_effects(expected[rows], scale[rows], eff, cfg.rel_scale_floor)
-    return expected, scale
+    undetermined = np.zeros(len(v), dtype=bool)
+    undetermined[rows] = ~eff.applies & (eff.evidence < cfg.effect_min_occurrences + 1)  # + the point itself
+    return expected, scale, undetermined
 
 
 def feedback_to_points(feedback: pd.DataFrame | None) -> pd.DataFrame:
@@ -139,11 +144,12 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
         q3 = pad.rolling(resid_b, w, "quantile", min_periods=3, center=True, q=0.75)
         expected = med + r_med
         scale = robust_scale(q1, q3, med, cfg.rel_scale_floor)
+        undetermined = np.zeros(n, dtype=bool)
         if len(rows):
-            expected, scale = _with_effects(sc, cats, v, hum, med, expected, scale, rows, cfg)
+            expected, scale, undetermined = _with_effects(sc, cats, v, hum, med, expected, scale, rows, cfg)
         z = (v - expected) / scale
         rel = (v - expected) / np.maximum(np.abs(expected), 1e-9)
-        enough = (cnt >= cfg.min_history) & np.isfinite(z)
+        enough = (cnt >= cfg.min_history) & np.isfinite(z) & ~undetermined
         new_rule = enough & (np.abs(z) > cfg.mad_threshold) & (np.abs(rel) >= cfg.min_relative_change)
         if np.array_equal(new_rule, rule):
             break
@@ -152,7 +158,7 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
     # consensus across the metrics of one load (same group, same timestamp): metrics deviating
     # together, or all repeating their previous load's numbers exactly (a stale snapshot)
     zc = np.where(np.isfinite(z), z, 0.0)
-    dev = (np.abs(zc) >= cfg.consensus_threshold) & (np.abs(rel) >= cfg.min_relative_change)
+    dev = (np.abs(zc) >= cfg.consensus_threshold) & (np.abs(rel) >= cfg.min_relative_change) & ~undetermined
     prev = pad.shift(v, 1)
     same = (v == prev) & np.isfinite(prev)
     same_rate = pad.rolling(same.astype(np.float64), cfg.scale_window, "mean", min_periods=7, center=True)
