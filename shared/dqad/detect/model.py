@@ -342,15 +342,8 @@ def train_candidates(
         if name == "robust":
             m = _robust_threshold(m, X, y, w, human_normal, est_cfg=cfg, usable=bool(usable))
         if usable:
-            m.update(
-                _human_f1(
-                    np.concatenate(oof_y),
-                    np.concatenate(oof_s),
-                    np.concatenate(oof_w),
-                    np.concatenate(oof_h),
-                    m["threshold"],
-                )
-            )
+            m.update(_human_f1(np.concatenate(oof_y), np.concatenate(oof_s), np.concatenate(oof_w),
+                               np.concatenate(oof_h), m["threshold"]))
         m["cv_seconds"] = time.perf_counter() - t_c
         candidates[name] = m
     # a supervised candidate must beat the robust detector on what humans labelled (see _human_f1)

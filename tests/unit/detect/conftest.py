@@ -22,18 +22,10 @@ def make_loads(days: int = 120, tables: int = 2, seed: int = 0, start: str = "20
             ("distinct_count", rc * 0.6 * np.exp(rng.normal(0, 0.005, days))),
             ("sum_amount", rc * 25.0 * np.exp(rng.normal(0, 0.01, days))),
         ):
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "series": f"{table}/{metric}",
-                        "group": table,
-                        "timestamp": ts,
-                        "value": vals,
-                        "table_name": table,
-                        "metric_name": metric,
-                    }
-                )
-            )
+            rows.append(pd.DataFrame({
+                "series": f"{table}/{metric}", "group": table, "timestamp": ts, "value": vals,
+                "table_name": table, "metric_name": metric,
+            }))
     return pd.concat(rows, ignore_index=True)
 
 

@@ -25,13 +25,8 @@ def _hist(n: int, step: str, series: str, seed: int = 0) -> tuple[pd.DataFrame, 
     """History frame and the mature-point features calibration reads."""
     ts = pd.date_range("2024-01-01", periods=n, freq=step)
     frame = pd.DataFrame({"series": series, "timestamp": ts})
-    feats = pd.DataFrame(
-        {
-            "seas_n": np.full(n, 8.0),
-            "n_hist": np.arange(n, dtype=float) + CFG.scale_window,
-            "is_daily": float(step == "D"),
-        }
-    )
+    feats = pd.DataFrame({"seas_n": np.full(n, 8.0), "n_hist": np.arange(n, dtype=float) + CFG.scale_window,
+                          "is_daily": float(step == "D")})
     return frame, feats
 
 
@@ -60,9 +55,8 @@ def test_noisy_subdaily_series_gets_a_higher_threshold_than_a_quiet_one() -> Non
     f2, x2 = _hist(2000, "5min", "quiet")
     s1 = np.clip(rng.uniform(0.0, 0.8, 2000), 0, 1)  # many points well above the global 0.5
     s2 = np.clip(rng.uniform(0.0, 0.3, 2000), 0, 1)
-    cal = calibrate_series(
-        np.r_[s1, s2], pd.concat([f1, f2], ignore_index=True), pd.concat([x1, x2], ignore_index=True), 0.5, CFG
-    )
+    cal = calibrate_series(np.r_[s1, s2], pd.concat([f1, f2], ignore_index=True),
+                           pd.concat([x1, x2], ignore_index=True), 0.5, CFG)
     assert cal.thresholds["noisy"] > odds_scale(0.79, 1.0)  # above (almost) all of its history
     assert cal.thresholds["quiet"] == 0.5  # a quiet history keeps the global threshold
     assert cal.step_s["noisy"] == 300.0
@@ -112,12 +106,8 @@ def test_one_alert_per_incident_on_subdaily_data_but_every_bad_daily_load() -> N
 
 def test_decide_uses_series_thresholds_and_subdaily_margin() -> None:
     cal = SeriesCalibration(thresholds={"noisy": 0.8}, step_s={"noisy": 300.0, "new": 300.0, "day": 86400.0})
-    frame = pd.DataFrame(
-        {
-            "series": ["noisy", "noisy", "new", "day"],
-            "timestamp": pd.to_datetime(["2024-01-01", "2024-01-03", "2024-01-01", "2024-01-01"]),
-        }
-    )
+    frame = pd.DataFrame({"series": ["noisy", "noisy", "new", "day"],
+                          "timestamp": pd.to_datetime(["2024-01-01", "2024-01-03", "2024-01-01", "2024-01-01"])})
     score = np.array([0.7, 0.85, 0.55, 0.55])
     got = decide(score, 0.5, CFG, cal, frame=frame)
     # 0.7 < noisy's 0.8; 0.55 < the margin-raised global threshold of an uncalibrated 5-minute series
@@ -128,15 +118,8 @@ def test_decide_uses_series_thresholds_and_subdaily_margin() -> None:
 
 
 def test_bundle_decide_and_old_bundles_without_calibration() -> None:
-    b = ModelBundle(
-        estimator=RobustDetector(CFG),
-        feature_names=[],
-        threshold=0.5,
-        cfg=CFG,
-        trained_at="",
-        metrics={},
-        kind="robust",
-    )
+    b = ModelBundle(estimator=RobustDetector(CFG), feature_names=[], threshold=0.5, cfg=CFG, trained_at="",
+                    metrics={}, kind="robust")
     assert b.decide(np.array([0.4, 0.6]), None).tolist() == [False, True]
     del b.__dict__["calibration"]  # a bundle pickled before the field existed
     assert b.decide(np.array([0.6]), None, frame=pd.DataFrame({"series": ["x"], "timestamp": [pd.Timestamp(0)]}))[0]

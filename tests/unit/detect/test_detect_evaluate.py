@@ -22,17 +22,15 @@ def test_point_metrics() -> None:
 def test_event_metrics_runs_and_windows() -> None:
     ts = pd.date_range("2024-01-01", periods=20, freq="h")
     alarms = np.zeros(20, dtype=bool)
-    alarms[[2, 3, 4]] = True  # one run inside window A -> 1 true run
-    alarms[[10]] = True  # a false run
-    alarms[[15, 16]] = True  # a run touching window B at its end -> true
+    alarms[[2, 3, 4]] = True   # one run inside window A -> 1 true run
+    alarms[[10]] = True        # a false run
+    alarms[[15, 16]] = True    # a run touching window B at its end -> true
     scored = pd.DataFrame({"series": "s", "timestamp": ts, "is_anomaly": alarms})
-    windows = pd.DataFrame(
-        {
-            "series": ["s", "s", "s", "other"],
-            "start": [ts[1], ts[14], ts[18], ts[0]],
-            "end": [ts[3], ts[15], ts[19], ts[5]],
-        }
-    )
+    windows = pd.DataFrame({
+        "series": ["s", "s", "s", "other"],
+        "start": [ts[1], ts[14], ts[18], ts[0]],
+        "end": [ts[3], ts[15], ts[19], ts[5]],
+    })
     m = event_metrics(scored, windows)
     assert m["alarm_runs"] == 3 and m["true_runs"] == 2
     assert abs(m["precision"] - 2 / 3) < 1e-12
@@ -52,13 +50,9 @@ def test_points_to_windows() -> None:
 def test_backtest_cli_end_to_end(tmp_path, loads_factory, capsys) -> None:
     df = loads_factory(days=100, tables=2)
     # one incident per series, on different days, all after the history part
-    bad = [
-        df.index[
-            (df["series"] == s)
-            & (df["timestamp"].dt.normalize() == pd.Timestamp("2024-02-01") + pd.Timedelta(days=9 * i))
-        ][0]
-        for i, s in enumerate(sorted(df["series"].unique()))
-    ]
+    bad = [df.index[(df["series"] == s) & (df["timestamp"].dt.normalize() == pd.Timestamp("2024-02-01")
+                                           + pd.Timedelta(days=9 * i))][0]
+           for i, s in enumerate(sorted(df["series"].unique()))]
     df.loc[bad, "value"] *= 0.05
     data = tmp_path / "data.csv.gz"
     df[["series", "timestamp", "value"]].to_csv(data, index=False)
@@ -68,35 +62,15 @@ def test_backtest_cli_end_to_end(tmp_path, loads_factory, capsys) -> None:
     parser = argparse.ArgumentParser(prog="dqad")
     add_parser(parser.add_subparsers(dest="cmd"))
     out = tmp_path / "out"
-    args = parser.parse_args(
-        [
-            "backtest",
-            "--data",
-            str(data),
-            "--labels",
-            str(labels),
-            "--out",
-            str(out),
-            "--group-by-prefix",
-            "--chunks",
-            "2",
-            "--detector-config",
-            '{"n_estimators": 10, "cv_folds": 2}',
-        ]
-    )
+    args = parser.parse_args(["backtest", "--data", str(data), "--labels", str(labels), "--out", str(out),
+                              "--group-by-prefix", "--chunks", "2",
+                              "--detector-config", '{"n_estimators": 10, "cv_folds": 2}'])
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "dqad" in printed and "3-sigma" in printed and "iforest" in printed
     scores = read_series_file(out / "scores.csv")
-    assert list(scores.columns) == [
-        "series",
-        "timestamp",
-        "value",
-        "score",
-        "is_anomaly",
-        "expected_low",
-        "expected_high",
-    ]
+    assert list(scores.columns) == ["series", "timestamp", "value", "score", "is_anomaly",
+                                    "expected_low", "expected_high"]
     assert len(scores) == len(df) - int((df.groupby("series").size() * 0.15).apply(np.ceil).sum())
     metrics = json.loads((out / "metrics.json").read_text())
     ev = metrics["dqad"]["event"]

@@ -83,20 +83,8 @@ def test_score_new_is_causal_and_complete(trained) -> None:
     b = score_new(res.bundle, hist, more)
     pd.testing.assert_series_equal(a["score"], b.loc[a.index, "score"])
     assert list(a.index) == list(near.index)
-    for c in (
-        "series",
-        "group",
-        "timestamp",
-        "value",
-        "table_name",
-        "metric_name",
-        "score",
-        "is_anomaly",
-        "severity",
-        "expected_low",
-        "expected_high",
-        "reasons",
-    ):
+    for c in ("series", "group", "timestamp", "value", "table_name", "metric_name", "score", "is_anomaly",
+              "severity", "expected_low", "expected_high", "reasons"):
         assert c in a.columns
     zero = a[a["value"] == 0.0].iloc[0]
     assert zero["is_anomaly"] and zero["severity"] in {"high", "medium", "low"}
@@ -204,9 +192,8 @@ def test_weekly_rhythm_of_subdaily_data_is_not_an_anomaly() -> None:
     assert np.abs(feats.loc[last_sat, "seas_z"]).median() > 10
     assert np.abs(feats.loc[last_sat, "week_z"]).median() < 3
     # daily data: week_z is seas_z (its slot already is the weekday)
-    daily = pd.DataFrame(
-        {"series": "d", "timestamp": pd.date_range("2024-01-01", periods=60, freq="D"), "value": rng.normal(100, 3, 60)}
-    )
+    daily = pd.DataFrame({"series": "d", "timestamp": pd.date_range("2024-01-01", periods=60, freq="D"),
+                          "value": rng.normal(100, 3, 60)})
     fd = build_features(daily, FAST)
     np.testing.assert_array_equal(fd["week_z"].to_numpy(), fd["seas_z"].to_numpy())
 
