@@ -34,7 +34,8 @@ import pandas as pd
 
 from bench.recorded import provenance, save_result
 from dqad.detect import DetectorConfig, LabelerConfig
-from dqad.detect._util import holiday_flag, month_end_flag
+from dqad.detect.calendar_effects import MONTH_END, calendar_categories
+from dqad.detect.vectorised import holiday_flag
 from dqad_dev.backtest import read_series_file, run_backtest
 from dqad_dev.evaluate import in_window
 
@@ -66,7 +67,7 @@ def synthetic(seed: int, tables: int, days: int) -> dict:
     t = pd.DatetimeIndex(sc["timestamp"])
     outside = in_window(sc, windows) < 0
     hol = holiday_flag(t, d.holidays)
-    me = month_end_flag(t, dcfg.month_end_days, d.holidays)
+    me = calendar_categories(t, d.holidays)[:, list(MONTH_END)].any(axis=1)  # every month-end convention
     false_alarms = {
         "holiday": int((sc["is_anomaly"].to_numpy() & hol & outside).sum()),
         "month_end": int((sc["is_anomaly"].to_numpy() & me & outside).sum()),

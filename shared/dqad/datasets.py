@@ -33,7 +33,7 @@ import fnmatch
 import json
 import re
 import tomllib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -257,6 +257,35 @@ class NotifierOptions(_Strict):
     feedback_link_expiry_hours: float = Field(default=14 * 24, gt=0, description="validity of the email's links")
 
 
+class Holidays(_Strict):
+    """A dataset's holiday calendar: a country's (``holidays`` package) and the dataset's own dates.
+
+    ``holidays = { country = "US", subdivision = "NY", extra = ["2026-12-24"] }``. Holidays are a
+    candidate calendar effect: each series shows whether they move it (docs/architecture.md §6).
+    """
+
+    country: str | None = None
+    subdivision: str | None = None
+    extra: tuple[date, ...] = ()
+
+    @model_validator(mode="after")
+    def _known_calendar(self) -> Holidays:
+        if self.subdivision and not self.country:
+            raise ValueError("holidays.subdivision needs holidays.country")
+        if self.country:  # unknown codes fail when the catalog loads, not at the first labelling run
+            self.dates(date(2000, 1, 1), date(2000, 1, 1))
+        return self
+
+    def dates(self, start: date, end: date) -> tuple[date, ...]:
+        from dqad.detect.holiday_calendar import holiday_dates
+
+        return holiday_dates(self.country, start, end, subdivision=self.subdivision, extra=self.extra)
+
+
+#: years of holidays a run's configuration carries (history before it, scoring loads after it)
+HOLIDAY_YEARS_BACK, HOLIDAY_YEARS_AHEAD = 3, 2
+
+
 class Dataset(_Strict):
     name: str
     description: str = ""
@@ -271,6 +300,7 @@ class Dataset(_Strict):
     source: Source
     labeler: dict[str, Any] = Field(default_factory=dict)
     detector: dict[str, Any] = Field(default_factory=dict)
+    holidays: Holidays | None = None
     trainer: TrainerOptions = TrainerOptions()
     notifier: NotifierOptions = NotifierOptions()
 
@@ -283,6 +313,20 @@ class Dataset(_Strict):
         if stray:
             raise ValueError(f"group columns {sorted(stray)} must be among keys {list(self.keys)}")
         return self
+
+    def stage_settings(self, stage: Literal["labeler", "detector"], today: date | None = None) -> dict[str, Any]:
+        """The labeler's or detector's settings with the dataset's holiday calendar expanded into dates.
+
+        A plain ``holidays = [...]`` list in the stage's own section keeps working; the calendar's
+        dates are added to it, for the years a run's history and its scoring loads can span.
+        """
+        out = dict(self.labeler if stage == "labeler" else self.detector)
+        if self.holidays is not None:
+            t = today or datetime.now(UTC).date()
+            span = (date(t.year - HOLIDAY_YEARS_BACK, 1, 1), date(t.year + HOLIDAY_YEARS_AHEAD, 12, 31))
+            own = [str(d)[:10] for d in out.get("holidays", ())]
+            out["holidays"] = sorted({*own, *(d.isoformat() for d in self.holidays.dates(*span))})
+        return out
 
     @property
     def columns(self) -> tuple[str, ...]:

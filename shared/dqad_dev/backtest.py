@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dqad.detect._util import normalise
 from dqad.detect.config import DetectorConfig, LabelerConfig
 from dqad.detect.labeling import label_history
 from dqad.detect.model import train_candidates
 from dqad.detect.scoring import score_new
+from dqad.detect.vectorised import normalise
 from dqad_dev.evaluate import (
     event_metrics,
     iforest_baseline,

@@ -12,7 +12,7 @@ from dqad.stage import PermanentError, StageRuntime
 def label(rt: StageRuntime, detail: DatasetFetched) -> DatasetLabeled:
     try:
         ds = rt.catalog.get(detail.dataset)
-        cfg = LabelerConfig.from_dict(ds.labeler)
+        cfg = LabelerConfig.from_dict(ds.stage_settings("labeler"))
     except ValueError as exc:
         raise PermanentError(str(exc)) from exc
     history = rt.storage.read_parquet(detail.history)

@@ -97,7 +97,7 @@ def start_job(
     name = job_name_for(detail.run_id)
     version = f"v{detail.run_id}"
     config_uri = rt.storage.uri(f"jobs/{name}/config/config.json")
-    rt.storage.put_json(config_uri, {"detector": ds.detector, "version": version, "dataset": ds.name})
+    rt.storage.put_json(config_uri, {"detector": ds.stage_settings("detector"), "version": version, "dataset": ds.name})
     rt.storage.put_json(
         rt.storage.uri(f"jobs/{name}.json"),
         {

@@ -10,9 +10,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-VALID_SLOTS = ("dow", "hour", "dom", "month_end")
+from dqad.detect.controls import Control
+
+if TYPE_CHECKING:  # the runtime import is deferred: loading a configuration must not load pandas
+    from dqad.detect.calendar_effects import EffectRules
+
+VALID_SLOTS = ("dow", "hour", "dom")
 VALID_CANDIDATES = ("logistic", "random_forest", "gradient_boosting")
 
 T = TypeVar("T")
@@ -50,53 +55,87 @@ class _FromDict:
 
 
 @dataclass(frozen=True)
-class LabelerConfig(_FromDict):
+class SeasonalConfig(_FromDict):
+    """The seasonal baseline and calendar-effect settings the labeler and the detector share.
+
+    One definition, so that the labeler's truth and the detector's features judge a point against
+    the same kind of baseline (docs/architecture.md §6). Calendar effects (month ends of every
+    convention, quarter ends, holidays) are not configured here: they are learnt per series
+    (dqad.detect.calendar_effects); only the evidence an effect needs is.
+    """
+
+    #: seasonal slots: "dow" (daily data), "hour" (time of day for sub-daily data), "dom"
+    slots: tuple[str, ...] = ("dow", "hour")
+    #: holiday dates (a candidate calendar effect, learnt per series like every other)
+    holidays: tuple[date, ...] = ()
+    #: number of same-slot neighbours forming a point's seasonal baseline
+    seasonal_k: int = 8
+    #: points forming the robust scale of the seasonal residuals
+    scale_window: int = 56
+    #: scale floor relative to the level, so near-constant series do not turn noise into alarms
+    rel_scale_floor: float = 0.01
+    #: a deviation must also be at least this relative change of the baseline to count
+    min_relative_change: float = 0.05
+    #: calendar effects: occurrences of a candidate day forming its effect estimate
+    effect_occurrences: int = 6
+    #: calendar effects: occurrences needed before an effect may be used
+    effect_min_occurrences: int = 3
+    #: calendar effects: the effect (log ratio) must exceed this many times the series' relative noise
+    effect_noise_factor: float = 2.0
+    #: calendar effects: share of occurrences on the side of the median effect
+    effect_consistency: float = 0.8
+
+    def _check_seasonal(self) -> None:
+        name = type(self).__name__
+        bad = [s for s in self.slots if s not in VALID_SLOTS]
+        if bad:
+            raise ValueError(f"{name}.slots: unknown slot(s) {bad}; allowed {VALID_SLOTS}")
+        object.__setattr__(self, "holidays", tuple(sorted({_to_date(h) for h in self.holidays})))
+        if self.effect_min_occurrences < 1 or self.effect_occurrences < self.effect_min_occurrences:
+            raise ValueError(f"{name}: need 1 <= effect_min_occurrences <= effect_occurrences")
+        if not 0.5 <= self.effect_consistency <= 1:
+            raise ValueError(f"{name}.effect_consistency must be between 0.5 and 1")
+
+    def effect_rules(self) -> EffectRules:
+        """The evidence rules of dqad.detect.calendar_effects, from these settings."""
+        from dqad.detect.calendar_effects import EffectRules
+
+        return EffectRules(
+            occurrences=self.effect_occurrences,
+            min_occurrences=self.effect_min_occurrences,
+            noise_factor=self.effect_noise_factor,
+            consistency=self.effect_consistency,
+            min_relative_change=self.min_relative_change,
+        )
+
+
+@dataclass(frozen=True)
+class LabelerConfig(SeasonalConfig):
     """How truth labels are derived for the history (human > seasonal rule > consensus).
 
     The rule works with hindsight (centred windows): labelling history is not scoring, and a centred
     baseline follows growth and trend better than a trailing one.
     """
 
-    #: seasonal slots: "dow" (daily data), "hour" (time of day for sub-daily data), "dom", "month_end"
-    slots: tuple[str, ...] = ("dow", "hour", "month_end")
-    #: holiday calendar; holidays are judged only against earlier/later holidays (never as normal days)
-    holidays: tuple[date, ...] = ()
     #: robust z (|value - slot median| / (1.4826 * MAD)) above which the rule labels a point
     mad_threshold: float = 6.0
     #: same-slot observations needed before the rule may judge a point
     min_history: int = 4
-    #: number of same-slot neighbours (centred) forming a point's seasonal baseline
-    seasonal_k: int = 8
-    #: points forming the robust scale of the seasonal residuals
-    scale_window: int = 56
-    #: scale floor relative to the level, so near-constant series do not turn noise into alarms
-    rel_scale_floor: float = 0.01
-    #: a deviation must also be at least this relative change of the baseline to be labelled
-    min_relative_change: float = 0.05
-    #: holidays: the tolerated range of value / ordinary-day baseline (closures drop volumes a lot)
-    holiday_range: tuple[float, float] = (0.05, 1.5)
-    #: month ends: the tolerated range of value / ordinary-day baseline (closing surges)
-    month_end_range: tuple[float, float] = (0.6, 3.0)
     #: consensus: this many metrics of one load deviating together make their deviations anomalies
     consensus_min_metrics: int = 3
     #: robust z above which a metric counts as deviating for consensus (lower than the rule's)
     consensus_threshold: float = 4.5
     #: rounds of "label, drop labelled points from baselines, relabel"
     iterations: int = 2
-    #: the month's last N business days count as month end (closing surges)
-    month_end_days: int = 2
 
     def __post_init__(self) -> None:
-        bad = [s for s in self.slots if s not in VALID_SLOTS]
-        if bad:
-            raise ValueError(f"LabelerConfig.slots: unknown slot(s) {bad}; allowed {VALID_SLOTS}")
-        object.__setattr__(self, "holidays", tuple(sorted({_to_date(h) for h in self.holidays})))
+        self._check_seasonal()
         if self.mad_threshold <= 0 or self.consensus_threshold <= 0:
             raise ValueError("LabelerConfig: thresholds must be positive")
 
 
 @dataclass(frozen=True)
-class DetectorConfig(_FromDict):
+class DetectorConfig(SeasonalConfig):
     """Features, candidate models, validation and the robust fallback."""
 
     #: trailing windows (in points) of the rolling robust statistics
@@ -106,21 +145,8 @@ class DetectorConfig(_FromDict):
     #: positives needed (overall) before supervised models are trusted; else the robust detector
     min_positive: int = 20
     random_state: int = 0
-    #: seasonal slots / calendar (same meaning as in LabelerConfig)
-    slots: tuple[str, ...] = ("dow", "hour", "month_end")
-    holidays: tuple[date, ...] = ()
-    month_end_days: int = 2
-    #: same-slot observations (trailing) forming the seasonal baseline
-    seasonal_k: int = 8
-    #: points forming the robust scale of seasonal residuals
-    scale_window: int = 56
-    rel_scale_floor: float = 0.01
     #: robust detector: |robust z| at which a point is an anomaly (score 0.5)
     robust_threshold: float = 6.0
-    #: robust detector: minimum relative change for an alarm (avoids alarms on tiny absolute moves)
-    min_relative_change: float = 0.05
-    holiday_range: tuple[float, float] = (0.05, 1.5)
-    month_end_range: tuple[float, float] = (0.6, 3.0)
     #: training rows above this are subsampled (all positives kept, negatives sampled) for speed
     max_train_rows: int = 50_000
     #: champion/challenger: a challenger replaces the champion only if its F1 is at least this
@@ -151,22 +177,23 @@ class DetectorConfig(_FromDict):
     #: an alarm less than this many hours after the previous alert of the same series belongs to
     #: that incident and is not a new alert (daily or slower loads are always judged on their own)
     incident_gap_hours: float = 24.0
+    #: per-metric controls on the alarm decision (dqad.detect.controls), first match applies, e.g.
+    #: ``[{metric = "*null_pct", direction = "up", max = 5}, {metric = "row_count", zero_alerts = true}]``
+    controls: tuple[Control, ...] = ()
 
     def __post_init__(self) -> None:
         bad = [c for c in self.candidates if c not in VALID_CANDIDATES]
         if bad:
             raise ValueError(f"DetectorConfig.candidates: unknown {bad}; allowed {VALID_CANDIDATES}")
-        bad = [s for s in self.slots if s not in VALID_SLOTS]
-        if bad:
-            raise ValueError(f"DetectorConfig.slots: unknown slot(s) {bad}; allowed {VALID_SLOTS}")
+        self._check_seasonal()
         if not self.windows or min(self.windows) < 2:
             raise ValueError("DetectorConfig.windows: need at least one window of >= 2 points")
         object.__setattr__(self, "windows", tuple(sorted({int(w) for w in self.windows})))
-        object.__setattr__(self, "holidays", tuple(sorted({_to_date(h) for h in self.holidays})))
+        object.__setattr__(self, "controls", tuple(Control.from_dict(c) for c in self.controls))
         if self.alarm_budget_per_day < 0 or self.calibration_margin < 1 or self.uncalibrated_margin < 1:
             raise ValueError("DetectorConfig: alarm_budget_per_day >= 0 and margins >= 1 required")
         if self.cv_folds < 2:
             raise ValueError("DetectorConfig.cv_folds must be >= 2")
 
 
-__all__ = ["DetectorConfig", "LabelerConfig", "field"]
+__all__ = ["DetectorConfig", "LabelerConfig", "SeasonalConfig", "field"]

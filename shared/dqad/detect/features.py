@@ -21,11 +21,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dqad.detect._util import (
+from dqad.detect.calendar_effects import (
+    MONTH_END,
+    Effects,
+    apply_effects,
+    calendar_categories,
+    learn_effects,
+    log_ratio,
+)
+from dqad.detect.config import DetectorConfig
+from dqad.detect.vectorised import (
     Padded,
-    holiday_flag,
     key_columns,
-    month_end_flag,
     normalise,
     robust_scale,
     series_time_order,
@@ -33,7 +40,6 @@ from dqad.detect._util import (
     step_seconds,
     window_quantiles,
 )
-from dqad.detect.config import DetectorConfig
 
 Z_CLIP = 50.0
 REL_CLIP = 20.0
@@ -86,57 +92,6 @@ def _hash01(values: pd.Series) -> np.ndarray:
 
 def _crc01(names: np.ndarray) -> np.ndarray:
     return np.array([zlib.crc32(str(u).encode()) / 2**32 for u in names], dtype=np.float64)
-
-
-def special_range_excess(
-    v: np.ndarray,
-    expected: np.ndarray,
-    holiday: np.ndarray,
-    month_end: np.ndarray,
-    holiday_range: tuple[float, float],
-    month_end_range: tuple[float, float],
-) -> np.ndarray:
-    """Signed log-distance of value/expected outside the tolerated range of its special day (0 inside).
-
-    Holidays and month ends differ too much from one another (a closure keeps 10% or 40% of the
-    volume, a closing surge doubles it or not) for a baseline of their own to be reliable with a few
-    months of history, so they are judged against a range around the ordinary-day baseline.
-    """
-    lo = np.where(holiday, holiday_range[0], month_end_range[0])
-    hi = np.where(holiday, holiday_range[1], month_end_range[1])
-    base = np.where(np.abs(expected) > 1e-9, expected, np.nan)
-    ratio = v / base
-    with np.errstate(divide="ignore", invalid="ignore"):
-        below = np.log(lo) - np.log(np.maximum(ratio, 1e-6))
-        above = np.log(np.maximum(ratio, 1e-6)) - np.log(hi)
-    out = np.where(below > 0, -below, np.where(above > 0, above, 0.0))
-    out = np.where((ratio <= 0) & np.isfinite(ratio), -(np.log(lo) + np.log(1e6)), out)
-    return np.nan_to_num(out, nan=0.0)
-
-
-def special_day_deviation(
-    z: np.ndarray,
-    rel: np.ndarray,
-    v: np.ndarray,
-    expected: np.ndarray,
-    holiday: np.ndarray,
-    month_end: np.ndarray,
-    holiday_range: tuple[float, float],
-    month_end_range: tuple[float, float],
-) -> tuple[np.ndarray, np.ndarray]:
-    """(robust z, relative deviation) of special-day rows: the more tolerant of two judgements.
-
-    A holiday or month end may move a metric a lot (closures, closing surges), which the special
-    day's range around the ordinary baseline tolerates (:func:`special_range_excess`), or not at all
-    (a null percentage does not follow the calendar), and then its ordinary-day spread applies: a value
-    an ordinary day would accept is no anomaly because the day is special. ``z`` / ``rel`` are the
-    ordinary-day deviations of the same rows; where one is NaN (no baseline) the range decides.
-    """
-    excess = special_range_excess(v, expected, holiday, month_end, holiday_range, month_end_range)
-    z_special = excess / 0.05
-    rel_special = np.sign(excess) * np.expm1(np.abs(excess))
-    ordinary = np.abs(z) <= np.abs(z_special)
-    return np.where(ordinary, z, z_special), np.where(ordinary, rel, rel_special)
 
 
 def _within_before(gid: np.ndarray, tgt: np.ndarray, width: int) -> np.ndarray:
@@ -282,21 +237,18 @@ def compute(
     # calendar and seasonal slots (every row: earlier rows feed the seasonal baselines)
     step = step_seconds(ts_sorted, pad, exact=tgt)
     daily = ~(step < 20 * 3600)
-    month_end = (
-        month_end_flag(t_index, cfg.month_end_days, cfg.holidays) if "month_end" in cfg.slots else np.zeros(n, bool)
-    )
-    holiday = holiday_flag(t_index, cfg.holidays)
-    month_end &= daily & ~holiday
-    holiday &= daily
-    special = month_end | holiday
-    slot_base = slot_codes(t_index, step, cfg.slots, np.zeros(n, bool), np.zeros(n, bool))
+    cats = calendar_categories(t_index, cfg.holidays) & daily[:, None]  # daily series only
+    candidate = cats[:, :-1].any(axis=1)
+    slot_base = slot_codes(t_index, step, cfg.slots)
 
-    # seasonal baseline of the ordinary slot; special days are blanked out of it and are judged by
-    # a tolerated range around it instead (see special_range_excess). Needed at the targets and at
-    # the scale_window points before them (their residuals form the targets' scale).
-    bv_ord = np.where(special, np.nan, bv)
+    # seasonal baseline of the ordinary slot; candidate calendar days are left out of it and judged
+    # by the effect their own earlier occurrences show, if any (dqad.detect.calendar_effects).
+    # Needed at the targets, at the scale_window points before them (their residuals form the
+    # targets' scale) and at the earlier candidate days (their ratios form the effects).
+    bv_ord = np.where(candidate, np.nan, bv)
     R = np.flatnonzero(_within_before(pad.gid, tgt, cfg.scale_window)) if targets is not None else T
-    seas_med_r, seas_n_r = _seasonal_baseline(sc, slot_base, bv_ord, cfg.seasonal_k, R)
+    R_all = np.union1d(R, np.flatnonzero(candidate)) if candidate.any() else R
+    seas_med_all, seas_n_all = _seasonal_baseline(sc, slot_base, bv_ord, cfg.seasonal_k, R_all)
 
     # trailing windows (non-seasonal)
     bbuf = pad.buffer(bv)
@@ -312,13 +264,15 @@ def compute(
     wlong = max(cfg.windows)
 
     # where the seasonal slot has too little history, fall back to the longest trailing median
-    fallback = np.flatnonzero(seas_n_r < MIN_SEASONAL_HISTORY)
+    fallback = np.flatnonzero(seas_n_all < MIN_SEASONAL_HISTORY)
     if len(fallback):
-        (fb_med,), _ = window_quantiles(bbuf, pad.pos[R[fallback]] - 1, wlong, [0.5])
-        seas_med_r[fallback] = fb_med
-    at_t = np.searchsorted(R, T)
-    seas_med = seas_med_r[at_t]
-    seas_n = seas_n_r[at_t]
+        (fb_med,), _ = window_quantiles(bbuf, pad.pos[R_all[fallback]] - 1, wlong, [0.5])
+        seas_med_all[fallback] = fb_med
+    in_r = np.searchsorted(R_all, R)
+    seas_med_r = seas_med_all[in_r]
+    at_t = np.searchsorted(R_all, T)
+    seas_med = seas_med_all[at_t]
+    seas_n = seas_n_all[at_t]
 
     # residuals w.r.t. the seasonal baseline, and their robust centre/scale (bias from trend/growth)
     resid = vt - seas_med
@@ -329,15 +283,11 @@ def compute(
     expected = seas_med + r_med
     scale = robust_scale(r_q1, r_q3, seas_med, cfg.rel_scale_floor)
     scale = np.where(np.isnan(scale), wscale[wlong], scale)
+    effects = _effects(sc, cats, bv, seas_med_all, R_all, T, scale / np.maximum(np.abs(expected), 1e-9), cfg)
+    expected, scale = apply_effects(expected, scale, effects, cfg.rel_scale_floor)
     robust_z = (vt - expected) / scale
     rel_dev = (vt - expected) / np.maximum(np.abs(expected), 1e-9)
-    # special days: deviation beyond the tolerated range, in units of 5% (log scale), signed, unless
-    # the ordinary day's spread tolerates more
-    hol_t, me_t, special_t = holiday[T], month_end[T], special[T]
-    sp = np.flatnonzero(special_t)  # a few rows: the (elementwise) excess is computed for them only
-    robust_z[sp], rel_dev[sp] = special_day_deviation(
-        robust_z[sp], rel_dev[sp], vt[sp], expected[sp], hol_t[sp], me_t[sp], cfg.holiday_range, cfg.month_end_range
-    )
+    hol_t, me_t = cats[T, 0], cats[T][:, list(MONTH_END)].any(axis=1)
     feats["seas_z"] = robust_z
     feats["seas_rel"] = rel_dev
     feats["seas_n"] = seas_n
@@ -377,7 +327,7 @@ def compute(
     feats["days_to_month_end"] = np.asarray(tt.days_in_month - tt.day, dtype=np.float64)
     feats["is_month_end"] = me_t.astype(np.float64)
     feats["is_holiday"] = hol_t.astype(np.float64)
-    feats["special_unknown"] = special_t.astype(np.float64)
+    feats["calendar_effect"] = np.expm1(effects.log_ratio)
     feats["is_daily"] = daily[T].astype(np.float64)
 
     # load-run context
@@ -441,10 +391,10 @@ def compute(
         "expected": expected,
         "scale": scale,
         "robust_z": robust_z,
-        "special_unknown": special_t,
+        "effect": effects.category,
+        "effect_rel": np.expm1(effects.log_ratio),
         "is_holiday": hol_t,
         "is_month_end": me_t,
-        "base_expected": expected,
         "slot": slot_base[T],
         "daily": daily[T],
         "lag1": lag1,
@@ -456,6 +406,25 @@ def compute(
         keep = np.asarray(targets, dtype=bool)[out_rows]
         features, aux = features[keep], aux[keep]
     return Computed(features=features, aux=aux)
+
+
+def _effects(
+    sc: np.ndarray,
+    cats: np.ndarray,
+    bv: np.ndarray,
+    seas_med_all: np.ndarray,
+    R_all: np.ndarray,
+    T: np.ndarray,
+    noise_rel: np.ndarray,
+    cfg: DetectorConfig,
+) -> Effects:
+    """Calendar effects of the targets, learnt from earlier candidate days of their own series.
+
+    An occurrence's ratio is its value (labelled anomalies blanked) over its ordinary baseline.
+    """
+    ratios = np.full(len(bv), np.nan)
+    ratios[R_all] = log_ratio(bv[R_all], seas_med_all)
+    return learn_effects(sc, cats, ratios, T, noise_rel, cfg.effect_rules())
 
 
 def build_features(frame: pd.DataFrame, cfg: DetectorConfig, *, labels: pd.Series | None = None) -> pd.DataFrame:

@@ -6,10 +6,11 @@ after, or the same time of day on neighbouring days). A centred median follows g
 without lag. Labelled anomalies are then blanked out and the baselines recomputed (``iterations``),
 so that an incident does not widen the very scale it is judged against.
 
-Special days (holidays of the configured calendar, the month's last business days) are left out of
-the ordinary baselines and judged against a tolerated range around them (``holiday_range``,
-``month_end_range``), so a holiday dip or a month-end surge is never labelled as an incident while an
-empty load on a holiday still is.
+Candidate calendar days (holidays, month and quarter ends of every convention) are left out of the
+ordinary baselines; where a series' neighbouring occurrences of such a day show an effect
+(dqad.detect.calendar_effects, centred), the day is judged against the baseline moved by it, so a
+learnt month-end surge is not labelled while an empty load on a month end still is. Where the
+series shows no effect, the day is an ordinary day.
 """
 
 from __future__ import annotations
@@ -17,17 +18,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dqad.detect._util import (
-    Padded,
-    holiday_flag,
-    month_end_flag,
-    normalise,
-    robust_scale,
-    slot_codes,
-    step_seconds,
-)
+from dqad.detect.calendar_effects import apply_effects, calendar_categories, learn_effects, log_ratio
 from dqad.detect.config import LabelerConfig
-from dqad.detect.features import special_day_deviation
+from dqad.detect.vectorised import Padded, normalise, robust_scale, slot_codes, step_seconds
 
 SOURCES = ("human", "seasonal_rule", "consensus", "none")
 
@@ -47,6 +40,35 @@ def _centred_slot_median(
     out_m[order] = med
     out_c[order] = np.nan_to_num(cnt)
     return out_m, out_c
+
+
+def _with_effects(
+    sc: np.ndarray,
+    cats: np.ndarray,
+    v: np.ndarray,
+    hum: np.ndarray,
+    med: np.ndarray,
+    expected: np.ndarray,
+    scale: np.ndarray,
+    rows: np.ndarray,
+    cfg: LabelerConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expected value, scale and "cannot tell yet" of the calendar days, from their neighbouring occurrences.
+
+    A calendar day whose category has too few occurrences to tell an effect from an incident is
+    not judged (like a slot without ``min_history``): labelling it would blank it out of the very
+    effect estimate that later occurrences need. Only human-labelled anomalies are kept out of the
+    effect estimates: the rule's own labels of an earlier round must not erase the surge that would
+    explain them.
+    """
+    ratios = log_ratio(np.where(hum == 1, np.nan, v), med)
+    noise = scale[rows] / np.maximum(np.abs(expected[rows]), 1e-9)
+    eff = learn_effects(sc, cats, ratios, rows, noise, cfg.effect_rules(), centred=True)
+    expected, scale = expected.copy(), scale.copy()
+    expected[rows], scale[rows] = apply_effects(expected[rows], scale[rows], eff, cfg.rel_scale_floor)
+    undetermined = np.zeros(len(v), dtype=bool)
+    undetermined[rows] = ~eff.applies & (eff.evidence < cfg.effect_min_occurrences + 1)  # + the point itself
+    return expected, scale, undetermined
 
 
 def feedback_to_points(feedback: pd.DataFrame | None) -> pd.DataFrame:
@@ -103,13 +125,10 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
     pad = Padded(sc, max(cfg.scale_window, 16) + 2)
     step = step_seconds(ts, pad)
     daily = ~(step < 20 * 3600)
-    month_end = (
-        month_end_flag(t_index, cfg.month_end_days, cfg.holidays) if "month_end" in cfg.slots else np.zeros(n, bool)
-    )
-    holiday = holiday_flag(t_index, cfg.holidays) & daily
-    month_end &= daily & ~holiday
-    special = month_end | holiday
-    slot_base = slot_codes(t_index, step, cfg.slots, np.zeros(n, bool), np.zeros(n, bool))
+    cats = calendar_categories(t_index, cfg.holidays) & daily[:, None]  # daily series only
+    special = cats[:, :-1].any(axis=1)
+    slot_base = slot_codes(t_index, step, cfg.slots)
+    rows = np.flatnonzero(special)
 
     rule = np.zeros(n, dtype=bool)
     z = np.zeros(n)
@@ -125,13 +144,12 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
         q3 = pad.rolling(resid_b, w, "quantile", min_periods=3, center=True, q=0.75)
         expected = med + r_med
         scale = robust_scale(q1, q3, med, cfg.rel_scale_floor)
+        undetermined = np.zeros(n, dtype=bool)
+        if len(rows):
+            expected, scale, undetermined = _with_effects(sc, cats, v, hum, med, expected, scale, rows, cfg)
         z = (v - expected) / scale
         rel = (v - expected) / np.maximum(np.abs(expected), 1e-9)
-        z_sp, rel_sp = special_day_deviation(
-            z, rel, v, expected, holiday, month_end, cfg.holiday_range, cfg.month_end_range
-        )
-        z, rel = np.where(special, z_sp, z), np.where(special, rel_sp, rel)
-        enough = (cnt >= cfg.min_history) & np.isfinite(z)
+        enough = (cnt >= cfg.min_history) & np.isfinite(z) & ~undetermined
         new_rule = enough & (np.abs(z) > cfg.mad_threshold) & (np.abs(rel) >= cfg.min_relative_change)
         if np.array_equal(new_rule, rule):
             break
@@ -140,7 +158,7 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
     # consensus across the metrics of one load (same group, same timestamp): metrics deviating
     # together, or all repeating their previous load's numbers exactly (a stale snapshot)
     zc = np.where(np.isfinite(z), z, 0.0)
-    dev = (np.abs(zc) >= cfg.consensus_threshold) & (np.abs(rel) >= cfg.min_relative_change)
+    dev = (np.abs(zc) >= cfg.consensus_threshold) & (np.abs(rel) >= cfg.min_relative_change) & ~undetermined
     prev = pad.shift(v, 1)
     same = (v == prev) & np.isfinite(prev)
     same_rate = pad.rolling(same.astype(np.float64), cfg.scale_window, "mean", min_periods=7, center=True)

@@ -9,25 +9,27 @@ new loads) plus its own load's other metrics, so appending future loads never ch
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from dqad.detect._util import (
+from dqad.detect.alarm import odds_scale
+from dqad.detect.calendar_effects import CATEGORIES, WORDS
+from dqad.detect.config import DetectorConfig
+from dqad.detect.controls import Control, Controlled, apply_controls, sensitivity, why_text
+from dqad.detect.features import compute
+from dqad.detect.model import ModelBundle
+from dqad.detect.vectorised import (
     DERIVED_COLUMNS,
     STANDARD_COLUMNS,
     Padded,
-    holiday_flag,
     key_columns,
-    month_end_flag,
     normalise,
     series_time_order,
     window_quantiles,
 )
-from dqad.detect.config import DetectorConfig
-from dqad.detect.features import compute
-from dqad.detect.model import ModelBundle
 
 OUTPUT_COLUMNS = ("score", "is_anomaly", "severity", "expected_low", "expected_high", "reasons")
 SEVERITIES = ("", "low", "medium", "high")
@@ -49,7 +51,7 @@ def _tail_positions(codes: np.ndarray, ts: np.ndarray, cfg: DetectorConfig) -> n
     ``codes`` number the series in sorted order of their names; ``ts`` is in nanoseconds.
     Per series: the last ``need`` points (trailing windows, ``seasonal_k + 1`` seasonal cycles and
     the scale window, where a cycle is 7 points for daily data and a day's worth of points for
-    sub-daily data, judged from the median of the last 64 steps), plus every earlier special day.
+    sub-daily data, judged from the median of the last 64 steps); daily series keep all their rows.
     Positional slicing on the series-sorted frame: no per-series Python.
     """
     if len(codes) == 0:
@@ -66,11 +68,10 @@ def _tail_positions(codes: np.ndarray, ts: np.ndarray, cfg: DetectorConfig) -> n
     need = max(*cfg.windows, cfg.scale_window, 16) + 2 + (cfg.seasonal_k + 1) * cycle + cfg.scale_window
     need = np.where(med_step < 20 * 3600, need + (cfg.seasonal_k + 1) * 6 * cycle, need)  # weekly slot (week_z)
     from_end = last[pad.gid] - np.arange(len(codes))
-    t = pd.DatetimeIndex(ts.view("datetime64[ns]"))
-    special = holiday_flag(t, cfg.holidays)
-    if "month_end" in cfg.slots:
-        special = special | month_end_flag(t, cfg.month_end_days, cfg.holidays)
-    keep = (from_end < need[pad.gid]) | special
+    # daily series keep their whole history (the dataset's history_days: a few hundred rows): the
+    # ratio of an earlier calendar day to its ordinary baseline, which their calendar effects are
+    # learnt from, needs the ordinary days before it, as it had at training time
+    keep = (from_end < need[pad.gid]) | (med_step >= 20 * 3600)[pad.gid]
     return order[keep]
 
 
@@ -85,11 +86,9 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _slot_name(dow: int, hour: int, minute: int, daily: bool, holiday: bool, month_end: bool) -> str:
-    if holiday:
-        return "holidays"
-    if month_end and daily:
-        return "month ends"
+def _slot_name(dow: int, hour: int, minute: int, daily: bool, effect: int) -> str:
+    if effect >= 0:
+        return WORDS[CATEGORIES[effect]]
     if daily:
         return DAY_NAMES[dow]
     return f"{hour:02d}:{minute:02d}"
@@ -138,24 +137,18 @@ def _reasons(
         c: feats[c].to_numpy(dtype=np.float64)[rows].tolist()
         for c in ("same_as_prev", "same_rate", "gap_ratio", "load_delay_z", "is_rerun")
     }
-    a = {
-        c: aux[c].to_numpy(dtype=bool)[rows].tolist()
-        for c in ("daily", "is_holiday", "is_month_end", "special_unknown")
-    }
+    daily_rows = aux["daily"].to_numpy(dtype=bool)[rows].tolist()
+    effect_rows = aux["effect"].to_numpy(dtype=np.int64)[rows].tolist()
     per_row = zip(
         keys,
         out["value"].to_numpy(dtype=np.float64)[rows].tolist(),
         aux["expected"].to_numpy(dtype=np.float64)[rows].tolist(),
-        out["expected_low"].to_numpy(dtype=np.float64)[rows].tolist(),
-        out["expected_high"].to_numpy(dtype=np.float64)[rows].tolist(),
         np.abs(z[rows]).tolist(),
         np.asarray(t_rows.day_of_week).tolist(),
         np.asarray(t_rows.hour).tolist(),
         np.asarray(t_rows.minute).tolist(),
-        a["daily"],
-        a["is_holiday"],
-        a["is_month_end"],
-        a["special_unknown"],
+        daily_rows,
+        effect_rows,
         f["same_as_prev"],
         f["same_rate"],
         f["gap_ratio"],
@@ -167,16 +160,12 @@ def _reasons(
         key,
         v,
         exp,
-        lo,
-        hi,
         az,
         dow,
         hour,
         minute,
         daily,
-        hol,
-        me,
-        spec,
+        effect,
         same,
         same_rate,
         gap,
@@ -187,18 +176,11 @@ def _reasons(
         if math.isnan(v):
             parts.append((100.0, "value is missing (NULL) where a number was expected"))
         elif math.isfinite(exp):
-            slot = _slot_name(dow, hour, minute, daily, hol, me)
+            slot = _slot_name(dow, hour, minute, daily, effect)
             where = f"for {slot}" if slot[0].isalpha() else f"at {slot}"
-            if spec and abs(exp) > 1e-9:
-                kind = "holidays" if hol else "month ends"
-                parts.append(
-                    (
-                        az,
-                        f"value {_fmt(v)} is outside the range tolerated on {kind} "
-                        f"({_fmt(lo)} to {_fmt(hi)}; ordinary level {_fmt(exp)})",
-                    )
-                )
-            elif abs(exp) > 1e-9:
+            if effect >= 0:
+                where += " (a calendar effect this series shows)"
+            if abs(exp) > 1e-9:
                 pct = (v - exp) / abs(exp) * 100
                 word = "below" if pct < 0 else "above"
                 parts.append((az, f"value {_fmt(v)} is {abs(pct):.0f}% {word} the usual {_fmt(exp)} {where}"))
@@ -331,9 +313,10 @@ class _Results:
 
     def add(self, bundle: ModelBundle, tail: pd.DataFrame, new_n: pd.DataFrame, n_pos: np.ndarray) -> None:
         r = _score_block(bundle, tail, new_n)
-        self.score[n_pos], self.is_anom[n_pos], self.sev[n_pos], self.lo[n_pos], self.hi[n_pos] = r[:5]
-        self._rows.append(n_pos[r[5]])
-        self._texts += r[6]
+        self.score[n_pos], self.is_anom[n_pos], self.sev[n_pos] = r.score, r.is_anomaly, r.severity
+        self.lo[n_pos], self.hi[n_pos] = r.low, r.high
+        self._rows.append(n_pos[r.reason_rows])
+        self._texts += r.reason_texts
 
     def columns(self) -> dict[str, np.ndarray | pa.Array]:
         rows = np.concatenate(self._rows) if self._rows else np.zeros(0, dtype=np.int64)
@@ -530,8 +513,54 @@ def _rows(frame: pd.DataFrame, pos: np.ndarray) -> pd.DataFrame:
     return frame.iloc[pos]
 
 
-def _score_block(bundle: ModelBundle, tail: pd.DataFrame, new_n: pd.DataFrame) -> tuple:
-    """Score, label, severity code, range and reasons (rows, texts) of one block's new rows."""
+@dataclass
+class BlockScores:
+    """The scorer's outputs for one block's new rows (reasons only where a row needs one)."""
+
+    score: np.ndarray
+    is_anomaly: np.ndarray
+    severity: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    reason_rows: np.ndarray
+    reason_texts: list[str]
+
+
+def _score_block(bundle: ModelBundle, tail: pd.DataFrame, new_n: pd.DataFrame) -> BlockScores:
+    """Score, decision, severity, range and reasons of one block's new rows."""
+    feats, aux = _block_features(bundle, tail, new_n)
+    cfg = bundle.cfg
+    controls = getattr(cfg, "controls", ())  # bundles pickled before controls existed have none
+    score = np.clip(bundle.predict_score(feats), 0.0, 1.0)
+    series = new_n["series"].to_numpy()
+    decide_on = odds_scale(score, sensitivity(controls, series)) if controls else score
+    # the same decision the backtest makes: per-series thresholds and one alert per incident need the rows
+    frame = new_n[["series", "timestamp"]].reset_index(drop=True)
+    is_anom = bundle.decide(decide_on, feats, frame=frame)
+    exp = aux["expected"].to_numpy(dtype=np.float64)
+    half = cfg.range_z * aux["scale"].to_numpy(dtype=np.float64)
+    lo, hi = exp - half, exp + half  # calendar effects are already in the expected value and scale
+    # a series that was never negative is not expected to become negative
+    lo = np.where(aux["series_min"].to_numpy(dtype=np.float64) >= 0, np.maximum(lo, 0.0), lo)
+    value = new_n["value"].to_numpy(dtype=np.float64)
+    ctl = apply_controls(controls, series, value, exp, is_anom)
+    is_anom = ctl.is_anomaly
+    z = np.abs(feats["seas_z"].to_numpy(dtype=np.float64))
+    rel = np.abs(feats["seas_rel"].to_numpy(dtype=np.float64))
+    sev = np.where(
+        (score >= 0.9) & ((z >= 2 * cfg.robust_threshold) | (rel >= 0.5)),
+        3,
+        np.where((score >= 0.7) | (rel >= 0.2), 2, 1),
+    )
+    sev = np.where(is_anom, sev, 0)
+    frame["value"] = value
+    rows, texts = _reasons(frame, feats, aux, is_anom)
+    rows, texts = _explain_range(rows, texts, value, lo, hi, is_anom, decide_on, bundle.threshold, ctl, controls)
+    return BlockScores(score, is_anom, sev, lo, hi, rows, texts)
+
+
+def _block_features(bundle: ModelBundle, tail: pd.DataFrame, new_n: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features and baselines of the new rows, with the history tail (labels blanked) as context."""
     cols = sorted(set(tail.columns) | set(new_n.columns))
     both = pd.concat(
         [tail.reindex(columns=cols).reset_index(drop=True), new_n.reindex(columns=cols).reset_index(drop=True)],
@@ -549,40 +578,49 @@ def _score_block(bundle: ModelBundle, tail: pd.DataFrame, new_n: pd.DataFrame) -
         targets=np.arange(len(both)) >= len(tail),
         column_order=bundle.feature_names,
     )
-    feats = comp.features.reset_index(drop=True)
-    aux = comp.aux.reset_index(drop=True)
-    score = np.clip(bundle.predict_score(feats), 0.0, 1.0)
-    # the same decision the backtest makes: per-series thresholds and one alert per incident need the rows
-    frame = new_n[["series", "timestamp"]].reset_index(drop=True)
-    is_anom = bundle.decide(score, feats, frame=frame)
+    return comp.features.reset_index(drop=True), comp.aux.reset_index(drop=True)
 
-    cfg = bundle.cfg
-    exp = aux["expected"].to_numpy(dtype=np.float64)
-    half = cfg.range_z * aux["scale"].to_numpy(dtype=np.float64)
-    lo, hi = exp - half, exp + half
-    spec = aux["special_unknown"].to_numpy(dtype=bool)
-    base = aux["base_expected"].to_numpy(dtype=np.float64)
-    hol = aux["is_holiday"].to_numpy(dtype=bool)
-    r_lo = np.where(hol, cfg.holiday_range[0], cfg.month_end_range[0])
-    r_hi = np.where(hol, cfg.holiday_range[1], cfg.month_end_range[1])
-    # a special day tolerates its range around the ordinary baseline and the ordinary day's spread
-    # (see features.special_day_deviation): the expected range shown is the union of the two
-    lo = np.where(spec, np.minimum(np.minimum(base * r_lo, base * r_hi), lo), lo)
-    hi = np.where(spec, np.maximum(np.maximum(base * r_lo, base * r_hi), hi), hi)
-    # a series that was never negative is not expected to become negative
-    nn = aux["series_min"].to_numpy(dtype=np.float64) >= 0
-    lo = np.where(nn, np.maximum(lo, 0.0), lo)
 
-    z = np.abs(feats["seas_z"].to_numpy(dtype=np.float64))
-    rel = np.abs(feats["seas_rel"].to_numpy(dtype=np.float64))
-    sev = np.where(
-        (score >= 0.9) & ((z >= 2 * cfg.robust_threshold) | (rel >= 0.5)),
-        3,
-        np.where((score >= 0.7) | (rel >= 0.2), 2, 1),
-    )
-    sev = np.where(is_anom, sev, 0)
-    frame["value"] = new_n["value"].to_numpy()
-    frame["expected_low"] = lo
-    frame["expected_high"] = hi
-    rows, texts = _reasons(frame, feats, aux, is_anom)
-    return score, is_anom, sev, lo, hi, rows, texts
+def _explain_range(
+    rows: np.ndarray,
+    texts: list[str],
+    value: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    is_anom: np.ndarray,
+    decide_on: np.ndarray,
+    threshold: float,
+    ctl: Controlled,
+    controls: tuple[Control, ...],
+) -> tuple[np.ndarray, list[str]]:
+    """Reasons that make the flag agree with the range shown (docs/architecture.md §6).
+
+    A flagged point inside its range says why it is flagged anyway; a point outside its range that
+    is not flagged says why not. Such rows are few, so the loop runs over them only.
+    """
+    inside = (value >= lo) & (value <= hi)
+    outside = (value < lo) | (value > hi)
+    texts = list(texts)
+    for j, r in enumerate(rows.tolist()):
+        c = controls[ctl.control[r]] if ctl.control[r] >= 0 else None
+        if ctl.why[r]:
+            texts[j] = f"{why_text(c, int(ctl.why[r]))}; {texts[j]}"
+        elif inside[r]:
+            texts[j] = f"inside its expected range ({_fmt(lo[r])} to {_fmt(hi[r])}) but flagged: {texts[j]}"
+    quiet = np.flatnonzero(outside & ~is_anom)
+    extra = []
+    for r in quiet.tolist():
+        c = controls[ctl.control[r]] if ctl.control[r] >= 0 else None
+        if ctl.why[r]:
+            why = why_text(c, int(ctl.why[r]))
+        elif decide_on[r] < threshold:
+            why = f"its score {decide_on[r]:.2f} is below the alarm threshold {threshold:.2f} (small for this series)"
+        else:
+            why = "the series' own alarm threshold is higher, or an alert of the same incident was already sent"
+        extra.append(f"outside its expected range ({_fmt(lo[r])} to {_fmt(hi[r])}) but not alerted: {why}")
+    if not len(quiet):
+        return rows, texts
+    all_rows = np.r_[rows, quiet]
+    order = np.argsort(all_rows, kind="stable")
+    merged = texts + extra
+    return all_rows[order], [merged[i] for i in order.tolist()]

@@ -1,4 +1,4 @@
-"""Vectorised building blocks shared by the labeler, the features and the scorer.
+"""Vectorised building blocks shared by the labeler, the features, the scorer and the backtest.
 
 Everything here works on numpy arrays already sorted by (group, time). Grouped rolling statistics
 use one trick instead of ``groupby().rolling()`` (which is slow with many series): the sorted values
@@ -294,7 +294,7 @@ def robust_scale(q25: np.ndarray, q75: np.ndarray, level: np.ndarray, rel_floor:
     return np.fmax(s, floor)
 
 
-def _calendar_days(t: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+def calendar_days(t: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
     """Distinct calendar days (datetime64[D]) and each timestamp's index into them.
 
     Timestamps of a few months span a few hundred days: a table over that span replaces sorting a
@@ -310,24 +310,6 @@ def _calendar_days(t: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
     return np.unique(d, return_inverse=True)
 
 
-def month_end_flag(ts: pd.DatetimeIndex | pd.Series, days: int, holidays: Sequence[date] = ()) -> np.ndarray:
-    """True on the last ``days`` business days (Mon-Fri, not a holiday) of each month.
-
-    Closing/invoicing surges happen on business days, so a month's last Saturday is an ordinary
-    Saturday, and a holiday on the 31st moves the surge to the 30th.
-    """
-    t = pd.DatetimeIndex(ts)
-    if len(t) == 0 or days <= 0:
-        return np.zeros(len(t), dtype=bool)
-    uniq, inv = _calendar_days(t)
-    hol = np.array(sorted({np.datetime64(h, "D") for h in holidays}), dtype="datetime64[D]")
-    month_last = (uniq.astype("datetime64[M]") + 1).astype("datetime64[D]")  # first day of next month
-    is_bday = np.is_busday(uniq, holidays=hol)
-    after = np.busday_count(uniq + 1, month_last, holidays=hol)
-    flag = is_bday & (after < days)
-    return flag[inv]
-
-
 def holiday_flag(ts: pd.DatetimeIndex | pd.Series, holidays: Sequence[date]) -> np.ndarray:
     if not holidays:
         return np.zeros(len(ts), dtype=bool)
@@ -335,7 +317,7 @@ def holiday_flag(ts: pd.DatetimeIndex | pd.Series, holidays: Sequence[date]) -> 
     if len(t) == 0 or t.tz is not None:
         hol = pd.DatetimeIndex(pd.to_datetime(list(holidays))).normalize()
         return np.asarray(t.normalize().isin(hol))
-    uniq, inv = _calendar_days(t)
+    uniq, inv = calendar_days(t)
     hol = np.array(sorted({np.datetime64(h, "D") for h in holidays}), dtype="datetime64[D]")
     return np.isin(uniq, hol)[inv]
 
@@ -367,14 +349,12 @@ def slot_codes(
     ts: pd.DatetimeIndex,
     step_s: np.ndarray,
     slots: Sequence[str],
-    special: np.ndarray,
-    holiday: np.ndarray,
 ) -> np.ndarray:
     """Seasonal slot of each point.
 
     Daily-or-coarser data: day of week ("dow") or day of month ("dom"); sub-daily data: time of day
-    rounded to the series' step ("hour"). Special days get their own slots so that a holiday or a
-    month-end surge is compared with earlier holidays / month ends, never with ordinary days.
+    rounded to the series' step ("hour"). Calendar days (month ends, holidays) are not slots: their
+    effects are learnt per series (dqad.detect.calendar_effects).
     """
     daily = ~(step_s < 20 * 3600)  # NaN step (first point) counts as daily
     code = np.zeros(len(ts), dtype=np.int64)
@@ -390,7 +370,4 @@ def slot_codes(
         step_min = np.clip(np.nan_to_num(step_s / 60.0, nan=60.0), 1, 1440)
         code_sub = 100 + np.floor(minute / step_min).astype(np.int64)
         code[~daily] = code_sub[~daily]
-    if "month_end" in slots:
-        code[special & daily] = 5000
-    code[holiday & daily] = 6000
     return code

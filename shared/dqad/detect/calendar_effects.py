@@ -1,0 +1,220 @@
+"""Calendar effects learnt per series from its own history, never assumed (docs/architecture.md §6).
+
+Warehouses close on calendar days, on business days, on the first business day, on quarter ends; a
+holiday closes one table and leaves the next untouched. So no convention is built in: every daily
+point belongs to zero or more *candidate* calendar days (:data:`CATEGORIES`), and a candidate
+changes how a point is judged only when the series' own earlier occurrences of it show an effect:
+
+- at least ``min_occurrences`` earlier occurrences with a value (labelled anomalies are blanked
+  out before they get here, so an incident never teaches an effect),
+- a median effect (log of value / ordinary baseline) larger than ``noise_factor`` times the
+  series' relative noise and than the minimum relative change,
+- of a consistent sign (at least ``consistency`` of the occurrences on the median's side).
+
+A supported effect moves the expected value by its median and widens the scale by its spread; a
+candidate without support is an ordinary day (a series whose month end is flat gets no widening).
+The same code serves the causal features (occurrences strictly before the point) and the labeler
+(hindsight: a centred run of occurrences, the point among them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from dqad.detect.vectorised import Padded, calendar_days
+
+#: candidate calendar days; a day may belong to several (the 31st that is also the last business day)
+CATEGORIES = (
+    "holiday",
+    "month_last_day",
+    "month_second_last_day",
+    "month_first_day",
+    "month_last_business_day",
+    "month_second_last_business_day",
+    "month_first_business_day",
+    "quarter_last_day",
+    "quarter_last_business_day",
+)
+#: the categories that describe a month or quarter end (for reasons and the ``is_month_end`` feature)
+MONTH_END = tuple(i for i, c in enumerate(CATEGORIES) if "last" in c)
+#: column of :func:`calendar_categories` saying whether a day is a business day
+BUSINESS = len(CATEGORIES)
+WORDS = {
+    "holiday": "holidays",
+    "month_last_day": "the last day of the month",
+    "month_second_last_day": "the second-last day of the month",
+    "month_first_day": "the first day of the month",
+    "month_last_business_day": "the last business day of the month",
+    "month_second_last_business_day": "the second-last business day of the month",
+    "month_first_business_day": "the first business day of the month",
+    "quarter_last_day": "the last day of the quarter",
+    "quarter_last_business_day": "the last business day of the quarter",
+}
+
+
+@dataclass(frozen=True)
+class EffectRules:
+    """When a series' history supports a calendar effect (see module docstring)."""
+
+    occurrences: int = 6
+    min_occurrences: int = 3
+    noise_factor: float = 2.0
+    consistency: float = 0.8
+    min_relative_change: float = 0.05
+    #: an effect this large (relative) and beyond twice the usual noise test is used from its
+    #: first consistent occurrences: a closing surge that triples a table is evidence on its own
+    strong_change: float = 0.3
+
+
+def calendar_categories(ts: pd.DatetimeIndex, holidays: Sequence[date] = ()) -> np.ndarray:
+    """Boolean matrix (points x :data:`CATEGORIES` + 1): which candidate calendar days each point falls on.
+
+    The last column says whether the day is a business day (Mon-Fri, not a holiday): every effect
+    is learnt apart for business and other days, because the 31st that is a Sunday and the 31st
+    that is the last business day are different days to a business that closes on business days.
+    """
+    t = pd.DatetimeIndex(ts)
+    out = np.zeros((len(t), len(CATEGORIES) + 1), dtype=bool)
+    if len(t) == 0:
+        return out
+    uniq, inv = calendar_days(t)
+    hol = np.array(sorted({np.datetime64(h, "D") for h in holidays}), dtype="datetime64[D]")
+    month = uniq.astype("datetime64[M]")
+    first = month.astype("datetime64[D]")
+    nxt = (month + 1).astype("datetime64[D]")
+    bday = np.is_busday(uniq, holidays=hol)
+    after = np.busday_count(uniq + 1, nxt, holidays=hol)
+    before = np.busday_count(first, uniq, holidays=hol)
+    to_end = (nxt - uniq).astype(np.int64) - 1
+    quarter_month = month.astype(np.int64) % 3 == 2  # March, June, September, December
+    cols = np.column_stack(
+        [
+            np.isin(uniq, hol),
+            to_end == 0,
+            to_end == 1,
+            uniq == first,
+            bday & (after == 0),
+            bday & (after == 1),
+            bday & (before == 0),
+            quarter_month & (to_end == 0),
+            quarter_month & bday & (after == 0),
+            bday,
+        ]
+    )
+    return cols[inv]
+
+
+@dataclass
+class Effects:
+    """Per queried point: the supported effect that applies (log ratio, spread) or none (category -1)."""
+
+    log_ratio: np.ndarray
+    spread: np.ndarray
+    category: np.ndarray
+    #: most occurrences (with a value) any of the point's candidate categories had to learn from
+    evidence: np.ndarray
+
+    @property
+    def applies(self) -> np.ndarray:
+        return self.category >= 0
+
+
+def log_ratio(values: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """log(value / baseline), NaN where it is undefined (no positive baseline); zeros count as a 1000x drop."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(baseline > 0, values / baseline, np.nan)
+        return np.log(np.where(r >= 0, np.maximum(r, 1e-3), np.nan))
+
+
+def learn_effects(
+    series_codes: np.ndarray,
+    cats: np.ndarray,
+    ratios: np.ndarray,
+    rows: np.ndarray,
+    noise_rel: np.ndarray,
+    rules: EffectRules,
+    *,
+    centred: bool = False,
+) -> Effects:
+    """The supported effect for each of ``rows`` (arrays sorted by (series, time)).
+
+    ``ratios`` holds :func:`log_ratio` of every point (NaN where a point must not teach: labelled
+    anomalies, no baseline); ``noise_rel`` the series' relative noise at each of ``rows``. Causal by
+    default (occurrences strictly before the row); ``centred`` is the labeler's hindsight.
+    Among several supported categories of one point, the one with the smallest spread wins (the
+    most specific description: a quarter end inside the month-end category widens its spread).
+    """
+    m = len(rows)
+    best_lr = np.zeros(m)
+    best_spread = np.full(m, np.inf)
+    best_cat = np.full(m, -1, dtype=np.int64)
+    evidence = np.zeros(m)
+    floor = max(np.log1p(rules.min_relative_change), 1e-9)
+    business = cats[:, -1]
+    for c in range(cats.shape[1] - 1):
+        for b in (True, False):
+            on = np.flatnonzero(cats[:, c] & (business == b))
+            q = np.flatnonzero(cats[rows, c] & (business[rows] == b))
+            if not len(on) or not len(q):
+                continue
+            med, spread, cnt, pos = _occurrence_stats(series_codes[on], ratios[on], rules.occurrences, centred)
+            at = np.searchsorted(on, rows[q])
+            med, spread, cnt, pos = med[at], spread[at], cnt[at], pos[at]
+            evidence[q] = np.maximum(evidence[q], cnt)
+            noise = noise_rel[q]
+            big = np.abs(med) > np.maximum(rules.noise_factor * noise, floor)
+            strong = np.abs(med) > np.maximum(2 * rules.noise_factor * noise, np.log1p(rules.strong_change))
+            same_sign = np.where(med > 0, pos, 1.0 - pos) >= rules.consistency
+            # centred windows hold the point itself: a strong effect needs one other occurrence there
+            enough = (cnt >= rules.min_occurrences) | (strong & (cnt >= 1 + centred))
+            ok = enough & big & same_sign & np.isfinite(med)
+            better = ok & (spread < best_spread[q])
+            sel = q[better]
+            best_lr[sel], best_spread[sel], best_cat[sel] = med[better], spread[better], c
+    best_spread[best_cat < 0] = 0.0
+    return Effects(log_ratio=best_lr, spread=best_spread, category=best_cat, evidence=evidence)
+
+
+def _occurrence_stats(
+    codes: np.ndarray, ratios: np.ndarray, k: int, centred: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Median, robust spread (IQR / 1.349), count and share positive of each occurrence's window."""
+    window = 2 * (k // 2) + 1 if centred else k
+    pad = Padded(codes, window + 1)
+    kw = {"strictly_before": not centred, "center": centred}
+    med = pad.rolling(ratios, window, "median", **kw)
+    q1 = pad.rolling(ratios, window, "quantile", q=0.25, **kw)
+    q3 = pad.rolling(ratios, window, "quantile", q=0.75, **kw)
+    cnt = np.nan_to_num(pad.rolling(ratios, window, "count", min_periods=0, **kw))
+    positive = np.where(np.isnan(ratios), np.nan, (ratios > 0).astype(np.float64))
+    pos = np.nan_to_num(pad.rolling(positive, window, "mean", **kw), nan=0.5)
+    return med, np.nan_to_num((q3 - q1) / 1.349), cnt, pos
+
+
+def apply_effects(
+    expected: np.ndarray, scale: np.ndarray, effects: Effects, floor_rel: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expected value and scale with the supported effects applied (unchanged elsewhere)."""
+    factor = np.exp(effects.log_ratio)
+    exp2 = np.where(effects.applies, expected * factor, expected)
+    spread_scale = np.abs(exp2) * np.maximum(effects.spread, floor_rel)
+    scale2 = np.where(effects.applies, np.fmax(scale * factor, spread_scale), scale)
+    return exp2, scale2
+
+
+__all__ = [
+    "CATEGORIES",
+    "MONTH_END",
+    "WORDS",
+    "EffectRules",
+    "Effects",
+    "apply_effects",
+    "calendar_categories",
+    "learn_effects",
+    "log_ratio",
+]
