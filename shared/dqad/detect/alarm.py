@@ -45,7 +45,7 @@ from dqad.detect.config import DetectorConfig
 DAILY_STEP_S = 20 * 3600
 
 
-def odds_scale(p: float | np.ndarray, factor: float) -> float | np.ndarray:
+def odds_scale(p: float | np.ndarray, factor: float | np.ndarray) -> float | np.ndarray:
     """Multiply a probability-like score's odds by ``factor`` (stays in (0, 1), monotone)."""
     p = np.clip(p, 1e-9, 1 - 1e-9)
     o = p / (1 - p) * factor
@@ -131,8 +131,8 @@ def calibrate_series(
     gap_s = cfg.incident_gap_hours * 3600.0
     thresholds: dict[str, float] = {}
     steps: dict[str, float] = {}
-    for s, idx in pd.Series(np.arange(len(series))).groupby(series).groups.items():
-        idx = np.asarray(idx)
+    for s, members in pd.Series(np.arange(len(series))).groupby(series).groups.items():
+        idx = np.asarray(members)
         ts = np.sort(t_s[idx])
         steps[str(s)] = float(np.median(np.diff(ts))) if len(ts) > 1 else float("nan")
         use = idx[mature[idx] & ~human_anom[idx]]
@@ -198,8 +198,8 @@ def decide(
     if frame is None:
         return score >= np.where(subdaily, strict, thr)
     # series as codes into its distinct names: the per-series lookups run once per series, not per row
-    series, names = pd.factorize(frame["series"].astype(str))
-    names = pd.Series(np.asarray(names, dtype=object))
+    series, distinct = pd.factorize(frame["series"].astype(str))
+    names = pd.Series(np.asarray(distinct, dtype=object))
     cal = calibration or SeriesCalibration({}, {})
     calibrated = names.map(cal.thresholds).to_numpy(dtype=np.float64)[series]
     step = names.map(cal.step_s).to_numpy(dtype=np.float64)[series]

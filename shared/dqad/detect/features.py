@@ -287,7 +287,7 @@ def compute(
     expected, scale = apply_effects(expected, scale, effects, cfg.rel_scale_floor)
     robust_z = (vt - expected) / scale
     rel_dev = (vt - expected) / np.maximum(np.abs(expected), 1e-9)
-    hol_t, me_t = cats[T, 0], cats[T][:, list(MONTH_END)].any(axis=1)
+    hol_t, me_t = cats[T, 0], np.asarray(cats[T][:, list(MONTH_END)].any(axis=1))
     feats["seas_z"] = robust_z
     feats["seas_rel"] = rel_dev
     feats["seas_n"] = seas_n

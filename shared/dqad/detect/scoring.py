@@ -128,9 +128,9 @@ def _reasons(
     together: dict[int, str] = {}
     for key, (name_set, negs) in moved.items():
         if len(name_set) >= 2:
-            names = sorted(name_set)
+            ordered = sorted(name_set)
             verb = "dropped" if sum(negs) / len(negs) >= 0.5 else "rose"
-            together[key] = f"{', '.join(names[:-1])} and {names[-1]} {verb} together in this load"
+            together[key] = f"{', '.join(ordered[:-1])} and {ordered[-1]} {verb} together in this load"
 
     t_rows = pd.DatetimeIndex(ts_ns[rows].view("datetime64[ns]"))
     f = {
@@ -533,7 +533,7 @@ def _score_block(bundle: ModelBundle, tail: pd.DataFrame, new_n: pd.DataFrame) -
     controls = getattr(cfg, "controls", ())  # bundles pickled before controls existed have none
     score = np.clip(bundle.predict_score(feats), 0.0, 1.0)
     series = new_n["series"].to_numpy()
-    decide_on = odds_scale(score, sensitivity(controls, series)) if controls else score
+    decide_on = np.asarray(odds_scale(score, sensitivity(controls, series))) if controls else score
     # the same decision the backtest makes: per-series thresholds and one alert per incident need the rows
     frame = new_n[["series", "timestamp"]].reset_index(drop=True)
     is_anom = bundle.decide(decide_on, feats, frame=frame)

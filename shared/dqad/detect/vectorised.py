@@ -263,11 +263,11 @@ def _order_stat(srt: np.ndarray, c: np.ndarray | int, q: float) -> np.ndarray:
         upper = srt[rows, mid]
         lower = srt[rows, np.maximum(mid - 1, 0)]
         return np.where(c % 2 == 0, (upper + lower) / 2, upper)
-    h = q * np.maximum(c - 1, 0)
-    lo = h.astype(np.int64)
-    frac = h - lo
-    low = srt[rows, lo]
-    high = srt[rows, np.minimum(lo + 1, last)]
+    position = q * np.maximum(c - 1, 0)
+    below = position.astype(np.int64)
+    frac = position - below
+    low = srt[rows, below]
+    high = srt[rows, np.minimum(below + 1, last)]
     return np.where(frac > 0, low + (high - low) * frac, low)
 
 
@@ -315,8 +315,8 @@ def holiday_flag(ts: pd.DatetimeIndex | pd.Series, holidays: Sequence[date]) -> 
         return np.zeros(len(ts), dtype=bool)
     t = pd.DatetimeIndex(ts)
     if len(t) == 0 or t.tz is not None:
-        hol = pd.DatetimeIndex(pd.to_datetime(list(holidays))).normalize()
-        return np.asarray(t.normalize().isin(hol))
+        aware = pd.DatetimeIndex(pd.to_datetime(list(holidays))).normalize()
+        return np.asarray(t.normalize().isin(aware))
     uniq, inv = calendar_days(t)
     hol = np.array(sorted({np.datetime64(h, "D") for h in holidays}), dtype="datetime64[D]")
     return np.isin(uniq, hol)[inv]
