@@ -41,9 +41,15 @@ data "aws_iam_policy_document" "base" {
     resources = [var.kms_key_arn]
   }
   statement {
+    # Only the stage's own source: a stage cannot impersonate another (e.g. put a ModelTrained).
     sid       = "PublishOnDqadBus"
     actions   = ["events:PutEvents"]
     resources = [var.bus_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "events:source"
+      values   = ["dqad.${var.stage}"]
+    }
   }
   statement {
     sid       = "ReadConfig"
@@ -99,4 +105,74 @@ resource "aws_iam_role_policy" "stage" {
   name   = "dqad-${var.stage}"
   role   = aws_iam_role.this.id
   policy = var.policy_json
+}
+
+# --- entry points with their own role (policy_json set): only what that entry point calls ---------
+locals {
+  own_role_functions = { for k, f in var.extra_functions : k => f if f.policy_json != null }
+}
+
+resource "aws_iam_role" "extra" {
+  for_each           = local.own_role_functions
+  name               = "${local.role_name}-${each.key}"
+  assume_role_policy = data.aws_iam_policy_document.trust.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "extra_logs" {
+  for_each = local.own_role_functions
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.function[each.key].arn}:*"]
+  }
+  statement {
+    sid       = "AsyncDeadLetter" # dead_letter_config / on_failure destination of the function
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+  statement {
+    sid       = "UseDeploymentKey" # its environment, its secret, SSE-KMS writes, the encrypted DLQ
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [var.kms_key_arn]
+  }
+  dynamic "statement" {
+    for_each = local.in_vpc ? [1] : []
+    content {
+      sid       = "VpcDescribe"
+      actions   = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"]
+      resources = ["*"] # Describe* APIs have no resource type
+    }
+  }
+  dynamic "statement" {
+    for_each = local.in_vpc ? [1] : []
+    content {
+      sid     = "VpcInterfaces"
+      actions = ["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"]
+      resources = concat(
+        ["arn:${local.partition}:ec2:${local.region}:${local.account}:network-interface/*"],
+        [for s in var.subnet_ids : "arn:${local.partition}:ec2:${local.region}:${local.account}:subnet/${s}"],
+        [for g in var.security_group_ids : "arn:${local.partition}:ec2:${local.region}:${local.account}:security-group/${g}"],
+      )
+    }
+  }
+  statement {
+    sid       = "Tracing"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"] # X-Ray trace APIs have no resource type
+  }
+}
+
+resource "aws_iam_role_policy" "extra" {
+  for_each = local.own_role_functions
+  name     = "dqad-${var.stage}-${each.key}"
+  role     = aws_iam_role.extra[each.key].id
+  policy   = each.value.policy_json
+}
+
+resource "aws_iam_role_policy" "extra_logs" {
+  for_each = local.own_role_functions
+  name     = "dqad-${var.stage}-${each.key}-logs"
+  role     = aws_iam_role.extra[each.key].id
+  policy   = data.aws_iam_policy_document.extra_logs[each.key].json
 }

@@ -31,6 +31,18 @@ data "aws_iam_policy_document" "stage" {
     resources = ["${local.bucket_arn}/models/*"]
   }
   statement {
+    # jobs/<job>.json (the request the job-state event is matched back to) and jobs/<job>/config/
+    sid       = "JobRequests"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${local.bucket_arn}/jobs/*"]
+  }
+  statement {
+    # The labels fingerprint (retrain on new human labels) reads labels/<dataset>/...
+    sid       = "ReadHumanLabels"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.bucket_arn}/labels/*"]
+  }
+  statement {
     sid       = "TrainingJobs"
     actions   = ["sagemaker:CreateProcessingJob", "sagemaker:AddTags"]
     resources = [local.job_arn_pattern]
