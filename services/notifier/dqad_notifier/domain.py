@@ -40,7 +40,8 @@ from aws_lambda_powertools import Logger
 
 from dqad.contract import AnomaliesScored, EventDetail, NotificationSent, StageFailed
 from dqad.report import SEVERITY_ORDER, deviation, fmt_value, metric_name, rank_anomalies, severity_counts
-from dqad.signing import feedback_link, make_claim, parse_secret
+from dqad.signing import feedback_link, make_claim
+from dqad.signing import secret_keys as signing_secret_keys
 from dqad.stage import StageRuntime
 from dqad.topology import Names
 from dqad_notifier.state import Decision, StateStore, decide
@@ -52,7 +53,6 @@ logger = Logger(service="dqad-notifier")
 
 PRESIGN_MAX_S = 7 * 24 * 3600  # SigV4 presigned URLs cannot live longer
 IDEMPOTENCY_TTL_S = 30 * 24 * 3600
-SECRET_TTL_S = 300
 RULE = "-" * 64
 FeedbackLinker = Callable[[str, str, str], str]  # (series, timestamp ISO, label) -> URL
 
@@ -233,7 +233,6 @@ def _attrs(**values: Any) -> dict:
     return out
 
 
-_secret_cache: dict[str, tuple[float, list[bytes]]] = {}
 
 
 def feedback_keys(rt: StageRuntime) -> list[bytes] | None:
@@ -254,13 +253,7 @@ def feedback_keys(rt: StageRuntime) -> list[bytes] | None:
 
 def secret_keys(rt: StageRuntime, arn: str) -> list[bytes]:
     """The keys held in the feedback secret; verifying a link needs only these, not the URL."""
-    cached = _secret_cache.get(arn)
-    if cached and time.monotonic() - cached[0] < SECRET_TTL_S:
-        return cached[1]
-    value = rt.clients("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
-    keys = parse_secret(value)
-    _secret_cache[arn] = (time.monotonic(), keys)
-    return keys
+    return signing_secret_keys(rt.clients("secretsmanager"), arn)
 
 
 def _linker(rt: StageRuntime, dataset: str, run_id: str, ttl_hours: float) -> FeedbackLinker | None:

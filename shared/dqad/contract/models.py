@@ -43,6 +43,9 @@ class ModelRef(_Strict):
     uri: Uri
     sha256: Sha256
     version: str = Field(min_length=1, max_length=64)
+    # HMAC of (dataset, uri, sha256, version) by the trainer (dqad.signing.sign_model_ref); the
+    # scorer loads nothing unsigned. Empty in events made before signing existed.
+    signature: str = Field(default="", max_length=128)
 
 
 class TimeWindow(_Strict):
