@@ -41,7 +41,7 @@ from aws_lambda_powertools import Logger
 from dqad.contract import AnomaliesScored, EventDetail, NotificationSent, StageFailed
 from dqad.report import SEVERITY_ORDER, deviation, fmt_value, metric_name, rank_anomalies, severity_counts
 from dqad.signing import feedback_link, make_claim
-from dqad.signing import secret_keys as signing_secret_keys
+from dqad import signing
 from dqad.stage import StageRuntime
 from dqad.topology import Names
 from dqad_notifier.state import Decision, StateStore, decide
@@ -253,7 +253,7 @@ def feedback_keys(rt: StageRuntime) -> list[bytes] | None:
 
 def secret_keys(rt: StageRuntime, arn: str) -> list[bytes]:
     """The keys held in the feedback secret; verifying a link needs only these, not the URL."""
-    return signing_secret_keys(rt.clients("secretsmanager"), arn)
+    return signing.secret_keys(rt.clients("secretsmanager"), arn)
 
 
 def _linker(rt: StageRuntime, dataset: str, run_id: str, ttl_hours: float) -> FeedbackLinker | None:

@@ -21,6 +21,12 @@ variable "trainer_instance_type" {
 
 data "aws_iam_policy_document" "stage" {
   statement {
+    # The HMAC key of model references: the trainer signs them, the scorer verifies them.
+    sid       = "ModelSigningKey"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.shared.model_signing_secret_arn]
+  }
+  statement {
     sid       = "RunArtifacts"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
     resources = ["${local.bucket_arn}/runs/*"]
@@ -88,10 +94,11 @@ module "service" {
   log_retention_days   = var.log_retention_days
 
   environment = {
-    DQAD_JOB_RUNNER            = "sagemaker"
-    DQAD_TRAINER_IMAGE_URI     = var.trainer_image_uri
-    DQAD_TRAINER_INSTANCE_TYPE = var.trainer_instance_type
-    DQAD_SAGEMAKER_ROLE_ARN    = local.shared.sagemaker_role_arn
+    DQAD_JOB_RUNNER               = "sagemaker"
+    DQAD_TRAINER_IMAGE_URI        = var.trainer_image_uri
+    DQAD_TRAINER_INSTANCE_TYPE    = var.trainer_instance_type
+    DQAD_SAGEMAKER_ROLE_ARN       = local.shared.sagemaker_role_arn
+    DQAD_MODEL_SIGNING_SECRET_ARN = local.shared.model_signing_secret_arn
   }
 
   policy_json = data.aws_iam_policy_document.stage.json
