@@ -248,10 +248,10 @@ def feedback_keys(rt: StageRuntime) -> list[bytes] | None:
         missing = "DQAD_FEEDBACK_SECRET_ARN" if url else "DQAD_FEEDBACK_URL"
         logger.error(f"feedback links disabled: {missing} is not set; emails show the CLI command instead")
         return None
-    return secret_keys(rt, arn)
+    return feedback_secret_keys(rt, arn)
 
 
-def secret_keys(rt: StageRuntime, arn: str) -> list[bytes]:
+def feedback_secret_keys(rt: StageRuntime, arn: str) -> list[bytes]:
     """The keys held in the feedback secret; verifying a link needs only these, not the URL."""
     return signing.secret_keys(rt.clients("secretsmanager"), arn)
 
