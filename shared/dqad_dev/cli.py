@@ -79,13 +79,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
         only = None if args.follow else (args.stage,)
         report = cloud.pump(only=only)
         print(f"replayed {args.stage} for run {args.run_id} from {uri.split('/', 3)[-1]}")
+        # A record that failed for good is acknowledged and parked in the DLQ, so it never shows in
+        # the retry count: the summary counts both, or a dead-lettered run reads "0 failed".
+        parked = {name: cloud.dead_letters(name) for name in STAGE_NAMES}
         for name, seconds in report.seconds.items():
-            print(f"  {name:<9} {seconds:6.2f} s, {report.failures.get(name, 0)} failed record(s)")
-        for dlq_stage in STAGE_NAMES:
-            for msg in cloud.dead_letters(dlq_stage):
+            retried, dead = report.failures.get(name, 0), len(parked[name])
+            print(f"  {name:<9} {seconds:6.2f} s, {retried + dead} failed record(s) ({dead} dead-lettered)")
+        for dlq_stage, messages in parked.items():
+            for msg in messages:
                 reason = msg.get("MessageAttributes", {}).get("error", {}).get("StringValue", "")
                 print(f"  DLQ {dlq_stage}: {reason}")
         cloud.export_bucket(state)
+    dead_total = sum(len(m) for m in parked.values())
+    if dead_total:
+        print(f"replay FAILED: {dead_total} record(s) in the DLQ (reasons above); fix the cause and replay again")
+        return 1
     return 0
 
 
