@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
+from dqad import signing
 from dqad.contract import AnomaliesScored, EventDetail, NotificationSent, StageFailed
 from dqad.report import SEVERITY_ORDER, deviation, fmt_value, metric_name, rank_anomalies, severity_counts
 from dqad.signing import feedback_link, make_claim
-from dqad import signing
 from dqad.stage import StageRuntime
 from dqad.topology import Names
 from dqad_notifier.state import Decision, StateStore, decide

@@ -106,7 +106,7 @@ def test_a_rewritten_champion_is_refused_by_the_trainer(cloud: LocalCloud, stora
     storage.put_bytes(model_uri, evil)
     champion = {"version": "evil", "uri": model_uri, "sha256": sha256_bytes(evil), "metrics": {}}
     request = forged_event(storage, model_uri, sha256_bytes(evil))
-    with pytest.raises(PermanentError, match="champion of demo_dq: .*not signed"):
+    with pytest.raises(PermanentError, match=r"champion of demo_dq: .*not signed"):
         domain.model_trained(runtime("trainer"), request, champion, reused=True)  # type: ignore[arg-type]
     keys = secret_keys(cloud.client("secretsmanager"), cloud.dep.model_signing_secret_arn)
     signed = domain.sign_champion(keys, "demo_dq", {**champion, "sha256": "0" * 64})
