@@ -62,3 +62,24 @@ def test_a_failure_carrying_a_dsn_never_reaches_the_event_the_dlq_or_the_logs(
     assert len(failed) == 1 and "etl:***@db.internal" in failed[0]["message"]
     assert all(PASSWORD not in s for s in stored)
     assert PASSWORD not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("loaded_at", ["9999-12-31T23:59:59Z", "1970-01-01T00:00:00Z", "1999-12-31T23:59:59Z"])
+def test_a_load_time_out_of_range_is_refused_at_the_trigger_entry_point(loaded_at: str) -> None:
+    from dqad_fetcher.domain import LogRow, LogRowError
+
+    payload = {"log_id": "1", "table_name": "t", "status": "SUCCESS", "loaded_at": loaded_at}
+    with pytest.raises(LogRowError, match=r"loaded_at .* is outside 2000-01-01"):
+        LogRow.from_payload(payload)
+
+
+def test_a_load_time_out_of_range_is_a_contract_error_so_it_is_parked_once() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dqad.contract import ContractError, LoadCompleted, parse_detail
+
+    fine = LoadCompleted(run_id="r", dataset="d", log_id="1", table_name="t", loaded_at=datetime.now(UTC), status="OK")
+    body = fine.model_dump(mode="json")
+    parse_detail("LoadCompleted", {**body, "loaded_at": (datetime.now(UTC) + timedelta(hours=23)).isoformat()})
+    with pytest.raises(ContractError, match="loaded_at"):
+        parse_detail("LoadCompleted", {**body, "loaded_at": "9999-12-31T00:00:00Z"})
