@@ -57,6 +57,22 @@ RULE = "-" * 64
 FeedbackLinker = Callable[[str, str, str], str]  # (series, timestamp ISO, label) -> URL
 
 
+def report_link(rt: StageRuntime, detail: AnomaliesScored, expiry_s: int) -> str | None:
+    """A presigned link to this run's report, and nothing else.
+
+    The URI comes from an event; presigning whatever it names would hand out any object the
+    notifier's role can read (alert state, other runs). Only ``runs/<dataset>/<run_id>/report.html``
+    in the deployment's own bucket is signed; anything else is logged and left out of the email.
+    """
+    if not detail.report:
+        return None
+    expected = rt.storage.uri(f"runs/{detail.dataset}/{detail.run_id}/report.html")
+    if detail.report != expected:
+        logger.warning("report URI is not this run's report; no link sent", extra={"uri": detail.report[:300]})
+        return None
+    return rt.storage.presign(expected, expiry_s)
+
+
 # -- the digest (pure) -----------------------------------------------------------------------------
 @dataclass
 class DigestContext:
@@ -321,7 +337,7 @@ def _send_alert(rt: StageRuntime, detail: AnomaliesScored) -> dict:
         run_id=detail.run_id,
         scored_rows=detail.scored_rows,
         model_version=detail.model_version,
-        report_link=rt.storage.presign(detail.report, expiry) if detail.report else None,
+        report_link=report_link(rt, detail, expiry),
         report_link_expiry_s=expiry,
         max_in_body=opts.max_in_body,
         realert_after_hours=opts.realert_after_hours,

@@ -83,3 +83,26 @@ def test_a_load_time_out_of_range_is_a_contract_error_so_it_is_parked_once() -> 
     parse_detail("LoadCompleted", {**body, "loaded_at": (datetime.now(UTC) + timedelta(hours=23)).isoformat()})
     with pytest.raises(ContractError, match="loaded_at"):
         parse_detail("LoadCompleted", {**body, "loaded_at": "9999-12-31T00:00:00Z"})
+
+
+def test_the_notifier_presigns_only_the_report_of_the_run_it_notifies(cloud: LocalCloud) -> None:
+    from dqad_notifier.domain import report_link
+
+    rt = runtime("notifier")
+
+    def scored(report: str) -> AnomaliesScored:
+        return AnomaliesScored(
+            run_id="r-1", dataset="demo_dq", scores={"uri": rt.storage.uri("runs/demo_dq/r-1/scores.parquet"),
+            "rows": 1, "sha256": "0" * 64}, scored_rows=1, anomaly_count=1, model_version="v1", report=report,
+        )  # fmt: skip
+
+    good = report_link(rt, scored(rt.storage.uri("runs/demo_dq/r-1/report.html")), 3600)
+    assert good is not None and "runs/demo_dq/r-1/report.html" in good and "Signature=" in good
+    for other in (
+        rt.storage.uri("alerts/demo_dq/state.json"),
+        rt.storage.uri("runs/demo_dq/r-2/report.html"),
+        rt.storage.uri("runs/other/r-1/report.html"),
+        "s3://someone-elses-bucket/runs/demo_dq/r-1/report.html",
+        rt.storage.uri("runs/demo_dq/r-1/../r-2/report.html"),
+    ):
+        assert report_link(rt, scored(other), 3600) is None, other
