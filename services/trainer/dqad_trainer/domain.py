@@ -35,8 +35,24 @@ def job_name_for(run_id: str) -> str:
 
 
 def read_champion(rt: StageRuntime, dataset: str) -> dict | None:
+    """The champion record, or None when there is none *or it is not signed by this trainer*.
+
+    An unsigned or mis-signed champion.json (written before signing existed, or by someone else)
+    is never reused: the run trains a challenger, which then becomes the champion.
+    """
     uri = champion_uri(rt, dataset)
-    return rt.storage.get_json(uri) if rt.storage.exists(uri) else None
+    if not rt.storage.exists(uri):
+        return None
+    champion = rt.storage.get_json(uri)
+    try:
+        verify_model_ref(
+            signing_keys(rt), dataset, champion["uri"], champion["sha256"], champion["version"],
+            str(champion.get("signature", "")),
+        )  # fmt: skip
+    except (SignatureError, KeyError, TypeError) as exc:
+        logger.warning("champion.json not trusted; training a new one", extra={"dataset": dataset, "why": str(exc)})
+        return None
+    return champion
 
 
 def signing_keys(rt: StageRuntime) -> list[bytes]:

@@ -134,3 +134,14 @@ def test_write_once_on_a_local_path_too(tmp_path: Path) -> None:
     with pytest.raises(AlreadyExists):
         storage.put_new(uri, b"second")
     assert Path(uri).read_bytes() == b"first"
+
+
+def test_an_unsigned_champion_is_never_reused(cloud: LocalCloud, storage: Storage) -> None:
+    """An old or rewritten champion.json counts as no champion: the run trains a new one."""
+    from dqad_trainer import domain
+
+    storage.put_json(
+        storage.uri("models/demo_dq/champion.json"),
+        {"version": "v0", "uri": storage.uri("models/demo_dq/v0/model.joblib"), "sha256": "0" * 64},
+    )
+    assert domain.read_champion(runtime("trainer"), "demo_dq") is None
