@@ -20,6 +20,7 @@ resource "aws_iam_role" "this" {
 }
 
 data "aws_iam_policy_document" "base" {
+  source_policy_documents = [data.aws_iam_policy_document.vpc.json]
   statement {
     sid       = "WriteOwnLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
@@ -73,6 +74,10 @@ data "aws_iam_policy_document" "base" {
     actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
     resources = ["*"] # X-Ray trace APIs have no resource type
   }
+}
+
+# Only with subnet_ids: Lambda manages the functions' network interfaces (stage role and own roles).
+data "aws_iam_policy_document" "vpc" {
   dynamic "statement" {
     for_each = local.in_vpc ? [1] : []
     content {
@@ -121,6 +126,7 @@ resource "aws_iam_role" "extra" {
 
 data "aws_iam_policy_document" "extra_logs" {
   for_each = local.own_role_functions
+  source_policy_documents = [data.aws_iam_policy_document.vpc.json] # it shares the stage's subnets
   statement {
     sid       = "WriteOwnLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
@@ -135,26 +141,6 @@ data "aws_iam_policy_document" "extra_logs" {
     sid       = "UseDeploymentKey" # its environment, its secret, SSE-KMS writes, the encrypted DLQ
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [var.kms_key_arn]
-  }
-  dynamic "statement" {
-    for_each = local.in_vpc ? [1] : []
-    content {
-      sid       = "VpcDescribe"
-      actions   = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"]
-      resources = ["*"] # Describe* APIs have no resource type
-    }
-  }
-  dynamic "statement" {
-    for_each = local.in_vpc ? [1] : []
-    content {
-      sid     = "VpcInterfaces"
-      actions = ["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"]
-      resources = concat(
-        ["arn:${local.partition}:ec2:${local.region}:${local.account}:network-interface/*"],
-        [for s in var.subnet_ids : "arn:${local.partition}:ec2:${local.region}:${local.account}:subnet/${s}"],
-        [for g in var.security_group_ids : "arn:${local.partition}:ec2:${local.region}:${local.account}:security-group/${g}"],
-      )
-    }
   }
   statement {
     sid       = "Tracing"
