@@ -100,6 +100,16 @@ DECLARE
     v_state     text;
     v_outbox_id bigint;
 BEGIN
+    -- Outside the error-to-outbox block on purpose: attached to any other table, or fired other
+    -- than AFTER INSERT FOR EACH ROW, the function refuses loudly instead of invoking the fetcher
+    -- with a row someone else chose (it runs with its owner's rights).
+    IF TG_TABLE_SCHEMA <> 'edo_dms' OR TG_TABLE_NAME <> 'qe_query_logs'
+       OR TG_OP <> 'INSERT' OR TG_WHEN <> 'AFTER' OR TG_LEVEL <> 'ROW' THEN
+        RAISE EXCEPTION 'dqad: edo_dms.edm_func_ad_lambdainvoke() only runs as the AFTER INSERT row '
+                        'trigger of edo_dms.qe_query_logs, not on %.% (% % %)',
+                        TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_WHEN, TG_OP, TG_LEVEL
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
     BEGIN
         v_row := to_jsonb(NEW);
         v_log_id := left(coalesce(v_row ->> 'log_id', v_row ->> 'id'), 64);
@@ -174,6 +184,11 @@ BEGIN
     RETURN NULL;  -- AFTER trigger: the return value is ignored
 END;
 $fn$;
+
+-- PostgreSQL grants EXECUTE on a new function to PUBLIC: without this, any role with USAGE on
+-- edo_dms could attach this SECURITY DEFINER function to a table of its own and invoke the fetcher
+-- with rows it forges. Firing the trigger needs no EXECUTE; creating one does.
+REVOKE EXECUTE ON FUNCTION edo_dms.edm_func_ad_lambdainvoke() FROM PUBLIC;
 
 COMMENT ON FUNCTION edo_dms.edm_func_ad_lambdainvoke() IS
     'dqad: invokes the fetcher (aws_lambda.invoke, Event) for a logged load; on any error records '

@@ -30,6 +30,7 @@ class Settings:
     trainer_instance_type: str = "ml.m5.xlarge"
     sagemaker_role_arn: str = ""
     feedback_secret_arn: str = ""
+    model_signing_secret_arn: str = ""  # trainer and scorer: the HMAC key of model references
     feedback_url: str = ""
     outbox_dsn_secret_arn: str = ""
     report_link_expiry_s: int = 7 * 24 * 3600

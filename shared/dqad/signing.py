@@ -1,4 +1,12 @@
-"""Signed, expiring feedback links: "this point is expected" from the alert email, without a login.
+"""Signed, expiring feedback links, and signed model references (docs/architecture.md §8, habit 11).
+
+Model references: a ModelTrained event names a model by (dataset, uri, sha256, version). The sha256
+alone proves nothing, because whoever writes the event chooses it; so the trainer signs the four
+fields with an HMAC key only it and the scorer can read (a Secrets Manager secret), and the scorer
+verifies the signature before it reads a single byte of the model (joblib files are pickles: loading
+one runs code). :func:`sign_model_ref` / :func:`verify_model_ref`.
+
+Feedback links: "this point is expected" from the alert email, without a login.
 
 An alert email carries, per anomaly, two links to the feedback entry point (a public Lambda
 function URL). Whoever holds a link may record that one verdict on that one point until it
@@ -24,6 +32,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 PURPOSE = "dqad-feedback-link"
@@ -135,3 +144,50 @@ def verify(params: Mapping[str, str], keys: Sequence[bytes], now: float | None =
             "or ask your data team to record it with `dqad feedback`."
         )
     return claim
+
+
+# -- model references ----------------------------------------------------------------------------
+MODEL_PURPOSE = "dqad-model-ref"
+
+
+class SignatureError(ValueError):
+    """A model reference whose signature does not verify: never load the bytes it points to."""
+
+
+def _model_message(dataset: str, uri: str, sha256: str, version: str) -> bytes:
+    fields = [MODEL_PURPOSE, LINK_VERSION, dataset, uri, sha256, version]
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sign_model_ref(keys: Sequence[bytes], dataset: str, uri: str, sha256: str, version: str) -> str:
+    """Signature of a model reference with the current key (URL-safe base64 of an HMAC-SHA256)."""
+    digest = hmac.new(keys[0], _model_message(dataset, uri, sha256, version), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def verify_model_ref(
+    keys: Sequence[bytes], dataset: str, uri: str, sha256: str, version: str, signature: str
+) -> None:
+    """Raise :class:`SignatureError` unless ``signature`` was made by a holder of one of ``keys``."""
+    if not signature:
+        raise SignatureError(f"model reference {uri} is not signed; only the trainer's signed references load")
+    message = _model_message(dataset, uri, sha256, version)
+    for key in keys:
+        expected = base64.urlsafe_b64encode(hmac.new(key, message, hashlib.sha256).digest()).rstrip(b"=").decode()
+        if hmac.compare_digest(expected, signature):
+            return
+    raise SignatureError(f"model reference {uri} has a signature the trainer did not make; refusing to load it")
+
+
+_key_cache: dict[str, tuple[float, list[bytes]]] = {}
+KEY_TTL_S = 300.0
+
+
+def secret_keys(secretsmanager: Any, arn: str) -> list[bytes]:
+    """Keys held in a Secrets Manager secret (see :func:`parse_secret`), cached a few minutes per ARN."""
+    cached = _key_cache.get(arn)
+    if cached and time.monotonic() - cached[0] < KEY_TTL_S:
+        return cached[1]
+    keys = parse_secret(secretsmanager.get_secret_value(SecretId=arn)["SecretString"])
+    _key_cache[arn] = (time.monotonic(), keys)
+    return keys

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -54,6 +56,22 @@ CATALOG_TTL_S = 60.0
 
 class PermanentError(Exception):
     """Retrying cannot help (bad data, bad configuration, integrity failure)."""
+
+
+_URL_CREDENTIALS = re.compile(r"([a-zA-Z][\w+.-]*://[^\s:/@]*:)[^\s@]+@")
+_KEY_VALUE_SECRETS = re.compile(
+    r"(?i)\b(password|passwd|pwd|secret|token|sslpassword|aws_secret_access_key)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|[^\s,;&]+)"
+)
+
+
+def redact(text: str) -> str:
+    """The text with credentials masked: a malformed DSN echoed by a driver must not reach the
+    operator's email, events/ or the logs (user:password@ in URLs, password=... in key-value DSNs)."""
+    return _KEY_VALUE_SECRETS.sub(r"\1\2***", _URL_CREDENTIALS.sub(r"\1***@", text))
+
+
+def _redacted_traceback() -> str:
+    return redact(traceback.format_exc())
 
 
 @dataclass
@@ -133,9 +151,9 @@ def dead_letter(rt: StageRuntime, record: SQSRecord, error_type: str, reason: st
     """Park a record in the DLQ with why it failed, so an operator can read, fix and redrive it."""
     rt.dead_letters.park(
         record.event_source_arn,
-        DeadLetter(record.body, error_type, reason, rt.stage, record.message_id),
+        DeadLetter(record.body, error_type, redact(reason), rt.stage, record.message_id),
     )
-    logger.warning("record sent to DLQ", extra={"error_type": error_type, "reason": reason[:500]})
+    logger.warning("record sent to DLQ", extra={"error_type": error_type, "reason": redact(reason)[:500]})
 
 
 def publish_failure(rt: StageRuntime, detail: EventDetail, exc: BaseException) -> None:
@@ -155,7 +173,7 @@ def publish_failure(rt: StageRuntime, detail: EventDetail, exc: BaseException) -
             dataset=detail.dataset,
             stage=rt.stage,  # type: ignore[arg-type]
             error_type=type(exc).__name__,
-            message=str(exc) or type(exc).__name__,
+            message=redact(str(exc)) or type(exc).__name__,
             input_event=stored_input,
         )
     )
@@ -200,13 +218,16 @@ def run_batch(
             # parse_event accepted only the detail-types this stage consumes, which are D's.
             handle(rt, cast(D, detail))
         except PermanentError as exc:
-            logger.exception("permanent failure", extra={"run_id": detail.run_id})
+            logger.error("permanent failure", extra={"run_id": detail.run_id, "traceback": _redacted_traceback()})
             rt.forget_catalog()  # the cause may be the configuration: the redrive must see the fixed file
             publish_failure(rt, detail, exc)
             dead_letter(rt, record, type(exc).__name__, str(exc))
         except Exception as exc:
             attempts = int(record.attributes.approximate_receive_count or 1)
-            logger.exception("failure, will retry", extra={"run_id": detail.run_id, "attempt": attempts})
+            logger.error(
+                "failure, will retry",
+                extra={"run_id": detail.run_id, "attempt": attempts, "traceback": _redacted_traceback()},
+            )
             if attempts >= MAX_RECEIVE_COUNT:
                 publish_failure(rt, detail, exc)
             raise

@@ -37,6 +37,10 @@ class IntegrityError(RuntimeError):
     """Stored bytes do not match the sha256 recorded in the event that points to them."""
 
 
+class AlreadyExists(RuntimeError):
+    """A write-once object (a model version) is already there."""
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -101,6 +105,29 @@ class Storage:
         if sha256 is not None and sha256_bytes(data) != sha256:
             raise IntegrityError(f"{uri}: sha256 {sha256_bytes(data)} does not match expected {sha256}")
         return data
+
+    def put_new(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        """Write an object that must not exist yet (write-once: S3 ``If-None-Match: *``).
+
+        Raises :class:`AlreadyExists` when something is already there: a model version is never
+        rewritten under a name the scorer may already have checked (docs/architecture.md §8).
+        """
+        loc = parse_uri(uri)
+        if loc.scheme == "s3":
+            try:
+                self.s3.put_object(Bucket=loc.bucket, Key=loc.key, Body=data, ContentType=content_type, IfNoneMatch="*")
+            except self.s3.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                    raise AlreadyExists(f"{uri} already exists and is write-once") from exc
+                raise
+        else:
+            Path(loc.key).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with open(loc.key, "xb") as f:
+                    f.write(data)
+            except FileExistsError as exc:
+                raise AlreadyExists(f"{uri} already exists and is write-once") from exc
+        return sha256_bytes(data)
 
     def put_file(self, uri: str, path: str | Path) -> None:
         loc = parse_uri(uri)

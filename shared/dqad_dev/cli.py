@@ -106,10 +106,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         cloud.client("sqs").send_message(QueueUrl=cloud.dep.queue_urls[args.stage], MessageBody=json.dumps(event))
         report = drive_chain(cloud) if args.follow else cloud.pump(only=(args.stage,))
         print(f"replayed {args.stage} for run {args.run_id} from {uri.split('/', 3)[-1]}")
+        # A record that failed for good is acknowledged and parked in the DLQ, so it never shows in
+        # the retry count: the summary counts both, or a dead-lettered run reads "0 failed".
+        parked = {name: cloud.dead_letters(name) for name in STAGE_NAMES}
         for name, seconds in report.seconds.items():
-            print(f"  {name:<9} {seconds:6.2f} s, {report.failures.get(name, 0)} failed record(s)")
-        for dlq_stage in STAGE_NAMES:
-            for msg in cloud.dead_letters(dlq_stage):
+            retried, dead = report.failures.get(name, 0), len(parked[name])
+            print(f"  {name:<9} {seconds:6.2f} s, {retried + dead} failed record(s) ({dead} dead-lettered)")
+        for dlq_stage, messages in parked.items():
+            for msg in messages:
                 reason = msg.get("MessageAttributes", {}).get("error", {}).get("StringValue", "")
                 print(f"  DLQ {dlq_stage}: {reason}")
         result = collect(storage, event["detail"]["dataset"], args.run_id)
@@ -124,6 +128,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"  {name:<8} {path}")
     if not result.messages and args.stage == "notifier":
         print("  no new message (what this run found was already alerted)")
+    dead_total = sum(len(m) for m in parked.values())
+    if dead_total:
+        print(f"replay FAILED: {dead_total} record(s) in the DLQ (reasons above); fix the cause and replay again")
+        return 1
     return 0
 
 

@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Any
 
 from dqad.datasets import long_format_dataset, render_catalog
+from dqad.signing import secret_keys, sign_model_ref
 from dqad.storage import Storage
 from dqad.topology import NOTIFICATION_SENT, STAGE_FAILED, STAGES, Stage
 from dqad_dev.local import LocalCloud, load_entry_point, sqs_event
@@ -126,12 +127,17 @@ def seed_datasets(
     return [load for round_ in zip(*per_dataset, strict=True) for load in round_]
 
 
-def copy_champion(storage: Storage, source: str, targets: list[str]) -> None:
-    """Make ``source``'s champion (pointer, sha256, metrics) the champion of each target dataset."""
+def copy_champion(storage: Storage, source: str, targets: list[str], keys: list[bytes]) -> None:
+    """Make ``source``'s champion (pointer, sha256, metrics) the champion of each target dataset.
+
+    A model reference is signed for one dataset, so each copy is signed again with the deployment's
+    key, as the trainer would when promoting it there (a copied signature is refused).
+    """
     champion = storage.get_json(storage.uri(f"models/{source}/champion.json"))
     for name in targets:
         if name != source:
-            storage.put_json(storage.uri(f"models/{name}/champion.json"), champion)
+            signature = sign_model_ref(keys, name, champion["uri"], champion["sha256"], champion["version"])
+            storage.put_json(storage.uri(f"models/{name}/champion.json"), {**champion, "signature": signature})
 
 
 # -- outcomes --------------------------------------------------------------------------------------
@@ -453,7 +459,8 @@ def run_load(
             (run0,) = cloud.invoke(fetcher, "aurora", first.payload)["runs"]
             run_ids.append(run0)
             wait_for(lambda: outcomes(storage, [run0])[run0].kind != "lost", deadline_s, "the training run")
-            copy_champion(storage, first.dataset, sorted({ld.dataset for ld in loads}))
+            keys = secret_keys(cloud.client("secretsmanager"), cloud.dep.model_signing_secret_arn)
+            copy_champion(storage, first.dataset, sorted({ld.dataset for ld in loads}), keys)
             t0 = time.time()
             for load in loads[1:]:
                 now = time.time()

@@ -175,3 +175,46 @@ def test_action_names_come_from_botocore(tfkit) -> None:
     assert tfkit.to_action("redshift-data", "execute_statement") == ["redshift-data:ExecuteStatement"]
     assert tfkit.to_action("events", "put_events") == ["events:PutEvents"]
     assert tfkit.to_action("s3", "not_an_operation") == []
+
+
+# --- grants the deployed chain needs and that a moto run cannot show (docs/architecture.md §8) -----
+def _stage_statements(tfkit, stage: str, doc: str = "stage") -> dict[str, tuple[list[str], list[str]]]:
+    docs = tfkit.policy_documents(tfkit.load_dir(TF / "services" / stage), stage)
+    return {st.where.rsplit(":", 1)[1]: (st.actions, st.resources) for st in docs[doc]}
+
+
+def test_notifier_reads_and_writes_its_alert_state(tfkit) -> None:
+    actions, resources = _stage_statements(tfkit, "notifier")["AlertState"]
+    assert {"s3:GetObject", "s3:PutObject"} <= set(actions)
+    assert resources == ["${local.bucket_arn}/alerts/*"]
+
+
+def test_trainer_and_its_job_reach_the_job_requests_and_labels(tfkit) -> None:
+    st = _stage_statements(tfkit, "trainer")
+    assert st["JobRequests"][1] == ["${local.bucket_arn}/jobs/*"]
+    assert st["ReadHumanLabels"][1] == ["${local.bucket_arn}/labels/*"]
+    shared = tfkit.policy_documents(tfkit.load_dir(TF / "modules" / "shared"), "shared")["sagemaker"]
+    by_sid = {s.where.rsplit(":", 1)[1]: s for s in shared}
+    assert "${local.bucket_arn}/jobs/*" in by_sid["ReadInputs"].resources
+    # the job writes model versions only, never the champion pointer the trainer promotes
+    assert by_sid["WriteModels"].resources == ["${local.bucket_arn}/models/*/*/*"]
+
+
+def test_the_public_feedback_function_has_its_own_narrow_role(tfkit) -> None:
+    feedback = _stage_statements(tfkit, "notifier", "feedback")
+    assert {sid: a for sid, (a, _r) in feedback.items()} == {
+        "FeedbackKey": ["secretsmanager:GetSecretValue"],
+        "WriteFeedbackLabels": ["s3:PutObject"],
+    }
+    assert not any("labels/" in r for _a, rs in _stage_statements(tfkit, "notifier").values() for r in rs)
+    module = tfkit.load_dir(TF / "modules" / "service")
+    url_grant = tfkit.resource(module, "aws_lambda_permission", "url")
+    assert tfkit.unquote(url_grant["action"]) == "lambda:InvokeFunctionUrl"
+    assert tfkit.unquote(url_grant["function_url_auth_type"]) == "NONE"
+
+
+def test_each_stage_puts_events_only_with_its_own_source(tfkit) -> None:
+    body = next(b for t, n, b in tfkit.labelled(tfkit.load_dir(TF / "modules" / "service"), "data") if n == "base")
+    publish = next(s for s in body["statement"] if tfkit.unquote(s.get("sid")) == "PublishOnDqadBus")
+    cond = tfkit.unquote(tfkit.block(publish, "condition"))
+    assert cond["variable"] == "events:source" and cond["values"] == ["dqad.${var.stage}"]

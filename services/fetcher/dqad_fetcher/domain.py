@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from dqad.contract import DataRef, DatasetFetched, LoadCompleted, TimeWindow, make_run_id
+from dqad.contract import DataRef, DatasetFetched, LoadCompleted, TimeWindow, loaded_at_problem, make_run_id
 from dqad.datasets import SqlSource, normalise_status
 from dqad.stage import PermanentError, StageRuntime, publish_failure
 from dqad.storage import ParquetSink, Storage
@@ -90,6 +90,9 @@ class LogRow:
             raise LogRowError(f"loaded_at: not an ISO timestamp: {payload['loaded_at']!r}") from None
         if loaded_at.tzinfo is None:
             loaded_at = loaded_at.replace(tzinfo=UTC)  # Aurora's timestamp without time zone is UTC by convention
+        problem = loaded_at_problem(loaded_at)
+        if problem:
+            raise LogRowError(problem)
         return cls(
             log_id=str(payload["log_id"])[:64],
             job_name=str(payload.get("job_name") or "")[:256],

@@ -37,9 +37,10 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from dqad import signing
 from dqad.contract import AnomaliesScored, EventDetail, NotificationSent, StageFailed
 from dqad.report import SEVERITY_ORDER, deviation, metric_name, rank_order, severity_counts
-from dqad.signing import feedback_link, make_claim, parse_secret
+from dqad.signing import feedback_link, make_claim
 from dqad.stage import StageRuntime
 from dqad.topology import Names
 from dqad.wording import fmt_value, plural
@@ -50,9 +51,24 @@ logger = Logger(service="dqad-notifier")
 
 PRESIGN_MAX_S = 7 * 24 * 3600  # SigV4 presigned URLs cannot live longer
 IDEMPOTENCY_TTL_S = 30 * 24 * 3600
-SECRET_TTL_S = 300
 RULE = "-" * 64
 FeedbackLinker = Callable[[str, str, str], str]  # (series, timestamp ISO, label) -> URL
+
+
+def report_link(rt: StageRuntime, detail: AnomaliesScored, expiry_s: int) -> str | None:
+    """A presigned link to this run's report, and nothing else.
+
+    The URI comes from an event; presigning whatever it names would hand out any object the
+    notifier's role can read (alert state, other runs). Only ``runs/<dataset>/<run_id>/report.html``
+    in the deployment's own bucket is signed; anything else is logged and left out of the email.
+    """
+    if not detail.report:
+        return None
+    expected = rt.storage.uri(f"runs/{detail.dataset}/{detail.run_id}/report.html")
+    if detail.report != expected:
+        logger.warning("report URI is not this run's report; no link sent", extra={"uri": detail.report[:300]})
+        return None
+    return rt.storage.presign(expected, expiry_s)
 
 
 # -- the digest (pure) -----------------------------------------------------------------------------
@@ -223,7 +239,6 @@ def _attrs(**values: Any) -> dict:
     return out
 
 
-_secret_cache: dict[str, tuple[float, list[bytes]]] = {}
 
 
 def feedback_keys(rt: StageRuntime) -> list[bytes] | None:
@@ -239,13 +254,12 @@ def feedback_keys(rt: StageRuntime) -> list[bytes] | None:
         missing = "DQAD_FEEDBACK_SECRET_ARN" if url else "DQAD_FEEDBACK_URL"
         logger.error(f"feedback links disabled: {missing} is not set; emails show the CLI command instead")
         return None
-    cached = _secret_cache.get(arn)
-    if cached and time.monotonic() - cached[0] < SECRET_TTL_S:
-        return cached[1]
-    value = rt.clients("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
-    keys = parse_secret(value)
-    _secret_cache[arn] = (time.monotonic(), keys)
-    return keys
+    return feedback_secret_keys(rt, arn)
+
+
+def feedback_secret_keys(rt: StageRuntime, arn: str) -> list[bytes]:
+    """The keys held in the feedback secret; verifying a link needs only these, not the URL."""
+    return signing.secret_keys(rt.clients("secretsmanager"), arn)
 
 
 def _linker(rt: StageRuntime, dataset: str, run_id: str, ttl_hours: float) -> FeedbackLinker | None:
@@ -313,7 +327,7 @@ def _send_alert(rt: StageRuntime, detail: AnomaliesScored) -> dict:
         run_id=detail.run_id,
         scored_rows=detail.scored_rows,
         model_version=detail.model_version,
-        report_link=rt.storage.presign(detail.report, expiry) if detail.report else None,
+        report_link=report_link(rt, detail, expiry),
         report_link_expiry_s=expiry,
         max_in_body=opts.max_in_body,
         realert_after_hours=opts.realert_after_hours,

@@ -31,7 +31,7 @@ from aws_lambda_powertools import Logger
 from dqad.feedback import write_label
 from dqad.signing import FeedbackClaim, LinkError, verify
 from dqad.stage import StageRuntime
-from dqad_notifier.domain import feedback_keys
+from dqad_notifier.domain import feedback_secret_keys
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
@@ -148,9 +148,11 @@ def handle(rt: StageRuntime, raw_event: dict[str, Any]) -> dict:
         note = form.pop("note", "")[:MAX_NOTE]
         params.update(form)
     signed = {k: v for k, v in params.items() if k in ("d", "s", "t", "l", "r", "e", "v", "sig")}
-    keys = feedback_keys(rt)
+    # The page checks links, it never makes one: the secret alone is enough (Terraform gives this
+    # function no DQAD_FEEDBACK_URL, which would be its own URL).
+    keys = feedback_secret_keys(rt, rt.settings.feedback_secret_arn) if rt.settings.feedback_secret_arn else None
     if keys is None:
-        logger.error("feedback request but DQAD_FEEDBACK_URL / DQAD_FEEDBACK_SECRET_ARN are not configured")
+        logger.error("feedback request but DQAD_FEEDBACK_SECRET_ARN is not configured")
         return _page(503, "unavailable", "<h1 class=err>Feedback is not configured on this deployment.</h1>")
     try:
         claim = verify(signed, keys)

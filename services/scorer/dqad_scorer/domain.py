@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from dqad.contract import AnomaliesScored, ModelTrained
 from dqad.report import render_report
+from dqad.signing import SignatureError, secret_keys, verify_model_ref
 from dqad.stage import PermanentError, StageRuntime
 from dqad.storage import IntegrityError
 
@@ -16,9 +17,21 @@ if TYPE_CHECKING:
 
 
 def load_model(rt: StageRuntime, detail: ModelTrained):
-    """Load the model only if its bytes hash to the sha256 the event recorded (joblib is pickle)."""
+    """Load the model only if the trainer signed its reference and its bytes hash to that sha256.
+
+    joblib is pickle: loading runs code. The sha256 alone proves nothing (whoever writes the event
+    chooses it), so the signature over (dataset, uri, sha256, version) is checked before a byte is
+    read (docs/architecture.md §8, habit 11).
+    """
     import joblib
 
+    rt.settings.require("model_signing_secret_arn")
+    keys = secret_keys(rt.clients("secretsmanager"), rt.settings.model_signing_secret_arn)
+    ref = detail.model
+    try:
+        verify_model_ref(keys, detail.dataset, ref.uri, ref.sha256, ref.version, ref.signature)
+    except SignatureError as exc:
+        raise PermanentError(f"refusing to load model: {exc}") from exc
     try:
         data = rt.storage.get_bytes(detail.model.uri, sha256=detail.model.sha256)
     except IntegrityError as exc:

@@ -17,6 +17,7 @@ from aws_lambda_powertools import Logger
 from dqad.contract import DatasetLabeled, ModelRef, ModelTrained, StageFailed, parse_detail
 from dqad.datasets import Dataset
 from dqad.feedback import fingerprint, read_labels
+from dqad.signing import SignatureError, secret_keys, sign_model_ref, verify_model_ref
 from dqad.stage import PermanentError, StageRuntime
 from dqad.storage import IntegrityError
 from dqad.topology import SAGEMAKER_JOB_PREFIX
@@ -34,18 +35,61 @@ def job_name_for(run_id: str) -> str:
 
 
 def read_champion(rt: StageRuntime, dataset: str) -> dict | None:
+    """The champion record, or None when there is none *or it is not signed by this trainer*.
+
+    An unsigned or mis-signed champion.json (written before signing existed, or by someone else)
+    is never reused: the run trains a challenger, which then becomes the champion.
+    """
     uri = champion_uri(rt, dataset)
-    return rt.storage.get_json(uri) if rt.storage.exists(uri) else None
+    if not rt.storage.exists(uri):
+        return None
+    champion = rt.storage.get_json(uri)
+    try:
+        verify_model_ref(
+            signing_keys(rt), dataset, champion["uri"], champion["sha256"], champion["version"],
+            str(champion.get("signature", "")),
+        )  # fmt: skip
+    except (SignatureError, KeyError, TypeError) as exc:
+        logger.warning("champion.json not trusted; training a new one", extra={"dataset": dataset, "why": str(exc)})
+        return None
+    return champion
+
+
+def signing_keys(rt: StageRuntime) -> list[bytes]:
+    """The model-reference HMAC keys (docs/architecture.md §8, habit 11); required on every deployment."""
+    rt.settings.require("model_signing_secret_arn")
+    return secret_keys(rt.clients("secretsmanager"), rt.settings.model_signing_secret_arn)
+
+
+def sign_champion(keys: list[bytes], dataset: str, champion: dict) -> dict:
+    """champion.json carries the signature of its model reference, so a rewritten pointer is refused."""
+    signature = sign_model_ref(keys, dataset, champion["uri"], champion["sha256"], champion["version"])
+    return {**champion, "signature": signature}
 
 
 def model_trained(
-    request: DatasetLabeled, champion: dict, *, reused: bool, job_name: str | None = None
+    rt: StageRuntime, request: DatasetLabeled, champion: dict, *, reused: bool, job_name: str | None = None
 ) -> ModelTrained:
-    """The event that hands the run to the scorer with the champion (reused, promoted or kept)."""
+    """The event that hands the run to the scorer with the champion (reused, promoted or kept).
+
+    The champion record is verified first (whoever could rewrite champion.json must not choose the
+    model), then the reference is signed for the scorer.
+    """
+    keys = signing_keys(rt)
+    try:
+        verify_model_ref(
+            keys, request.dataset, champion["uri"], champion["sha256"], champion["version"],
+            str(champion.get("signature", "")),
+        )  # fmt: skip
+    except SignatureError as exc:
+        raise PermanentError(f"champion of {request.dataset}: {exc}") from exc
+    signature = sign_model_ref(keys, request.dataset, champion["uri"], champion["sha256"], champion["version"])
     return ModelTrained(
         run_id=request.run_id,
         dataset=request.dataset,
-        model=ModelRef(uri=champion["uri"], sha256=champion["sha256"], version=champion["version"]),
+        model=ModelRef(
+            uri=champion["uri"], sha256=champion["sha256"], version=champion["version"], signature=signature
+        ),
         reused=reused,
         metrics=champion["metrics"],
         labeled=request.labeled,
@@ -83,7 +127,7 @@ def on_labeled(rt: StageRuntime, detail: DatasetLabeled) -> ModelTrained | None:
     why = staleness(champion, ds, labels_fp, label_rate, datetime.now(UTC))
     if not why:
         assert champion is not None
-        event = model_trained(detail, champion, reused=True)
+        event = model_trained(rt, detail, champion, reused=True)
         rt.publisher.publish(event)
         return event
     logger.info("training a challenger", extra={"run_id": detail.run_id, "reason": why})
@@ -95,7 +139,7 @@ def start_job(
     rt: StageRuntime, ds: Dataset, detail: DatasetLabeled, champion: dict | None, labels_fp: str, label_rate: float
 ) -> str:
     name = job_name_for(detail.run_id)
-    version = f"v{detail.run_id}"
+    version = free_version(rt, ds.name, detail.run_id)
     config_uri = rt.storage.uri(f"jobs/{name}/config/config.json")
     rt.storage.put_json(config_uri, {"detector": ds.stage_settings("detector"), "version": version, "dataset": ds.name})
     rt.storage.put_json(
@@ -118,6 +162,19 @@ def start_job(
     )
     runner_for(rt).start(spec)
     return name
+
+
+def free_version(rt: StageRuntime, dataset: str, run_id: str) -> str:
+    """A model version never used before: a replay of the run trains ``v<run>-2``, never over ``v<run>``.
+
+    Model versions are write-once (the scorer may already hold a signed reference to one); the
+    runner's uploads are conditional too, so a race between two deliveries cannot rewrite either.
+    """
+    for attempt in range(1, 100):
+        version = f"v{run_id}" if attempt == 1 else f"v{run_id}-{attempt}"
+        if not rt.storage.exists(rt.storage.uri(f"models/{dataset}/{version}/metrics.json")):
+            return version
+    raise PermanentError(f"run {run_id} of {dataset} already trained 99 model versions; refusing another")
 
 
 def runner_for(rt: StageRuntime) -> Any:
@@ -172,9 +229,10 @@ def on_job_state(rt: StageRuntime, event: dict) -> ModelTrained | None:
             "labels_fingerprint": job["labels_fingerprint"],
             "label_rate": job["label_rate"],
         }
+        champion = sign_champion(signing_keys(rt), request.dataset, champion)
         rt.storage.put_json(champion_uri(rt, request.dataset), champion)
     else:
         logger.info("challenger not better; champion kept", extra={"reason": report.get("reason")})
-    trained = model_trained(request, champion, reused=False, job_name=name)
+    trained = model_trained(rt, request, champion, reused=False, job_name=name)
     rt.publisher.publish(trained)
     return trained

@@ -118,7 +118,8 @@ class LocalRunner:
                 for path in sorted((root / "output").rglob("*")):
                     if path.is_file():
                         rel = path.relative_to(root / "output").as_posix()
-                        self.storage.put_file(f"{spec.output_uri.rstrip('/')}/{rel}", path)
+                        # write-once, as a model version must be (dqad.storage.Storage.put_new)
+                        self.storage.put_new(f"{spec.output_uri.rstrip('/')}/{rel}", path.read_bytes())
         self.events.put_events(Entries=[job_state_entry(spec.name, status, reason)])
 
 

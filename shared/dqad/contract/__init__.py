@@ -30,6 +30,7 @@ from dqad.contract.models import (
     NotificationSent,
     StageFailed,
     TimeWindow,
+    loaded_at_problem,
 )
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "NotificationSent",
     "StageFailed",
     "TimeWindow",
+    "loaded_at_problem",
     "make_run_id",
     "parse_detail",
     "parse_event",

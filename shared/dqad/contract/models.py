@@ -9,7 +9,7 @@ Messages carry *pointers* (S3 URIs with row counts and sha256), never the data i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -43,6 +43,9 @@ class ModelRef(_Strict):
     uri: Uri
     sha256: Sha256
     version: str = Field(min_length=1, max_length=64)
+    # HMAC of (dataset, uri, sha256, version) by the trainer (dqad.signing.sign_model_ref); the
+    # scorer loads nothing unsigned. Empty in events made before signing existed.
+    signature: str = Field(default="", max_length=128)
 
 
 class TimeWindow(_Strict):
@@ -71,12 +74,40 @@ class EventDetail(_Strict):
     detail_type: ClassVar[str] = ""
 
 
+LOADED_AT_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+LOADED_AT_MAX_AHEAD = timedelta(days=1)
+
+
+def loaded_at_problem(value: datetime, now: datetime | None = None) -> str:
+    """Why a load time cannot be a real load ("" when it can): before 2000, or more than a day ahead.
+
+    A load of 9999-12-31 passed every check and died later in date arithmetic (OverflowError),
+    retried as if transient; refused here it is a permanent error that names the field.
+    """
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    latest = (now or datetime.now(UTC)) + LOADED_AT_MAX_AHEAD
+    if aware < LOADED_AT_MIN or aware > latest:
+        return (
+            f"loaded_at {value.isoformat()} is outside {LOADED_AT_MIN:%Y-%m-%d} .. {latest:%Y-%m-%d %H:%M} UTC "
+            "(now + 1 day); fix the load's timestamp in qe_query_logs"
+        )
+    return ""
+
+
 class LoadCompleted(EventDetail):
     log_id: str = Field(min_length=1, max_length=64)
     job_name: str = Field(default="", max_length=256)
     table_name: str = Field(min_length=1, max_length=256)
     loaded_at: datetime
     status: str = Field(min_length=1, max_length=32)
+
+    @field_validator("loaded_at")
+    @classmethod
+    def _sane_load_time(cls, v: datetime) -> datetime:
+        problem = loaded_at_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 class DatasetFetched(EventDetail):

@@ -20,6 +20,7 @@ resource "aws_iam_role" "this" {
 }
 
 data "aws_iam_policy_document" "base" {
+  source_policy_documents = [data.aws_iam_policy_document.vpc.json]
   statement {
     sid       = "WriteOwnLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
@@ -41,9 +42,15 @@ data "aws_iam_policy_document" "base" {
     resources = [var.kms_key_arn]
   }
   statement {
+    # Only the stage's own source: a stage cannot impersonate another (e.g. put a ModelTrained).
     sid       = "PublishOnDqadBus"
     actions   = ["events:PutEvents"]
     resources = [var.bus_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "events:source"
+      values   = ["dqad.${var.stage}"]
+    }
   }
   statement {
     sid       = "ReadConfig"
@@ -67,6 +74,10 @@ data "aws_iam_policy_document" "base" {
     actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
     resources = ["*"] # X-Ray trace APIs have no resource type
   }
+}
+
+# Only with subnet_ids: Lambda manages the functions' network interfaces (stage role and own roles).
+data "aws_iam_policy_document" "vpc" {
   dynamic "statement" {
     for_each = local.in_vpc ? [1] : []
     content {
@@ -99,4 +110,55 @@ resource "aws_iam_role_policy" "stage" {
   name   = "dqad-${var.stage}"
   role   = aws_iam_role.this.id
   policy = var.policy_json
+}
+
+# --- entry points with their own role (policy_json set): only what that entry point calls ---------
+locals {
+  own_role_functions = { for k, f in var.extra_functions : k => f if f.policy_json != null }
+}
+
+resource "aws_iam_role" "extra" {
+  for_each           = local.own_role_functions
+  name               = "${local.role_name}-${each.key}"
+  assume_role_policy = data.aws_iam_policy_document.trust.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "extra_logs" {
+  for_each = local.own_role_functions
+  source_policy_documents = [data.aws_iam_policy_document.vpc.json] # it shares the stage's subnets
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.function[each.key].arn}:*"]
+  }
+  statement {
+    sid       = "AsyncDeadLetter" # dead_letter_config / on_failure destination of the function
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+  statement {
+    sid       = "UseDeploymentKey" # its environment, its secret, SSE-KMS writes, the encrypted DLQ
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [var.kms_key_arn]
+  }
+  statement {
+    sid       = "Tracing"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"] # X-Ray trace APIs have no resource type
+  }
+}
+
+resource "aws_iam_role_policy" "extra" {
+  for_each = local.own_role_functions
+  name     = "dqad-${var.stage}-${each.key}"
+  role     = aws_iam_role.extra[each.key].id
+  policy   = each.value.policy_json
+}
+
+resource "aws_iam_role_policy" "extra_logs" {
+  for_each = local.own_role_functions
+  name     = "dqad-${var.stage}-${each.key}-logs"
+  role     = aws_iam_role.extra[each.key].id
+  policy   = data.aws_iam_policy_document.extra_logs[each.key].json
 }

@@ -77,7 +77,7 @@ resource "aws_lambda_function" "extra" {
   for_each         = var.extra_functions
   function_name    = local.extra_function_names[each.key]
   description      = "dqad ${var.stage} (${each.key})"
-  role             = aws_iam_role.this.arn
+  role             = each.value.policy_json == null ? aws_iam_role.this.arn : aws_iam_role.extra[each.key].arn
   package_type     = local.is_image ? "Image" : "Zip"
   image_uri        = var.artifact.image_uri
   s3_bucket        = var.artifact.s3_bucket
@@ -125,7 +125,7 @@ resource "aws_lambda_function" "extra" {
   }
 
   tags       = var.tags
-  depends_on = [aws_iam_role_policy.base]
+  depends_on = [aws_iam_role_policy.base, aws_iam_role_policy.extra]
 }
 
 # Extra entry points are invoked asynchronously (Aurora 'Event' invocations, schedules): bounded
@@ -147,6 +147,17 @@ resource "aws_lambda_function_url" "extra" {
   for_each           = { for k, f in var.extra_functions : k => f if f.function_url_auth != null }
   function_name      = aws_lambda_function.extra[each.key].function_name
   authorization_type = each.value.function_url_auth
+}
+
+# A URL with auth type NONE still needs a resource-based grant, or AWS answers 403 to everyone.
+resource "aws_lambda_permission" "url" {
+  #checkov:skip=CKV_AWS_301:Public by design and limited to InvokeFunctionUrl with auth type NONE: the feedback page is opened from an email without AWS credentials; it runs under its own role (read the key, put labels/*) and verifies an HMAC signature and an expiry on every request.
+  for_each               = { for k, f in var.extra_functions : k => f if f.function_url_auth == "NONE" }
+  statement_id           = "AllowPublicFunctionUrl"
+  action                 = "lambda:InvokeFunctionUrl"
+  function_name          = aws_lambda_function.extra[each.key].function_name
+  principal              = "*"
+  function_url_auth_type = "NONE"
 }
 
 resource "aws_lambda_event_source_mapping" "queue" {

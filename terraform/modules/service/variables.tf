@@ -145,6 +145,9 @@ variable "extra_functions" {
     environment       = optional(map(string), {})
     function_url_auth = optional(string) # null = no function URL
     async_retries     = optional(number, 2)
+    # A policy document JSON: the entry point gets its own role with only this (plus its own log
+    # stream), instead of the stage's role. For code reachable by anyone (a public function URL).
+    policy_json = optional(string)
   }))
   default = {}
 }

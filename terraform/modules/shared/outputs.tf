@@ -34,6 +34,9 @@ output "idempotency_table_arn" {
 output "sagemaker_role_arn" {
   value = aws_iam_role.sagemaker.arn
 }
+output "model_signing_secret_arn" {
+  value = aws_secretsmanager_secret.model_signing.arn
+}
 output "ecr_repository_urls" {
   value = { for k, r in aws_ecr_repository.service : k => r.repository_url }
 }

@@ -30,12 +30,14 @@ data "aws_iam_policy_document" "sagemaker" {
   statement {
     sid       = "ReadInputs"
     actions   = ["s3:GetObject"]
-    resources = ["${local.bucket_arn}/runs/*", "${local.bucket_arn}/config/*", "${local.bucket_arn}/models/*"]
+    resources = ["${local.bucket_arn}/runs/*", "${local.bucket_arn}/config/*", "${local.bucket_arn}/models/*", "${local.bucket_arn}/jobs/*"]
   }
   statement {
+    # Model versions only: models/<dataset>/<version>/...; never models/<dataset>/champion.json,
+    # which only the trainer Lambda promotes (and signs).
     sid       = "WriteModels"
     actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
-    resources = ["${local.bucket_arn}/models/*"]
+    resources = ["${local.bucket_arn}/models/*/*/*"]
   }
   statement {
     sid       = "ListOwnPrefixes"
@@ -44,7 +46,7 @@ data "aws_iam_policy_document" "sagemaker" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["runs/*", "models/*"]
+      values   = ["runs/*", "models/*", "jobs/*"]
     }
   }
   statement {

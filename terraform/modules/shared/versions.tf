@@ -5,5 +5,9 @@ terraform {
       source  = "hashicorp/aws"
       version = ">= 5.60"
     }
+    random = {
+      source  = "hashicorp/random"
+      version = ">= 3.5"
+    }
   }
 }

@@ -34,6 +34,15 @@ output "idempotency_table_arn" {
 output "sagemaker_role_arn" {
   value = module.shared.sagemaker_role_arn
 }
+output "model_signing_secret_arn" {
+  value = module.shared.model_signing_secret_arn
+}
+output "model_signing_secret_arn" {
+  value = module.shared.model_signing_secret_arn
+}
+output "model_signing_secret_arn" {
+  value = module.shared.model_signing_secret_arn
+}
 output "ecr_repository_urls" {
   value = module.shared.ecr_repository_urls
 }

@@ -102,6 +102,15 @@ data "aws_iam_policy_document" "stage" {
     }
   }
   dynamic "statement" {
+    # cluster_identifier without db_user: the Data API authenticates as the caller's IAM identity.
+    for_each = var.redshift.cluster_identifier != null && var.redshift.db_user == null ? [1] : []
+    content {
+      sid       = "RedshiftClusterIamCredentials"
+      actions   = ["redshift:GetClusterCredentialsWithIAM"]
+      resources = [for db in (length(var.redshift.databases) > 0 ? var.redshift.databases : ["*"]) : "arn:${local.partition}:redshift:${local.aws_region}:${local.account}:dbname:${var.redshift.cluster_identifier}/${db}"]
+    }
+  }
+  dynamic "statement" {
     for_each = var.redshift.workgroup_arn == null ? [] : [1]
     content {
       sid       = "RedshiftServerlessCredentials"

@@ -32,9 +32,10 @@ data "aws_iam_policy_document" "stage" {
     resources = ["${local.bucket_arn}/runs/*"]
   }
   statement {
-    sid       = "WriteFeedbackLabels"
-    actions   = ["s3:PutObject"]
-    resources = ["${local.bucket_arn}/labels/*"]
+    # dqad_notifier.state: alerts/<dataset>/state.json (repeat suppression, conditional writes)
+    sid       = "AlertState"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${local.bucket_arn}/alerts/*"]
   }
   statement {
     sid       = "PublishDigestsAndOperatorAlerts"
@@ -50,6 +51,19 @@ data "aws_iam_policy_document" "stage" {
     sid       = "FeedbackKey"
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [aws_secretsmanager_secret.feedback.arn]
+  }
+}
+
+data "aws_iam_policy_document" "feedback" {
+  statement {
+    sid       = "FeedbackKey"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.feedback.arn]
+  }
+  statement {
+    sid       = "WriteFeedbackLabels"
+    actions   = ["s3:PutObject"]
+    resources = ["${local.bucket_arn}/labels/*"]
   }
 }
 
@@ -96,9 +110,13 @@ module "service" {
       memory_mb         = 512
       function_url_auth = "NONE"
       async_retries     = 0
+      # The page verifies links with the secret alone (it never builds one, so it needs no
+      # DQAD_FEEDBACK_URL, which would be a reference cycle on its own URL).
       environment = {
         DQAD_FEEDBACK_SECRET_ARN = aws_secretsmanager_secret.feedback.arn
       }
+      # Public URL: its own role, able only to read the key and record a label.
+      policy_json = data.aws_iam_policy_document.feedback.json
     }
   }
 

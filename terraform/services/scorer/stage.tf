@@ -6,6 +6,12 @@ locals {
 
 data "aws_iam_policy_document" "stage" {
   statement {
+    # The HMAC key of model references: the trainer signs them, the scorer verifies them.
+    sid       = "ModelSigningKey"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.shared.model_signing_secret_arn]
+  }
+  statement {
     sid       = "RunArtifacts"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
     resources = ["${local.bucket_arn}/runs/*"]
@@ -44,6 +50,10 @@ module "service" {
   security_group_ids   = var.security_group_ids
   log_level            = var.log_level
   log_retention_days   = var.log_retention_days
+
+  environment = {
+    DQAD_MODEL_SIGNING_SECRET_ARN = local.shared.model_signing_secret_arn
+  }
 
   policy_json = data.aws_iam_policy_document.stage.json
   tags        = local.tags

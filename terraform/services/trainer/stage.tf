@@ -21,6 +21,12 @@ variable "trainer_instance_type" {
 
 data "aws_iam_policy_document" "stage" {
   statement {
+    # The HMAC key of model references: the trainer signs them, the scorer verifies them.
+    sid       = "ModelSigningKey"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.shared.model_signing_secret_arn]
+  }
+  statement {
     sid       = "RunArtifacts"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
     resources = ["${local.bucket_arn}/runs/*"]
@@ -29,6 +35,18 @@ data "aws_iam_policy_document" "stage" {
     sid       = "Models"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
     resources = ["${local.bucket_arn}/models/*"]
+  }
+  statement {
+    # jobs/<job>.json (the request the job-state event is matched back to) and jobs/<job>/config/
+    sid       = "JobRequests"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${local.bucket_arn}/jobs/*"]
+  }
+  statement {
+    # The labels fingerprint (retrain on new human labels) reads labels/<dataset>/...
+    sid       = "ReadHumanLabels"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.bucket_arn}/labels/*"]
   }
   statement {
     sid       = "TrainingJobs"
@@ -76,10 +94,11 @@ module "service" {
   log_retention_days   = var.log_retention_days
 
   environment = {
-    DQAD_JOB_RUNNER            = "sagemaker"
-    DQAD_TRAINER_IMAGE_URI     = var.trainer_image_uri
-    DQAD_TRAINER_INSTANCE_TYPE = var.trainer_instance_type
-    DQAD_SAGEMAKER_ROLE_ARN    = local.shared.sagemaker_role_arn
+    DQAD_JOB_RUNNER               = "sagemaker"
+    DQAD_TRAINER_IMAGE_URI        = var.trainer_image_uri
+    DQAD_TRAINER_INSTANCE_TYPE    = var.trainer_instance_type
+    DQAD_SAGEMAKER_ROLE_ARN       = local.shared.sagemaker_role_arn
+    DQAD_MODEL_SIGNING_SECRET_ARN = local.shared.model_signing_secret_arn
   }
 
   policy_json = data.aws_iam_policy_document.stage.json

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dqad import signing
 from dqad.bus import envelope
 from dqad.contract import DatasetFetched, TimeWindow
 from dqad.feedback import read_labels
 from dqad.signing import feedback_link, make_claim, parse_secret
 from dqad_dev.cli import main as dqad_main
-from dqad_notifier import domain
 from dqad_notifier.handler import feedback_handler
 
 SECRET = "s3cr3t-for-tests-" + "x" * 24
@@ -243,7 +243,7 @@ def test_cli_feedback_on_local_state_folder(tmp_path, notifier, capsys) -> None:
 
 
 def test_secret_is_cached_per_container(feedback_env, cloud) -> None:
-    domain._secret_cache.clear()
+    signing._key_cache.clear()
     assert feedback_handler(url_event("GET", link()))["statusCode"] == 200
     cloud.client("secretsmanager").update_secret(SecretId="dqad-feedback", SecretString="rotated-" + "y" * 32)
     assert feedback_handler(url_event("GET", link()))["statusCode"] == 200  # cached keys still verify

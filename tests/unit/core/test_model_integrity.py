@@ -1,4 +1,8 @@
-"""joblib is pickle: the scorer loads a model only when its bytes match the sha256 in the event."""
+"""joblib is pickle: the scorer loads a model only when its bytes match the sha256 in the event.
+
+Here the reference is signed with the deployment's key, so it is the sha256 check that refuses
+(forged and unsigned references: tests/integration/security/test_model_forgery.py).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import pytest
 
 from dqad.bus import envelope
 from dqad.contract import ModelTrained
+from dqad.signing import secret_keys, sign_model_ref
 from dqad.storage import Storage, sha256_bytes
 from dqad_dev.local import LocalCloud
 
@@ -24,12 +29,15 @@ def test_a_model_whose_sha256_differs_is_never_unpickled(cloud: LocalCloud, stor
         storage.uri("runs/demo_dq/r-9/labeled.parquet"),
         pd.DataFrame({"series": ["s"], "value": [1.0]}),
     )
+    claimed = sha256_bytes(b"the model we wrote")
+    keys = secret_keys(cloud.client("secretsmanager"), cloud.dep.model_signing_secret_arn)
+    signature = sign_model_ref(keys, "demo_dq", model_uri, claimed, "v1")
     event = ModelTrained(
         run_id="r-9",
         dataset="demo_dq",
         reused=True,
         metrics={},
-        model={"uri": model_uri, "sha256": sha256_bytes(b"the model we wrote"), "version": "v1"},
+        model={"uri": model_uri, "sha256": claimed, "version": "v1", "signature": signature},
         labeled=data,
         new=data,
         window={

@@ -138,6 +138,7 @@ def test_a_challenger_that_is_not_better_leaves_the_champion(cloud, storage, lab
         "labels_fingerprint": "",
         "label_rate": 0.0,
     }
+    perfect = domain.sign_champion(domain.signing_keys(rt), "tiny_dq", perfect)  # the trainer promoted it
     storage.put_json(storage.uri("models/tiny_dq/champion.json"), perfect)  # stale: a challenger is trained
     storage.put_json(storage.uri("models/tiny_dq/v-old/metrics.json"), {"metrics": perfect["metrics"]})
     domain.on_labeled(rt, labeled_event)
