@@ -49,6 +49,8 @@ class BacktestResult:
     metrics: dict[str, Any]
     table: str
     trainings: list[dict[str, Any]] = field(default_factory=list)
+    #: the scored part: series, timestamp, value and one boolean alarm column per detector
+    alarms: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def read_series_file(path: str | Path) -> pd.DataFrame:
@@ -190,7 +192,7 @@ def run_backtest(
             }
     table = format_table(metrics)
     result = BacktestResult(scores=scores, metrics={**metrics, "trainings": trainings}, table=table,
-                            trainings=trainings)
+                            trainings=trainings, alarms=scored_frame)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
