@@ -159,6 +159,7 @@ def run_backtest(
         trainings.append({
             "chunk_start": float(lo), "rows_history": len(hist), "rows_scored": len(new),
             "kind": res.bundle.kind, "promoted": bool(res.promote), "reason": res.reason,
+            "label_decision": res.label_decision,
             "champion": champion.kind, "candidates": res.candidates,
             "label_counts": labeled["label_source"].value_counts().to_dict(),
             "positives": int(labeled["label"].sum()),
