@@ -10,7 +10,9 @@ Protocol (causal, as in production):
   champion/challenger, and the scorer scores the block's loads. Inside a block every point is
   scored from strictly earlier points only, so nothing from the future leaks into a score;
 - the user's labels on the scored part are used only to measure, never to train.
-The same split feeds the two baselines (rolling 3-sigma z-score and per-series IsolationForest).
+The same split feeds the baselines (rolling 3-sigma z-score, per-series IsolationForest) and the peers'
+methods (``dqad_dev.peers``: Elementary-style z-score with and without weekday seasonality, Deequ-style
+OnlineNormal), all from past points only.
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ from dqad_dev.evaluate import (
     point_metrics,
     points_to_windows,
     zscore_baseline,
+)
+from dqad_dev.peers import deequ_online_normal, elementary_zscore
+
+#: detectors of the backtest's table: (metrics key, name shown)
+DETECTORS: tuple[tuple[str, str], ...] = (
+    ("dqad", "dqad"), ("zscore", "3-sigma"), ("iforest", "iforest"), ("elementary", "elementary"),
+    ("elementary_dow", "elem.+dow"), ("deequ", "deequ-onl."),
 )
 
 SCORE_COLUMNS = ["series", "timestamp", "value", "score", "is_anomaly", "expected_low", "expected_high"]
@@ -176,17 +185,20 @@ def run_backtest(
     scored_frame["dqad"] = scores.reindex(scored_frame.index)["is_anomaly"].fillna(False).astype(bool)
     scored_frame["zscore"] = z_alarm[test]
     scored_frame["iforest"] = if_alarm[test]
+    scored_frame["elementary"] = elementary_zscore(df)[test]
+    scored_frame["elementary_dow"] = elementary_zscore(df, seasonality="day_of_week")[test]
+    scored_frame["deequ"] = deequ_online_normal(df)[test]
 
     metrics: dict[str, Any] = {
         "rows": len(df), "series": int(df["series"].nunique()), "history_rows": int(hist_mask.sum()),
         "scored_rows": int(test.sum()), "train_fraction": train_fraction, "n_chunks": n_chunks,
         "labels_used_as_feedback": bool(windows is not None and use_labels_as_feedback),
-        "alarms": {k: int(scored_frame[k].sum()) for k in ("dqad", "zscore", "iforest")},
+        "alarms": {k: int(scored_frame[k].sum()) for k, _ in DETECTORS},
         "elapsed_s": elapsed,
     }
     if windows is not None:
         truth = in_window(scored_frame, windows) >= 0
-        for k in ("dqad", "zscore", "iforest"):
+        for k, _ in DETECTORS:
             metrics[k] = {
                 "point": point_metrics(truth, scored_frame[k].to_numpy()),
                 "event": event_metrics(scored_frame.rename(columns={k: "alarm"}), windows, "alarm"),
@@ -207,7 +219,7 @@ def format_table(metrics: dict[str, Any]) -> str:
     """Side-by-side point- and event-level P/R/F1 of dqad and the baselines."""
     head = f"{'detector':<10} {'alarms':>7} | {'point P':>7} {'R':>6} {'F1':>6} | {'event P':>7} {'R':>6} {'F1':>6}"
     lines = [head, "-" * len(head)]
-    for k, name in (("dqad", "dqad"), ("zscore", "3-sigma"), ("iforest", "iforest")):
+    for k, name in DETECTORS:
         alarms = metrics.get("alarms", {}).get(k, 0)
         if k in metrics:
             p, e = metrics[k]["point"], metrics[k]["event"]
