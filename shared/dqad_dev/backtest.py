@@ -30,6 +30,7 @@ import pandas as pd
 
 from dqad.detect._util import normalise
 from dqad.detect.config import DetectorConfig, LabelerConfig
+from dqad.detect.holiday_calendar import holiday_dates
 from dqad.detect.labeling import label_history
 from dqad.detect.model import train_candidates
 from dqad.detect.scoring import score_new
@@ -230,13 +231,28 @@ def format_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def holidays_from_args(args: argparse.Namespace, data: pd.DataFrame) -> list[str]:
+    """``--holidays`` dates plus the ``--holidays-country`` (``--holidays-subdivision``) calendar of the
+    ``holidays`` package over the years the data covers (dqad.detect.holiday_calendar)."""
+    hol = [h.strip() for h in (args.holidays or "").split(",") if h.strip()]
+    country = getattr(args, "holidays_country", None)
+    if getattr(args, "holidays_subdivision", None) and not country:
+        raise ValueError("--holidays-subdivision needs --holidays-country (e.g. --holidays-country US)")
+    if country and len(data):
+        ts = pd.to_datetime(data["timestamp"])
+        days = holiday_dates(country, ts.min().date(), ts.max().date(),
+                             subdivision=getattr(args, "holidays_subdivision", None), extra=hol)
+        hol = [d.isoformat() for d in days]
+    return hol
+
+
 def _cmd(args: argparse.Namespace) -> int:
     data = read_series_file(args.data)
     labels = read_series_file(args.labels) if args.labels else None
     lraw = json.loads(args.labeler_config) if args.labeler_config else {}
     draw = json.loads(args.detector_config) if args.detector_config else {}
-    if args.holidays:
-        hol = [h.strip() for h in args.holidays.split(",") if h.strip()]
+    hol = holidays_from_args(args, data)
+    if hol:
         lraw.setdefault("holidays", hol)
         draw.setdefault("holidays", hol)
     lcfg = LabelerConfig.from_dict(lraw)
@@ -263,6 +279,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--group-by-prefix", action="store_true", dest="group_by_prefix",
                    help='series "a/b/metric" form load group "a/b" (cross-metric features)')
     p.add_argument("--holidays", help="comma-separated ISO dates of the holiday calendar")
+    p.add_argument("--holidays-country", dest="holidays_country",
+                   help="ISO 3166 country whose holidays (the holidays package) join --holidays, e.g. US")
+    p.add_argument("--holidays-subdivision", dest="holidays_subdivision",
+                   help="subdivision of --holidays-country, e.g. NY")
     p.add_argument("--chunks", type=int, default=6, help="retrain/score blocks after the history")
     p.add_argument("--labeler-config", dest="labeler_config", help="JSON object overriding LabelerConfig")
     p.add_argument("--detector-config", dest="detector_config", help="JSON object overriding DetectorConfig")
