@@ -7,6 +7,9 @@ Runs ``dqad_dev.backtest.run_backtest`` on
 - the synthetic data-quality generator (``dqad_dev.synth``: 20 tables x 180 days, several seeds), with its
   holiday calendar configured and load groups taken from the series names (table/metric); its
   incident windows are used only to measure (no human feedback: the labeler's rules are the truth);
+- the scenario corpus (``dqad_dev.scenarios``: 17 benign families x 2 tables x 5 metrics, 270 days),
+  with and without its history's windows as labels, scored per family with the worst family shown
+  (``bench/results/scenarios.json``);
 - ``../shared/data/nab-dev`` without labels (windows only measure), and with the history's windows
   given as human feedback (NAB convention: the first 15% is history).
 Prints one table per run and writes everything to ``bench/out/detection.json`` (not tracked). When
@@ -92,6 +95,23 @@ def nab(with_labels: bool) -> dict:
     return {"metrics": {k: v for k, v in res.metrics.items() if k != "trainings"}, "trainings": res.trainings}
 
 
+def scenarios(seed: int, with_labels: bool) -> dict:
+    """The scenario corpus (``dqad_dev.scenarios``), event F1 per benign family and the worst family."""
+    from dqad_dev.corpus_eval import evaluate_corpus
+    from dqad_dev.scenarios import generate_corpus
+
+    report = evaluate_corpus(generate_corpus(seed=seed), use_labels=with_labels)
+    print(f"\n== scenario corpus seed {seed}, {'history windows as labels' if with_labels else 'no labels'}")
+    print(report.table())
+    return {**report.to_dict(), "elapsed_s": report.backtest_metrics["elapsed_s"]}
+
+
+def write_scenario_results(runs: dict[str, dict], started: dict[str, str]) -> Path:
+    """The tracked scenario-corpus record (``bench/results/scenarios.json``): per run, per family."""
+    return save_result("scenarios", {"command": ".venv/bin/python -m bench.detection --scenario-seeds 0",
+                                     "runs": runs}, started)
+
+
 def _captured(fn_args: tuple) -> tuple[dict, str]:
     """Run ``fn(*args)`` in a worker process, returning its result and what it printed."""
     fn, *args = fn_args
@@ -144,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=int, default=180)
     ap.add_argument("--skip-nab", action="store_true")
     ap.add_argument("--skip-synth", action="store_true")
+    ap.add_argument("--scenario-seeds", default="0", dest="scenario_seeds",
+                    help="seeds of the scenario corpus (per-family F1, with and without labels); '' skips it")
     ap.add_argument("--workers", type=int, default=2, help="processes for the seeds / nab-dev modes")
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -158,6 +180,20 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(_summary(f"synthetic seed {seed}", r["metrics"]))
         results["synthetic_wall_s"] = time.perf_counter() - t0
         print(f"\nsynthetic seeds took {results['synthetic_wall_s']:.0f} s (wall, {args.workers} processes)")
+    scenario_seeds = [int(x) for x in args.scenario_seeds.split(",") if x.strip()]
+    if scenario_seeds:
+        started = provenance()
+        jobs = [(scenarios, sd, lab) for sd in scenario_seeds for lab in (False, True)]
+        done = _run_all(jobs, args.workers)
+        runs = {f"seed{sd}-{'labels' if lab else 'nolabels'}": r for (_, sd, lab), r in zip(jobs, done, strict=True)}
+        results["runs"].update({f"scenarios-{k}": v for k, v in runs.items()})
+        for k, r in runs.items():
+            rows.append({"run": f"scenarios {k}", "dqad_event_f1": round(r["overall"]["dqad"]["f1"], 3),
+                         "zscore_event_f1": round(r["overall"]["zscore"]["f1"], 3),
+                         "iforest_event_f1": round(r["overall"]["iforest"]["f1"], 3),
+                         "dqad_worst_family_f1": round(r["worst"]["dqad"]["f1"], 3),
+                         "elapsed_s": round(r["elapsed_s"], 1)})
+        print(f"written {write_scenario_results(runs, started)}")
     if not args.skip_nab:
         started = provenance()
         done = _run_all([(nab, lab) for lab in (False, True)], args.workers)

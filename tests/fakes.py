@@ -102,10 +102,33 @@ class MemoryJobRunner:
         self.started.append(spec)
 
 
-class NoAWS:
-    """A botocore session stand-in: a unit test that reaches for an AWS client fails, naming it."""
+#: The model-signing secret of every fake runtime, and the one key it holds.
+MODEL_SIGNING_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:dqad-fake-model-signing"
+MODEL_SIGNING_KEY = b"fake-model-signing-key-for-unit-tests"
 
-    def create_client(self, service: str) -> None:
+
+@dataclass
+class MemorySecrets:
+    """Secrets Manager's ``get_secret_value`` on a dict; an unknown secret fails as AWS's would."""
+
+    values: dict[str, str] = field(default_factory=lambda: {MODEL_SIGNING_SECRET_ARN: MODEL_SIGNING_KEY.decode()})
+
+    def get_secret_value(self, SecretId: str) -> dict[str, str]:
+        if SecretId not in self.values:
+            raise KeyError(f"ResourceNotFoundException: secret {SecretId} not found")
+        return {"SecretString": self.values[SecretId]}
+
+
+class NoAWS:
+    """A botocore session stand-in: a unit test that reaches for an AWS client fails, naming it, except
+    Secrets Manager, which the fakes hold (:class:`MemorySecrets`)."""
+
+    def __init__(self) -> None:
+        self.secrets = MemorySecrets()
+
+    def create_client(self, service: str, **_: object) -> MemorySecrets:
+        if service == "secretsmanager":
+            return self.secrets
         raise AssertionError(f"unit test asked for an AWS {service} client: use a fake from tests/fakes.py")
 
 
@@ -113,7 +136,12 @@ def fake_runtime(stage: str, catalog: DatasetCatalog | str | None = None) -> Sta
     """A :class:`StageRuntime` on the fakes. ``catalog``: TOML text stored where the settings point, or a
     parsed catalog used as is."""
     storage = MemoryStorage()
-    settings = Settings(bus_name="dqad-fake", bucket=BUCKET, datasets_uri=storage.uri("config/datasets.toml"))
+    settings = Settings(
+        bus_name="dqad-fake",
+        bucket=BUCKET,
+        datasets_uri=storage.uri("config/datasets.toml"),
+        model_signing_secret_arn=MODEL_SIGNING_SECRET_ARN,
+    )
     rt = StageRuntime(
         stage,
         settings,

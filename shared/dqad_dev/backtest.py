@@ -10,7 +10,9 @@ Protocol (causal, as in production):
   champion/challenger, and the scorer scores the block's loads. Inside a block every point is
   scored from strictly earlier points only, so nothing from the future leaks into a score;
 - the user's labels on the scored part are used only to measure, never to train.
-The same split feeds the two baselines (rolling 3-sigma z-score and per-series IsolationForest).
+The same split feeds the baselines (rolling 3-sigma z-score, per-series IsolationForest) and the peers'
+methods (``dqad_dev.peers``: Elementary-style z-score with and without weekday seasonality, Deequ-style
+OnlineNormal), all from past points only.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from dqad.detect.config import DetectorConfig, LabelerConfig
+from dqad.detect.holiday_calendar import holiday_dates
 from dqad.detect.labeling import label_history
 from dqad.detect.model import train_candidates
 from dqad.detect.scoring import score_new
@@ -39,6 +42,13 @@ from dqad_dev.evaluate import (
     points_to_windows,
     zscore_baseline,
 )
+from dqad_dev.peers import deequ_online_normal, elementary_zscore
+
+#: detectors of the backtest's table: (metrics key, name shown)
+DETECTORS: tuple[tuple[str, str], ...] = (
+    ("dqad", "dqad"), ("zscore", "3-sigma"), ("iforest", "iforest"), ("elementary", "elementary"),
+    ("elementary_dow", "elem.+dow"), ("deequ", "deequ-onl."),
+)
 
 SCORE_COLUMNS = ["series", "timestamp", "value", "score", "is_anomaly", "expected_low", "expected_high"]
 
@@ -49,6 +59,8 @@ class BacktestResult:
     metrics: dict[str, Any]
     table: str
     trainings: list[dict[str, Any]] = field(default_factory=list)
+    #: the scored part: series, timestamp, value and one boolean alarm column per detector
+    alarms: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def read_series_file(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -184,6 +196,7 @@ def run_backtest(
         trainings.append({
             "chunk_start": float(lo), "rows_history": len(hist), "rows_scored": len(new),
             "kind": res.bundle.kind, "promoted": bool(res.promote), "reason": res.reason,
+            "label_decision": res.label_decision,
             "champion": champion.kind, "candidates": res.candidates,
             "label_counts": labeled["label_source"].value_counts().to_dict(),
             "positives": int(labeled["label"].sum()),
@@ -200,24 +213,27 @@ def run_backtest(
     scored_frame["dqad"] = scores.reindex(scored_frame.index)["is_anomaly"].fillna(False).astype(bool)
     scored_frame["zscore"] = z_alarm[test]
     scored_frame["iforest"] = if_alarm[test]
+    scored_frame["elementary"] = elementary_zscore(df)[test]
+    scored_frame["elementary_dow"] = elementary_zscore(df, seasonality="day_of_week")[test]
+    scored_frame["deequ"] = deequ_online_normal(df)[test]
 
     metrics: dict[str, Any] = {
         "rows": len(df), "series": int(df["series"].nunique()), "history_rows": int(hist_mask.sum()),
         "scored_rows": int(test.sum()), "train_fraction": train_fraction, "n_chunks": n_chunks,
         "labels_used_as_feedback": bool(windows is not None and use_labels_as_feedback),
-        "alarms": {k: int(scored_frame[k].sum()) for k in ("dqad", "zscore", "iforest")},
+        "alarms": {k: int(scored_frame[k].sum()) for k, _ in DETECTORS},
         "elapsed_s": elapsed,
     }
     if windows is not None:
         truth = in_window(scored_frame, windows) >= 0
-        for k in ("dqad", "zscore", "iforest"):
+        for k, _ in DETECTORS:
             metrics[k] = {
                 "point": point_metrics(truth, scored_frame[k].to_numpy()),
                 "event": event_metrics(scored_frame.rename(columns={k: "alarm"}), windows, "alarm"),
             }
     table = format_table(metrics)
     result = BacktestResult(scores=scores, metrics={**metrics, "trainings": trainings}, table=table,
-                            trainings=trainings)
+                            trainings=trainings, alarms=scored_frame)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -231,7 +247,7 @@ def format_table(metrics: dict[str, Any]) -> str:
     """Side-by-side point- and event-level P/R/F1 of dqad and the baselines."""
     head = f"{'detector':<10} {'alarms':>7} | {'point P':>7} {'R':>6} {'F1':>6} | {'event P':>7} {'R':>6} {'F1':>6}"
     lines = [head, "-" * len(head)]
-    for k, name in (("dqad", "dqad"), ("zscore", "3-sigma"), ("iforest", "iforest")):
+    for k, name in DETECTORS:
         alarms = metrics.get("alarms", {}).get(k, 0)
         if k in metrics:
             p, e = metrics[k]["point"], metrics[k]["event"]
@@ -240,6 +256,21 @@ def format_table(metrics: dict[str, Any]) -> str:
         else:
             lines.append(f"{name:<10} {alarms:>7} | (no labels: precision/recall not measurable)")
     return "\n".join(lines)
+
+
+def holidays_from_args(args: argparse.Namespace, data: pd.DataFrame) -> list[str]:
+    """``--holidays`` dates plus the ``--holidays-country`` (``--holidays-subdivision``) calendar of the
+    ``holidays`` package over the years the data covers (dqad.detect.holiday_calendar)."""
+    hol = [h.strip() for h in (args.holidays or "").split(",") if h.strip()]
+    country = getattr(args, "holidays_country", None)
+    if getattr(args, "holidays_subdivision", None) and not country:
+        raise ValueError("--holidays-subdivision needs --holidays-country (e.g. --holidays-country US)")
+    if country and len(data):
+        ts = pd.to_datetime(data["timestamp"])
+        days = holiday_dates(country, ts.min().date(), ts.max().date(),
+                             subdivision=getattr(args, "holidays_subdivision", None), extra=hol)
+        hol = [d.isoformat() for d in days]
+    return hol
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -253,8 +284,11 @@ def _cmd(args: argparse.Namespace) -> int:
         draw = json.loads(args.detector_config) if args.detector_config else {}
     except json.JSONDecodeError as exc:
         raise UserError(f"--labeler-config / --detector-config must be a JSON object: {exc}") from None
-    if args.holidays:
-        hol = [h.strip() for h in args.holidays.split(",") if h.strip()]
+    try:
+        hol = holidays_from_args(args, data)
+    except ValueError as exc:  # an unknown country or subdivision, or a subdivision alone
+        raise UserError(str(exc)) from None
+    if hol:
         lraw.setdefault("holidays", hol)
         draw.setdefault("holidays", hol)
     try:
@@ -289,6 +323,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--group-by-prefix", action="store_true", dest="group_by_prefix",
                    help='series "a/b/metric" form load group "a/b" (cross-metric features)')
     p.add_argument("--holidays", help="comma-separated ISO dates of the holiday calendar")
+    p.add_argument("--holidays-country", dest="holidays_country",
+                   help="ISO 3166 country whose holidays (the holidays package) join --holidays, e.g. US")
+    p.add_argument("--holidays-subdivision", dest="holidays_subdivision",
+                   help="subdivision of --holidays-country, e.g. NY")
     p.add_argument("--chunks", type=int, default=6, help="retrain/score blocks after the history")
     p.add_argument("--labeler-config", dest="labeler_config", help="JSON object overriding LabelerConfig")
     p.add_argument("--detector-config", dest="detector_config", help="JSON object overriding DetectorConfig")

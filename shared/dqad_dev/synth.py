@@ -15,7 +15,8 @@ Normal behaviour (none of it is labelled; a good detector must stay quiet on all
 * **Month end**: business tables surge ×1.3–2 on the last one or two business days of each month
   (invoicing, closing). Flat tables do not.
 * **Holidays**: every table drops to 10–40 % of its volume on a holiday of the calendar (upstream
-  systems are closed or frozen). Calendar effects are keyed on the date of the load timestamp, so a
+  systems are closed or frozen); by default the US calendar of the ``holidays`` package, the same
+  library the detector's calendars come from. Calendar effects are keyed on the date of the load timestamp, so a
   labeler using the same calendar on the timestamps sees exactly the same days.
 * **Noise**: multiplicative, a few percent, and the metrics of one load move together: distinct count
   and sum are the row count times a per-table ratio/average (with their own smaller noise), the null
@@ -71,13 +72,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from dqad.detect.holiday_calendar import holiday_dates
+
 __all__ = [
     "HISTORY_FRACTION",
     "INCIDENT_KINDS",
     "INCIDENT_METRICS",
     "METRICS",
     "SynthData",
-    "default_holidays",
     "generate",
 ]
 
@@ -254,51 +256,6 @@ def _str_column(labels: Sequence[str], codes: np.ndarray) -> pd.api.extensions.E
 def _series_names(frame: pd.DataFrame) -> pd.Series:
     names = frame["table_name"].astype("str") + "/" + frame["metric_name"].astype("str")
     return names.reset_index(drop=True)
-
-
-def default_holidays(start: dt.date, end: dt.date) -> tuple[dt.date, ...]:
-    """A US-federal-like holiday calendar: the days between ``start`` and ``end`` (inclusive) it closes.
-
-    Fixed dates (New Year, Juneteenth, Independence Day, Veterans Day, Christmas) move to the Friday
-    or Monday when they fall on a weekend, as offices observe them; the others are the usual
-    "n-th weekday of the month" rules (MLK, Presidents, Memorial, Labor, Columbus, Thanksgiving).
-    """
-    start, end = _as_date(start), _as_date(end)
-    days: set[dt.date] = set()
-    for year in range(start.year - 1, end.year + 2):
-        fixed = [
-            dt.date(year, 1, 1),
-            dt.date(year, 6, 19),
-            dt.date(year, 7, 4),
-            dt.date(year, 11, 11),
-            dt.date(year, 12, 25),
-        ]
-        for day in fixed:
-            if day.weekday() == 5:
-                day -= dt.timedelta(days=1)
-            elif day.weekday() == 6:
-                day += dt.timedelta(days=1)
-            days.add(day)
-        days.update(
-            (
-                _nth_weekday(year, 1, 0, 3),  # Martin Luther King Jr. Day: 3rd Monday of January
-                _nth_weekday(year, 2, 0, 3),  # Presidents' Day: 3rd Monday of February
-                _nth_weekday(year, 5, 0, -1),  # Memorial Day: last Monday of May
-                _nth_weekday(year, 9, 0, 1),  # Labor Day: 1st Monday of September
-                _nth_weekday(year, 10, 0, 2),  # Columbus Day: 2nd Monday of October
-                _nth_weekday(year, 11, 3, 4),  # Thanksgiving: 4th Thursday of November
-            )
-        )
-    return tuple(sorted(d for d in days if start <= d <= end))
-
-
-def _nth_weekday(year: int, month: int, weekday: int, n: int) -> dt.date:
-    """The ``n``-th ``weekday`` (Monday = 0) of a month; ``n = -1`` for the last one."""
-    if n > 0:
-        first = dt.date(year, month, 1)
-        return first + dt.timedelta(days=(weekday - first.weekday()) % 7 + 7 * (n - 1))
-    last = (dt.date(year + month // 12, month % 12 + 1, 1)) - dt.timedelta(days=1)
-    return last - dt.timedelta(days=(last.weekday() - weekday) % 7)
 
 
 def _as_date(value: dt.date | str) -> dt.date:
@@ -532,7 +489,8 @@ def generate(
     starts a random incident; with the default 1.5 %, about 1.2 % of all loads start one once the
     history, the holidays and the spacing rule are accounted for, and about 1.6 % of loads are affected
     (drifts and stuck runs last several loads). Kinds are drawn uniformly among those that touch at
-    least one of ``metrics``. ``holidays=None`` uses :func:`default_holidays`; pass ``()`` for none.
+    least one of ``metrics``. ``holidays=None`` uses the US calendar of the ``holidays`` package (through
+    :func:`dqad.detect.holiday_calendar.holiday_dates`, observed days included); pass ``()`` for none.
     ``final_load_incidents`` forces ``(kind, table_index)`` incidents on the last load of those tables
     (one per table; a ``stuck`` one needs ``days >= 2``). See the module docstring for the model.
     """
@@ -559,7 +517,7 @@ def generate(
 
     end_date = _as_date(end)
     start = end_date - dt.timedelta(days=days - 1)
-    calendar = default_holidays(start, end_date) if holidays is None else (_as_date(h) for h in holidays)
+    calendar = holiday_dates("US", start, end_date) if holidays is None else (_as_date(h) for h in holidays)
     hols = tuple(sorted({d for d in calendar if start <= d <= end_date}))
     cal = _calendar(start, days, frozenset(hols))
 

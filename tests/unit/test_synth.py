@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dqad.detect.holiday_calendar import holiday_dates
 from dqad_dev import synth
-from dqad_dev.synth import INCIDENT_KINDS, INCIDENT_METRICS, METRICS, SynthData, default_holidays, generate
+from dqad_dev.synth import INCIDENT_KINDS, INCIDENT_METRICS, METRICS, SynthData, generate
 
 TABLES, DAYS, SEED, RATE = 60, 200, 3, 0.05
 
@@ -246,7 +247,8 @@ def test_holidays_have_low_volume_and_are_never_labelled(data: SynthData) -> Non
     assert data.holidays == (
         dt.date(2026, 5, 25),
         dt.date(2026, 6, 19),
-        dt.date(2026, 7, 3),
+        dt.date(2026, 7, 3),  # observed Independence Day
+        dt.date(2026, 7, 4),  # the day itself, a Saturday: the holidays package lists both
         dt.date(2026, 9, 7),
         dt.date(2026, 10, 12),
     )
@@ -278,22 +280,11 @@ def test_custom_holiday_calendar_replaces_the_default() -> None:
     assert generate(tables=3, days=30, seed=2, holidays=()).holidays == ()
 
 
-def test_default_holidays_follow_the_us_federal_rules() -> None:
-    assert default_holidays(dt.date(2026, 1, 1), dt.date(2026, 12, 31)) == (
-        dt.date(2026, 1, 1),
-        dt.date(2026, 1, 19),
-        dt.date(2026, 2, 16),
-        dt.date(2026, 5, 25),
-        dt.date(2026, 6, 19),
-        dt.date(2026, 7, 3),  # July 4th is a Saturday: observed on Friday
-        dt.date(2026, 9, 7),
-        dt.date(2026, 10, 12),
-        dt.date(2026, 11, 11),
-        dt.date(2026, 11, 26),
-        dt.date(2026, 12, 25),
-    )
-    # New Year 2028 is a Saturday: observed on Friday 2027-12-31, inside a 2027 range.
-    assert dt.date(2027, 12, 31) in default_holidays(dt.date(2027, 12, 1), dt.date(2027, 12, 31))
+def test_default_holidays_are_the_us_calendar_of_the_holidays_package() -> None:
+    d = generate(tables=2, days=365, seed=0, end="2026-12-31", incident_rate=0.0)
+    assert d.holidays == holiday_dates("US", dt.date(2026, 1, 1), dt.date(2026, 12, 31))
+    assert dt.date(2026, 7, 3) in d.holidays  # July 4th is a Saturday: the observed Friday closes
+    assert dt.date(2026, 11, 26) in d.holidays  # Thanksgiving
 
 
 # --- incidents ------------------------------------------------------------------------------------

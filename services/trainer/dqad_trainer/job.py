@@ -71,6 +71,8 @@ def run(input_dir: Path, output_dir: Path) -> dict:
         "kind": getattr(result.bundle, "kind", ""),
         "train_seconds": round(time.perf_counter() - started, 3),
         "label_rate": float(labeled["label"].mean()) if len(labeled) else 0.0,
+        # whether labels let a supervised model replace the robust detector: events, margin, decision, reason
+        "label_decision": result.label_decision,
     }
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=1, sort_keys=True))
     return report

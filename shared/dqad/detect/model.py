@@ -10,7 +10,9 @@ Why this shape:
 - A robust-statistics detector competes on the same folds and is the fallback whenever there are too
   few positive labels, so the trainer ALWAYS returns a usable bundle.
 - A fitted (supervised) candidate replaces the robust detector only when it beats it on validation
-  points a *human* labelled (``_human_f1``): labels from the labeler's rule only teach a model to
+  points a *human* labelled (``_human_f1``), by more than one event's worth, with at least
+  ``MIN_HUMAN_EVENTS`` labelled events in validation (``label_decision``; labels never hurt).
+  Labels from the labeler's rule only teach a model to
   imitate that rule. They are still trained and cross-validated every time, so ``metrics.json``
   shows each candidate's precision and recall. A fitted model's per-series alarm thresholds are
   calibrated on its out-of-fold scores, never on its (memorised) training scores.
@@ -138,6 +140,60 @@ class TrainingResult:
     promote: bool
     reason: str
     timings: dict[str, float] = field(default_factory=dict)
+    #: why a supervised candidate did or did not replace the robust detector (see label_decision)
+    label_decision: dict[str, Any] = field(default_factory=dict)
+
+
+#: Human-labelled anomaly events (runs of consecutive labelled points of a series) the time-ordered
+#: validation blocks must hold before a supervised candidate may replace the robust detector. With
+#: fewer, one event found or missed moves recall by more than 0.1 and a "win" is noise: nab-dev's
+#: history holds 2-4 labelled windows, and a model chosen on them missed almost every later incident.
+MIN_HUMAN_EVENTS = 10
+
+
+def label_decision(
+    candidates: dict[str, dict[str, float]], events: int, promote_margin: float
+) -> dict[str, Any]:
+    """Whether a supervised candidate may replace the robust detector, and why (labels never hurt).
+
+    A supervised candidate qualifies only when its F1 on human-labelled validation points *after* its
+    training window (the expanding time folds) beats the robust detector's by a margin of
+    ``max(promote_margin, 1 / events)``: the win must be worth more than one event found or missed,
+    and there must be at least :data:`MIN_HUMAN_EVENTS` labelled events. Otherwise the labels act on
+    the robust detector only (labelled anomalies leave its baselines through ``features.compute``;
+    points a human confirmed normal raise the thresholds of their series).
+    """
+    margin = max(promote_margin, 1.0 / events) if events else 1.0
+    rob = candidates["robust"].get("human_f1", 0.0)
+    fitted = {n: m for n, m in candidates.items() if n != "robust" and "human_f1" in m}
+    best = max(fitted, key=lambda n: fitted[n]["human_f1"]) if fitted else None
+    out: dict[str, Any] = {"events": int(events), "margin": float(margin), "robust_human_f1": float(rob),
+                           "min_events": MIN_HUMAN_EVENTS, "qualified": []}
+    if best is None:
+        return {**out, "decision": "robust", "reason": "no supervised candidate was cross-validated"}
+    bf = float(fitted[best]["human_f1"])
+    out["best_supervised"], out["best_supervised_human_f1"] = best, bf
+    if events < MIN_HUMAN_EVENTS:
+        return {**out, "decision": "robust",
+                "reason": f"{events} human-labelled events in validation < {MIN_HUMAN_EVENTS}: too few to be sure"}
+    out["qualified"] = sorted(n for n, m in fitted.items() if m["human_f1"] >= rob + margin)
+    if not out["qualified"]:
+        return {**out, "decision": "robust",
+                "reason": f"best supervised {best} human F1 {bf:.3f} does not beat robust {rob:.3f} by {margin:.3f}"}
+    return {**out, "decision": "supervised",
+            "reason": f"{best} human F1 {bf:.3f} beats robust {rob:.3f} by >= {margin:.3f} on {events} events"}
+
+
+def _human_events(series: np.ndarray, ts: np.ndarray, y: np.ndarray, human: np.ndarray) -> int:
+    """Labelled anomaly events among human-labelled rows: runs of consecutive anomalous rows per series."""
+    sel = human
+    if not sel.any():
+        return 0
+    frame = pd.DataFrame({"s": series[sel], "t": ts[sel], "y": y[sel]}).sort_values(["s", "t"], kind="stable")
+    a = frame["y"].to_numpy() == 1
+    new_series = frame["s"].ne(frame["s"].shift()).to_numpy()
+    starts = a & (new_series | ~np.r_[False, a[:-1]])
+    return int(starts.sum())
 
 
 def make_estimator(name: str, cfg: DetectorConfig, n_rows: int) -> Any:
@@ -346,14 +402,14 @@ def train_candidates(
                                np.concatenate(oof_h), m["threshold"]))
         m["cv_seconds"] = time.perf_counter() - t_c
         candidates[name] = m
-    # a supervised candidate must beat the robust detector on what humans labelled (see _human_f1)
-    rob = candidates["robust"]
+    # a supervised candidate must beat the robust detector on what humans labelled, with enough
+    # labelled events to be sure (see _human_f1 and label_decision)
+    series_all = labeled["series"].astype(str).to_numpy() if "series" in labeled.columns else np.zeros(len(y_all))
+    val = np.concatenate([va for _, va in usable]) if usable else np.zeros(0, dtype=np.int64)
+    events = _human_events(series_all[idx][val], ts[val], y[val], human[val])
+    decision = label_decision(candidates, events, cfg.promote_margin)
     for name in names:
-        m = candidates[name]
-        m["eligible"] = float(
-            name == "robust"
-            or (m.get("human_positives", 0.0) > 0 and m["human_f1"] >= rob.get("human_f1", 0.0) + cfg.promote_margin)
-        )
+        candidates[name]["eligible"] = float(name == "robust" or name in decision["qualified"])
 
     def key(item: tuple[str, dict[str, float]]) -> tuple[float, float, int]:
         _, m = item
@@ -400,6 +456,7 @@ def train_candidates(
         promote=promote,
         reason=reason,
         timings={"features_s": t_feat, "calibration_s": t_cal, "total_s": time.perf_counter() - t0},
+        label_decision={**decision, "chosen": best_name},
     )
 
 

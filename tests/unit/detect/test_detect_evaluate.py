@@ -80,3 +80,21 @@ def test_backtest_cli_end_to_end(tmp_path, loads_factory, capsys) -> None:
     pq = tmp_path / "data.parquet"
     df[["series", "timestamp", "value"]].to_parquet(pq)
     assert len(read_series_file(pq)) == len(df)
+
+
+def test_backtest_holidays_country_joins_the_given_dates() -> None:
+    import datetime as dt
+
+    import pytest
+
+    from dqad_dev.backtest import holidays_from_args
+
+    data = pd.DataFrame({"series": "a", "timestamp": pd.to_datetime(["2026-01-01", "2026-12-31"]), "value": 1.0})
+    ns = argparse.Namespace(holidays="2026-12-24", holidays_country="US", holidays_subdivision="NY")
+    hol = holidays_from_args(ns, data)
+    assert "2026-12-24" in hol and "2026-11-26" in hol and "2026-02-12" in hol  # NY: Lincoln's Birthday
+    assert hol == sorted(hol) and all(dt.date.fromisoformat(h) for h in hol)
+    plain = argparse.Namespace(holidays="2026-12-24", holidays_country=None, holidays_subdivision=None)
+    assert holidays_from_args(plain, data) == ["2026-12-24"]
+    with pytest.raises(ValueError, match="needs --holidays-country"):
+        holidays_from_args(argparse.Namespace(holidays=None, holidays_country=None, holidays_subdivision="NY"), data)

@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 
 from dqad.detect import DetectorConfig, LabelerConfig, build_features, label_history, score_new, train_candidates
-from dqad.detect.model import _human_f1, _oof_rows, _time_folds, is_better
+from dqad.detect.model import (
+    MIN_HUMAN_EVENTS,
+    _human_events,
+    _human_f1,
+    _oof_rows,
+    _time_folds,
+    is_better,
+    label_decision,
+)
 
 FAST = DetectorConfig(n_estimators=10, cv_folds=2, min_positive=5)
 
@@ -66,7 +74,8 @@ def test_trainer_picks_a_candidate_with_metrics(trained) -> None:
     assert res.candidates[res.bundle.kind]["eligible"] == 1.0
     for name, m in res.candidates.items():
         if name != "robust" and m["eligible"]:
-            assert m["human_f1"] >= res.candidates["robust"]["human_f1"] + FAST.promote_margin
+            assert m["human_f1"] >= res.candidates["robust"]["human_f1"] + res.label_decision["margin"]
+    assert res.label_decision["decision"] in ("robust", "supervised") and "reason" in res.label_decision
     assert res.metrics["f1"] > 0.5
     assert res.promote  # no champion yet
     assert res.bundle.kind in {"logistic", "random_forest", "gradient_boosting", "robust"}
@@ -210,3 +219,24 @@ def test_robust_global_threshold_is_capped_at_the_calibration_margin(loads_facto
     assert m["threshold"] == pytest.approx(0.6)
     m = _robust_threshold({"f1": 0.5, "threshold": 0.95}, X, y, np.ones(len(X)), normal, est_cfg=FAST, usable=True)
     assert m["threshold"] == pytest.approx(0.6)
+
+
+def test_label_decision_needs_enough_events_and_a_win_worth_more_than_one_event() -> None:
+    cands = {"robust": {"human_f1": 0.50}, "random_forest": {"human_f1": 0.80}, "logistic": {"human_f1": 0.53}}
+    few = label_decision(cands, MIN_HUMAN_EVENTS - 1, 0.01)
+    assert few["decision"] == "robust" and "too few" in few["reason"] and few["qualified"] == []
+    many = label_decision(cands, 20, 0.01)
+    assert many["margin"] == pytest.approx(0.05)  # one event in twenty
+    assert many["decision"] == "supervised" and many["qualified"] == ["random_forest"]
+    close = label_decision({"robust": {"human_f1": 0.5}, "logistic": {"human_f1": 0.54}}, 20, 0.01)
+    assert close["decision"] == "robust" and "does not beat" in close["reason"]
+    assert label_decision({"robust": {}}, 0, 0.01)["decision"] == "robust"
+
+
+def test_human_events_are_runs_of_labelled_anomalies_per_series() -> None:
+    series = np.array(["a", "a", "a", "a", "b", "b", "b"])
+    ts = np.array([1, 2, 3, 4, 1, 2, 3])
+    y = np.array([1, 1, 0, 1, 1, 0, 1])
+    human = np.array([True, True, True, True, True, True, False])
+    assert _human_events(series, ts, y, human) == 3  # a: [1,2], [4]; b: [1]; b@3 is not human
+    assert _human_events(series, ts, y, np.zeros(7, bool)) == 0

@@ -12,8 +12,10 @@ from dqad.contract import AnomaliesScored, ModelTrained
 from dqad.detect.config import DetectorConfig, LabelerConfig
 from dqad.detect.labeling import label_history
 from dqad.detect.model import train_candidates
+from dqad.signing import sign_model_ref
 from dqad.stage import PermanentError, StageRuntime
 from dqad_scorer.domain import score
+from tests.fakes import MODEL_SIGNING_KEY
 from tests.unit.stage_inputs import DATASET, RUN_ID, fetched_run, synthetic
 
 
@@ -36,7 +38,13 @@ def trained_run(model: bytes, sha256: str | None = None) -> tuple[StageRuntime, 
     event = ModelTrained(
         run_id=RUN_ID,
         dataset=DATASET,
-        model={"uri": model_uri, "sha256": sha256 or written, "version": "v1"},
+        model={
+            "uri": model_uri,
+            "sha256": sha256 or written,
+            "version": "v1",
+            # signed by the trainer's key, so only the sha256 check is under test here
+            "signature": sign_model_ref([MODEL_SIGNING_KEY], DATASET, model_uri, sha256 or written, "v1"),
+        },
         reused=False,
         metrics={"f1": 0.9},
         labeled=labeled_ref,
