@@ -9,6 +9,7 @@ the job name) is enough to finish the run.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,6 +68,12 @@ def sign_champion(keys: list[bytes], dataset: str, champion: dict) -> dict:
     return {**champion, "signature": signature}
 
 
+def defined_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The metrics that have a value: F1 or PR-AUC of a history without one labelled anomaly is
+    undefined (NaN), and an undefined figure in the event would be a null the scorer must refuse."""
+    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+
+
 def model_trained(
     rt: StageRuntime, request: DatasetLabeled, champion: dict, *, reused: bool, job_name: str | None = None
 ) -> ModelTrained:
@@ -91,7 +98,7 @@ def model_trained(
             uri=champion["uri"], sha256=champion["sha256"], version=champion["version"], signature=signature
         ),
         reused=reused,
-        metrics=champion["metrics"],
+        metrics=defined_metrics(champion["metrics"]),
         labeled=request.labeled,
         new=request.new,
         window=request.window,

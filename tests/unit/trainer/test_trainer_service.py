@@ -148,3 +148,25 @@ def test_a_challenger_that_is_not_better_leaves_the_champion(cloud, storage, lab
     assert storage.get_json(storage.uri("models/tiny_dq/champion.json"))["version"] == "v-old"
     trained = storage.get_json(storage.uri(f"events/{labeled_event.run_id}/ModelTrained.json"))["detail"]
     assert trained["model"]["version"] == "v-old" and trained["reused"] is False
+
+
+def test_undefined_metrics_of_a_clean_history_do_not_break_the_event() -> None:
+    """A history without one labelled anomaly has no F1: the event carries the metrics that exist,
+    and it still parses as the scorer parses it (a NaN would reach the scorer as null)."""
+    from dqad.contract import ModelTrained, parse_detail
+
+    metrics = {"f1": float("nan"), "pr_auc": float("nan"), "threshold": 0.5, "rows": 1200.0, "none": None}
+    assert domain.defined_metrics(metrics) == {"threshold": 0.5, "rows": 1200.0}
+    event = ModelTrained(
+        run_id="20261130T0301-70a07d46938c",
+        dataset="shop_dq",
+        model={"uri": "s3://dqad-bucket/models/shop_dq/v1/model.joblib", "sha256": "a" * 64, "version": "v1"},
+        reused=False,
+        metrics=domain.defined_metrics(metrics),
+        labeled={"uri": "s3://dqad-bucket/runs/shop_dq/r/labeled.parquet", "rows": 1, "sha256": "b" * 64},
+        new={"uri": "s3://dqad-bucket/runs/shop_dq/r/new.parquet", "rows": 1, "sha256": "c" * 64},
+        window={"history_start": "2026-06-01T00:00:00", "new_start": "2026-11-30T00:00:00",
+                "new_end": "2026-12-01T00:00:00"},
+    )  # fmt: skip
+    again = parse_detail("ModelTrained", json.loads(event.model_dump_json()))
+    assert again.metrics == {"threshold": 0.5, "rows": 1200.0}
