@@ -13,7 +13,6 @@ import os
 import pickle
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from dqad.bus import envelope
@@ -22,6 +21,7 @@ from dqad.signing import SignatureError, secret_keys, sign_model_ref, verify_mod
 from dqad.stage import PermanentError, runtime
 from dqad.storage import AlreadyExists, Storage, sha256_bytes
 from dqad_dev.local import LocalCloud
+from tests.model_events import model_trained_event
 
 
 class _RunsACommand:
@@ -39,23 +39,7 @@ def crafted_model(marker: Path) -> bytes:
 
 
 def forged_event(storage: Storage, model_uri: str, sha256: str, signature: str = "") -> ModelTrained:
-    data = storage.write_parquet(
-        storage.uri("runs/demo_dq/r-forged/labeled.parquet"), pd.DataFrame({"series": ["s"], "value": [1.0]})
-    )
-    return ModelTrained(
-        run_id="r-forged",
-        dataset="demo_dq",
-        reused=True,
-        metrics={},
-        model={"uri": model_uri, "sha256": sha256, "version": "evil", "signature": signature},
-        labeled=data,
-        new=data,
-        window={
-            "history_start": "2026-01-01T00:00:00Z",
-            "new_start": "2026-02-01T00:00:00Z",
-            "new_end": "2026-02-02T00:00:00Z",
-        },
-    )
+    return model_trained_event(storage, model_uri, sha256, signature=signature, version="evil", run_id="r-forged")
 
 
 def send_to_scorer(cloud: LocalCloud, event: ModelTrained) -> str:
