@@ -59,13 +59,17 @@ WORDS = {
 
 @dataclass(frozen=True)
 class EffectRules:
-    """When a series' history supports a calendar effect (see module docstring)."""
+    """When a series' history supports a calendar effect (see module docstring).
 
-    occurrences: int = 6
-    min_occurrences: int = 3
-    noise_factor: float = 2.0
-    consistency: float = 0.8
-    min_relative_change: float = 0.05
+    Built from the seasonal configuration (``SeasonalConfig.effect_rules``), which holds the one set of
+    defaults a dataset can override; only the strong-effect threshold is not a setting.
+    """
+
+    occurrences: int
+    min_occurrences: int
+    noise_factor: float
+    consistency: float
+    min_relative_change: float
     #: an effect this large (relative) and beyond twice the usual noise test is used from its
     #: first consistent occurrences: a closing surge that triples a table is evidence on its own
     strong_change: float = 0.3
