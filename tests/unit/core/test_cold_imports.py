@@ -55,6 +55,7 @@ def test_the_probe_sees_a_heavy_import() -> None:
 
 
 _WITHOUT_PANDAS = """
+import os
 import sys
 for name in ("pandas", "numpy", "matplotlib", "sklearn", "scipy"):
     sys.modules[name] = None  # any import of these now raises ImportError
@@ -79,8 +80,15 @@ ctx = DigestContext("shop", "run-a", 2, "v1", None, 0, 20, 24)
 subject, body = digest(decision.alert, ctx)
 assert "[HIGH] row_count" in body and "Expected: 2,900,000 to 3,400,000" in body, body
 assert label_key("shop", "t/row_count", points[0].timestamp).startswith("labels/shop/")
-print("ok")
+print("ok", flush=True)
+os._exit(0)  # see the note below the probe
 """
+
+# Why the probe ends with os._exit: under load, pyarrow's C++ thread pool can abort the interpreter's
+# teardown *after* all the work is done ("terminate called without an active exception", SIGABRT;
+# apache/arrow#34314, open upstream), measured here at ~5 in 80 runs with three busy cores. The
+# probe's question is whether the alert path works without pandas and numpy, which every assertion
+# above answers before the exit; an assertion that fails still exits non-zero.
 
 
 def test_the_notifiers_alert_path_runs_without_pandas_or_numpy() -> None:
