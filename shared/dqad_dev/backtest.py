@@ -189,7 +189,8 @@ def run_backtest(
         # thresholds, one alert per incident): the same ModelBundle.decide the scorer calls, given
         # the frame so the backtest does not depend on the scorer version passing it
         scored["is_anomaly"] = champion.decide(
-            scored["score"].to_numpy(dtype=np.float64), None, frame=scored[["series", "timestamp"]]
+            scored["score"].to_numpy(dtype=np.float64), None,
+            frame=scored[["series", "timestamp", "value", "expected_low", "expected_high"]],
         )
         t3 = time.perf_counter()
         parts.append(scored)

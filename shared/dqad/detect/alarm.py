@@ -22,7 +22,14 @@ What a user wants is a bounded number of alerts per series and per day, each a n
    threshold's odds: more points per day, more chances for noise. When the scored rows' series are
    known (``frame``) and ``subdaily_warmup`` is on (default), such a series is in its learning
    period and does not alert at all until it is calibrated.
-3. **Incidents, not points** (``suppress_continuing``): an alarm less than ``incident_gap_hours``
+3. **What a human confirmed as normal does not alarm again** (``calibrate_series``): a point of
+   the series that a human labelled normal and that scored at or above the series' threshold
+   raises the threshold, for deviations in *its direction* only, to just above its score: its
+   twin (a planned migration that lifts the null share the same way next week) is not flagged,
+   while a drop of the same series still is. Only mature points count, and only explicit
+   feedback: labels that cover most of a series' history are a complete labels file, whose
+   "normal" means "no incident here" rather than "expected".
+4. **Incidents, not points** (``suppress_continuing``): an alarm less than ``incident_gap_hours``
    after the previous alert of the same series belongs to that incident and is not a new alert (an
    alerting system does not re-alert inside an ongoing incident; it re-alerts once the gap has passed,
    as the notifier's ``realert_after_hours`` does across loads). The budget of rule 1 counts alerts
@@ -99,12 +106,23 @@ def budget_threshold(score: np.ndarray, t_s: np.ndarray, base: float, allowed: f
     return float(cand[lo])
 
 
+#: how far above a confirmed-normal point's score its series' threshold goes (odds scale)
+CONFIRMED_NORMAL_MARGIN = 1.1
+#: rule 3 reads human labels as explicit feedback while they cover less than this share of a
+#: series' history; beyond it they are a complete labels file
+EXPLICIT_FEEDBACK_SHARE = 0.5
+
+
 @dataclass
 class SeriesCalibration:
     """Per-series alarm state learned at training time (stored in the bundle)."""
 
     thresholds: dict[str, float]
     step_s: dict[str, float]
+    #: rule 3: per series, the threshold for upward and for downward deviations that points a
+    #: human confirmed as normal set (absent: none); bundles pickled before it load with None
+    confirmed_up: dict[str, float] | None = None
+    confirmed_down: dict[str, float] | None = None
 
 
 def calibrate_series(
@@ -126,8 +144,12 @@ def calibrate_series(
         human = frame["label_source"].astype(str).to_numpy() == "human"
         lab = frame["label"].fillna(0).to_numpy().astype(int)
         human_anom = human & (lab == 1)
+        human_normal = human & (lab == 0)
     else:
         human_anom = np.zeros(len(frame), dtype=bool)
+        human = human_normal = human_anom
+    up = (features["seas_z"].to_numpy() > 0) if "seas_z" in features.columns else np.zeros(len(frame), dtype=bool)
+    confirmed: tuple[dict[str, float], dict[str, float]] = ({}, {})
     gap_s = cfg.incident_gap_hours * 3600.0
     thresholds: dict[str, float] = {}
     steps: dict[str, float] = {}
@@ -135,8 +157,13 @@ def calibrate_series(
         idx = np.asarray(members)
         ts = np.sort(t_s[idx])
         steps[str(s)] = float(np.median(np.diff(ts))) if len(ts) > 1 else float("nan")
+        # explicit feedback on a few points, not a complete labels file (whose "normal" says only
+        # "no incident here", and muted NAB's series at their noisiest history point)
+        explicit = human[idx].mean() < EXPLICIT_FEEDBACK_SHARE if len(idx) else False
+        normal_rows = idx[human_normal[idx] & mature[idx]] if explicit else idx[:0]
         use = idx[mature[idx] & ~human_anom[idx]]
         if len(use) < cfg.min_calibration_points:
+            _confirm(str(s), normal_rows, score, up, base, confirmed)
             continue
         span_days = (t_s[use].max() - t_s[use].min()) / 86400.0
         allowed = cfg.alarm_budget_per_day * span_days
@@ -153,11 +180,42 @@ def calibrate_series(
                 mid = np.sqrt((top_norm / (1 - top_norm)) * (top_anom / (1 - top_anom)))
                 th = float(max(mid / (1 + mid), base))
         thresholds[str(s)] = float(min(th, 1.0))
-    return SeriesCalibration(thresholds=thresholds, step_s=steps)
+        _confirm(str(s), normal_rows, score, up, thresholds[str(s)], confirmed)
+    return SeriesCalibration(
+        thresholds=thresholds, step_s=steps, confirmed_up=confirmed[0], confirmed_down=confirmed[1]
+    )
+
+
+def _upward(features: pd.DataFrame | None, frame: pd.DataFrame) -> np.ndarray | None:
+    """Whether each scored point deviates upwards: from its z-score, or from the range it was shown."""
+    if features is not None and "seas_z" in features.columns:
+        return features["seas_z"].to_numpy() > 0
+    if {"value", "expected_low", "expected_high"} <= set(frame.columns):
+        mid = (frame["expected_low"].to_numpy(dtype=np.float64) + frame["expected_high"].to_numpy(dtype=np.float64)) / 2
+        return frame["value"].to_numpy(dtype=np.float64) > mid
+    return None
+
+
+def _confirm(
+    series: str,
+    normal_rows: np.ndarray,
+    score: np.ndarray,
+    up: np.ndarray,
+    threshold: float,
+    out: tuple[dict[str, float], dict[str, float]],
+) -> None:
+    """Rule 3: confirmed-normal points at or above ``threshold`` raise their direction's above them."""
+    for direction, store in ((True, out[0]), (False, out[1])):
+        rows = normal_rows[up[normal_rows] == direction]
+        if not len(rows):
+            continue
+        top = float(score[rows].max())
+        if top >= threshold:
+            store[series] = float(min(odds_scale(top, CONFIRMED_NORMAL_MARGIN), 1.0))
 
 
 def suppress_continuing(alarm: np.ndarray, series: np.ndarray, t_s: np.ndarray, gap_s: float) -> np.ndarray:
-    """Keep only alarms that are alerts (rule 3): no alert of the series in the previous ``gap_s``.
+    """Keep only alarms that are alerts (rule 4): no alert of the series in the previous ``gap_s``.
 
     Causal: a point's decision depends only on earlier alarms of its series.
     """
@@ -184,7 +242,7 @@ def decide(
     features: pd.DataFrame | None = None,
     frame: pd.DataFrame | None = None,
 ) -> np.ndarray:
-    """The product's alarm decision for scored points (rules 1-3 of the module docstring).
+    """The product's alarm decision for scored points (rules 1-4 of the module docstring).
 
     Without ``frame`` (series names and timestamps) only the global threshold and rule 2 (from the
     ``is_daily`` feature) apply.
@@ -207,6 +265,12 @@ def decide(
     subdaily = np.where(known_step, step < DAILY_STEP_S, subdaily)
     warm = np.inf if cfg.subdaily_warmup else strict
     thr = np.where(np.isfinite(calibrated), np.maximum(calibrated, base), np.where(subdaily, warm, thr))
+    up = _upward(features, frame)
+    if up is not None and (cal.confirmed_up or cal.confirmed_down):
+        c_up = names.map(cal.confirmed_up or {}).to_numpy(dtype=np.float64)[series]
+        c_down = names.map(cal.confirmed_down or {}).to_numpy(dtype=np.float64)[series]
+        confirmed = np.where(up, c_up, c_down)
+        thr = np.where(np.isfinite(confirmed), np.fmax(thr, confirmed), thr)
     alarm = score >= thr
     t_s = pd.to_datetime(frame["timestamp"]).to_numpy().astype("datetime64[ns]").astype(np.int64) / 1e9
     return suppress_continuing(alarm, series, t_s, cfg.incident_gap_hours * 3600.0)

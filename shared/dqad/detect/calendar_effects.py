@@ -13,6 +13,10 @@ changes how a point is judged only when the series' own earlier occurrences of i
 
 A supported effect moves the expected value by its median and widens the scale by its spread; a
 candidate without support is an ordinary day (a series whose month end is flat gets no widening).
+Holidays differ in one way: the dates a user declares are often the union of several calendars,
+so a table may close on some of them and open on the others. A holiday effect is therefore learnt
+from the occurrences that moved the value by at least ``strong_change``, and a holiday is judged
+against whichever fits it better, the ordinary day or that effect (:func:`apply_effects`).
 The same code serves the causal features (occurrences strictly before the point) and the labeler
 (hindsight: a centred run of occurrences, the point among them).
 """
@@ -38,8 +42,12 @@ CATEGORIES = (
     "month_second_last_business_day",
     "month_first_business_day",
     "quarter_last_day",
+    "quarter_second_last_day",
+    "quarter_third_last_day",
     "quarter_last_business_day",
 )
+#: column of the holiday category
+HOLIDAY = CATEGORIES.index("holiday")
 #: the categories that describe a month or quarter end (for reasons and the ``is_month_end`` feature)
 MONTH_END = tuple(i for i, c in enumerate(CATEGORIES) if "last" in c)
 #: column of :func:`calendar_categories` saying whether a day is a business day
@@ -53,6 +61,8 @@ WORDS = {
     "month_second_last_business_day": "the second-last business day of the month",
     "month_first_business_day": "the first business day of the month",
     "quarter_last_day": "the last day of the quarter",
+    "quarter_second_last_day": "the second-last day of the quarter",
+    "quarter_third_last_day": "the third-last day of the quarter",
     "quarter_last_business_day": "the last business day of the quarter",
 }
 
@@ -73,6 +83,8 @@ class EffectRules:
     #: an effect this large (relative) and beyond twice the usual noise test is used from its
     #: first consistent occurrences: a closing surge that triples a table is evidence on its own
     strong_change: float = 0.3
+    #: scale factor for a declared holiday the series has not shown enough of yet
+    unproven_holiday_widening: float = 1.0
 
 
 def calendar_categories(ts: pd.DatetimeIndex, holidays: Sequence[date] = ()) -> np.ndarray:
@@ -106,6 +118,8 @@ def calendar_categories(ts: pd.DatetimeIndex, holidays: Sequence[date] = ()) -> 
             bday & (after == 1),
             bday & (before == 0),
             quarter_month & (to_end == 0),
+            quarter_month & (to_end == 1),
+            quarter_month & (to_end == 2),
             quarter_month & bday & (after == 0),
             bday,
         ]
@@ -122,6 +136,8 @@ class Effects:
     category: np.ndarray
     #: most occurrences (with a value) any of the point's candidate categories had to learn from
     evidence: np.ndarray
+    #: the point is a declared holiday of which the series has too few earlier occurrences to tell
+    unproven_holiday: np.ndarray
 
     @property
     def applies(self) -> np.ndarray:
@@ -158,6 +174,8 @@ def learn_effects(
     best_spread = np.full(m, np.inf)
     best_cat = np.full(m, -1, dtype=np.int64)
     evidence = np.zeros(m)
+    holiday_seen = np.zeros(m)
+    on_holiday = cats[rows, HOLIDAY]
     floor = max(np.log1p(rules.min_relative_change), 1e-9)
     business = cats[:, -1]
     for c in range(cats.shape[1] - 1):
@@ -166,8 +184,15 @@ def learn_effects(
             q = np.flatnonzero(cats[rows, c] & (business[rows] == b))
             if not len(on) or not len(q):
                 continue
-            med, spread, cnt, pos = _occurrence_stats(series_codes[on], ratios[on], rules.occurrences, centred)
             at = np.searchsorted(on, rows[q])
+            r = ratios[on]
+            if c == HOLIDAY:
+                # holidays: learnt from the occurrences that moved the value (see apply_effects)
+                seen = _occurrence_count(series_codes[on], r, rules.occurrences, centred)[at]
+                holiday_seen[q] = np.maximum(holiday_seen[q], seen)
+                evidence[q] = np.maximum(evidence[q], seen)
+                r = np.where(np.abs(r) > np.log1p(rules.strong_change), r, np.nan)
+            med, spread, cnt, pos = _occurrence_stats(series_codes[on], r, rules.occurrences, centred)
             med, spread, cnt, pos = med[at], spread[at], cnt[at], pos[at]
             evidence[q] = np.maximum(evidence[q], cnt)
             noise = noise_rel[q]
@@ -181,7 +206,19 @@ def learn_effects(
             sel = q[better]
             best_lr[sel], best_spread[sel], best_cat[sel] = med[better], spread[better], c
     best_spread[best_cat < 0] = 0.0
-    return Effects(log_ratio=best_lr, spread=best_spread, category=best_cat, evidence=evidence)
+    # centred windows count the point itself among the occurrences
+    unproven = on_holiday & (best_cat < 0) & (holiday_seen < rules.min_occurrences + centred)
+    return Effects(
+        log_ratio=best_lr, spread=best_spread, category=best_cat, evidence=evidence, unproven_holiday=unproven
+    )
+
+
+def _occurrence_count(codes: np.ndarray, ratios: np.ndarray, k: int, centred: bool) -> np.ndarray:
+    """Occurrences with a value in each occurrence's window (as :func:`_occurrence_stats` counts them)."""
+    window = 2 * (k // 2) + 1 if centred else k
+    pad = Padded(codes, window + 1)
+    kw = {"strictly_before": not centred, "center": centred}
+    return np.nan_to_num(pad.rolling(ratios, window, "count", min_periods=0, **kw))
 
 
 def _occurrence_stats(
@@ -201,18 +238,39 @@ def _occurrence_stats(
 
 
 def apply_effects(
-    expected: np.ndarray, scale: np.ndarray, effects: Effects, floor_rel: float
+    expected: np.ndarray,
+    scale: np.ndarray,
+    effects: Effects,
+    floor_rel: float,
+    values: np.ndarray | None = None,
+    unproven_widening: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Expected value and scale with the supported effects applied (unchanged elsewhere)."""
+    """Expected value and scale with the supported effects applied (unchanged elsewhere).
+
+    With ``values`` (the points being judged), a holiday is judged against whichever of its two
+    baselines it fits better, the ordinary day's or the holiday effect's: the holidays a user
+    declares are often the union of several calendars (two countries, a bank's and a shop's), so
+    a series that closes on most of them may open on the next, and an ordinary value on such a day
+    is no incident. A month or quarter end is one convention of one business and keeps its effect.
+    Declared holidays the series has not shown enough of get ``unproven_widening`` times the scale.
+    """
     factor = np.exp(effects.log_ratio)
     exp2 = np.where(effects.applies, expected * factor, expected)
     spread_scale = np.abs(exp2) * np.maximum(effects.spread, floor_rel)
     scale2 = np.where(effects.applies, np.fmax(scale * factor, spread_scale), scale)
+    if values is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ordinary_fits = np.abs(values - expected) / scale < np.abs(values - exp2) / scale2
+        keep = (effects.category == HOLIDAY) & ordinary_fits
+        exp2 = np.where(keep, expected, exp2)
+        scale2 = np.where(keep, scale, scale2)
+    scale2 = np.where(effects.unproven_holiday, scale2 * unproven_widening, scale2)
     return exp2, scale2
 
 
 __all__ = [
     "CATEGORIES",
+    "HOLIDAY",
     "MONTH_END",
     "WORDS",
     "EffectRules",

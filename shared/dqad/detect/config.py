@@ -84,6 +84,10 @@ class SeasonalConfig(_FromDict):
     effect_noise_factor: float = 2.0
     #: calendar effects: share of occurrences on the side of the median effect
     effect_consistency: float = 0.8
+    #: a declared holiday of which the series has fewer than ``effect_min_occurrences`` earlier
+    #: occurrences is judged with its scale widened this much: the user said the day is special,
+    #: and until the series shows how, an ordinary day's range is not the holiday's range
+    holiday_unproven_widening: float = 3.0
 
     def _check_seasonal(self) -> None:
         name = type(self).__name__
@@ -93,6 +97,8 @@ class SeasonalConfig(_FromDict):
         object.__setattr__(self, "holidays", tuple(sorted({_to_date(h) for h in self.holidays})))
         if self.effect_min_occurrences < 1 or self.effect_occurrences < self.effect_min_occurrences:
             raise ValueError(f"{name}: need 1 <= effect_min_occurrences <= effect_occurrences")
+        if self.holiday_unproven_widening < 1:
+            raise ValueError(f"{name}.holiday_unproven_widening must be at least 1")
         if not 0.5 <= self.effect_consistency <= 1:
             raise ValueError(f"{name}.effect_consistency must be between 0.5 and 1")
 
@@ -106,6 +112,7 @@ class SeasonalConfig(_FromDict):
             noise_factor=self.effect_noise_factor,
             consistency=self.effect_consistency,
             min_relative_change=self.min_relative_change,
+            unproven_holiday_widening=self.holiday_unproven_widening,
         )
 
 

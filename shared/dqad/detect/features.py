@@ -31,9 +31,13 @@ from dqad.detect.calendar_effects import (
 )
 from dqad.detect.config import DetectorConfig
 from dqad.detect.vectorised import (
+    TAIL_MIN_POINTS,
+    TAIL_QUANTILES,
     Padded,
     key_columns,
     normalise,
+    prefers_rhythm,
+    rhythm_slots,
     robust_scale,
     series_time_order,
     slot_codes,
@@ -157,34 +161,22 @@ def _windows(
     return med, q1, q3
 
 
-def _weekly_z(
-    sc: np.ndarray,
-    slot_base: np.ndarray,
-    t_index: pd.DatetimeIndex,
-    daily: np.ndarray,
-    bv_ord: np.ndarray,
-    T: np.ndarray,
-    vt: np.ndarray,
-    scale: np.ndarray,
-    robust_z: np.ndarray,
-    cfg: DetectorConfig,
-) -> np.ndarray:
-    """Sub-daily points: robust z against the same time of day on the same weekday (trailing).
+def _rhythm_z(
+    med: np.ndarray, cnt: np.ndarray, vt: np.ndarray, scale: np.ndarray, robust_z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Robust z against the second, longer seasonal slot, and that slot's median (NaN where unused).
 
-    The seasonal slot of sub-daily data is the time of day, so a metric with a weekly rhythm (taxi
-    trips, business-hours traffic) looks anomalous every weekend morning. The robust detector takes
-    the smaller of this z and ``seas_z``: a point is normal when it matches either yesterday's or last
-    week's pattern. Same scale as ``seas_z`` (the daily-slot residuals). Where the weekly slot has
-    fewer than ``MIN_SEASONAL_HISTORY`` earlier weeks, and for daily data (whose slot already is the
-    weekday), the value is ``robust_z`` itself, so taking the smaller one changes nothing there.
+    The robust detector takes the smaller of this z and ``seas_z``: a point is normal when it
+    matches either of two rhythms (dqad.detect.vectorised.rhythm_slots). Sub-daily points: the
+    same time of day on the same weekday, so a metric with a weekly rhythm (taxi trips,
+    business-hours traffic) does not look anomalous every weekend morning. Daily points: the same
+    weekday two weeks apart, because fortnightly runs (payroll every other Friday, a biweekly
+    export) alternate between two levels that one weekday median splits down the middle. Same
+    scale as ``seas_z``. Where the longer slot has fewer than ``MIN_SEASONAL_HISTORY`` earlier
+    occurrences, the value is ``robust_z`` itself, so taking the smaller one changes nothing.
     """
-    sub = ~daily
-    if not sub[T].any():
-        return robust_z
-    wslot = np.where(sub, 10_000 + np.asarray(t_index.day_of_week, dtype=np.int64) * 2000 + slot_base, slot_base)
-    med, cnt = _seasonal_baseline(sc, wslot, bv_ord, cfg.seasonal_k, T)
-    ok = sub[T] & (cnt >= MIN_SEASONAL_HISTORY) & np.isfinite(med)
-    return np.where(ok, (vt - med) / scale, robust_z)
+    ok = (cnt >= MIN_SEASONAL_HISTORY) & np.isfinite(med)
+    return np.where(ok, (vt - med) / scale, robust_z), np.where(ok, med, np.nan)
 
 
 def compute(
@@ -276,15 +268,33 @@ def compute(
 
     # residuals w.r.t. the seasonal baseline, and their robust centre/scale (bias from trend/growth)
     resid = vt - seas_med
+    # the scale's residuals: against the second rhythm in a series that follows it, so that a
+    # fortnightly run's other week (or a weekly rhythm of sub-daily data) does not count as noise
+    rhythm = rhythm_slots(t_index, daily, slot_base)
+    rhythm_med_r, rhythm_n_r = _seasonal_baseline(sc, rhythm, bv_ord, cfg.seasonal_k, R)
+    resid_r = bv_ord[R] - seas_med_r
+    resid_rhythm = np.where(rhythm_n_r >= MIN_SEASONAL_HISTORY, bv_ord[R] - rhythm_med_r, np.nan)
+    fits_rhythm = prefers_rhythm(sc[R], slot_base[R], resid_r, resid_rhythm) & np.isfinite(resid_rhythm)
+    resid_r = np.where(fits_rhythm, resid_rhythm, resid_r)
     rbuf = np.full(pad.size, np.nan)
-    rbuf[pad.pos[R]] = bv_ord[R] - seas_med_r
+    rbuf[pad.pos[R]] = resid_r
     r_med, r_q1, r_q3 = _windows(rbuf, ends, cfg.scale_window, 1, 3)
+    # the tail range leaves out residuals against the fallback baseline (a slot with too little
+    # history yet, compared with a trailing median of every weekday): they measure the weekly
+    # cycle, not the noise, and the tails would take them at face value
+    tbuf = rbuf.copy()
+    tbuf[pad.pos[R[seas_n_all[in_r] < MIN_SEASONAL_HISTORY]]] = np.nan
+    (r_lo, r_hi), t_cnt = window_quantiles(tbuf, ends, cfg.scale_window, list(TAIL_QUANTILES))
+    r_lo[t_cnt < TAIL_MIN_POINTS] = np.nan
+    r_hi[t_cnt < TAIL_MIN_POINTS] = np.nan
     r_med = np.nan_to_num(r_med)
     expected = seas_med + r_med
-    scale = robust_scale(r_q1, r_q3, seas_med, cfg.rel_scale_floor)
+    scale = robust_scale(r_q1, r_q3, seas_med, cfg.rel_scale_floor, tails=(r_lo, r_hi))
     scale = np.where(np.isnan(scale), wscale[wlong], scale)
     effects = _effects(sc, cats, bv, seas_med_all, R_all, T, scale / np.maximum(np.abs(expected), 1e-9), cfg)
-    expected, scale = apply_effects(expected, scale, effects, cfg.rel_scale_floor)
+    expected, scale = apply_effects(
+        expected, scale, effects, cfg.rel_scale_floor, vt, cfg.effect_rules().unproven_holiday_widening
+    )
     robust_z = (vt - expected) / scale
     rel_dev = (vt - expected) / np.maximum(np.abs(expected), 1e-9)
     hol_t, me_t = cats[T, 0], np.asarray(cats[T][:, list(MONTH_END)].any(axis=1))
@@ -293,7 +303,15 @@ def compute(
     feats["seas_n"] = seas_n
     feats["seas_resid_raw_z"] = resid / scale
     feats["base_rel"] = (vt - expected) / np.maximum(np.abs(expected), 1e-9)
-    feats["week_z"] = _weekly_z(sc, slot_base, t_index, daily, bv_ord, T, vt, scale, robust_z, cfg)
+    at_r = np.searchsorted(R, T)
+    # a day with a supported calendar effect is judged by that effect, not by its rhythm
+    rhythm_n_t = np.where(effects.applies, 0.0, rhythm_n_r[at_r])
+    week_z, week_med = _rhythm_z(rhythm_med_r[at_r], rhythm_n_t, vt, scale, robust_z)
+    feats["week_z"] = week_z
+    # the range shown is the one of the rhythm the point fits (the robust detector judges by it);
+    # a supported calendar effect keeps its own
+    fits_second_rhythm = (np.abs(week_z) < np.abs(robust_z)) & np.isfinite(week_med)
+    shown_expected = np.where(fits_second_rhythm, week_med, expected)
 
     # lags / differences / stuck values
     vbuf = pad.buffer(v)
@@ -388,7 +406,7 @@ def compute(
     features = pd.DataFrame(matrix.T, index=out_index, columns=names, copy=False)
     series_min = np.fmin.reduceat(v, pad.starts)[pad.gid[T]] if n else np.zeros(0)
     aux_cols = {
-        "expected": expected,
+        "expected": shown_expected,
         "scale": scale,
         "robust_z": robust_z,
         "effect": effects.category,

@@ -18,9 +18,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dqad.detect.calendar_effects import apply_effects, calendar_categories, learn_effects, log_ratio
+from dqad.detect.calendar_effects import HOLIDAY, apply_effects, calendar_categories, learn_effects, log_ratio
 from dqad.detect.config import LabelerConfig
-from dqad.detect.vectorised import Padded, normalise, robust_scale, slot_codes, step_seconds
+from dqad.detect.vectorised import (
+    TAIL_MIN_POINTS,
+    TAIL_QUANTILES,
+    Padded,
+    normalise,
+    prefers_rhythm,
+    rhythm_slots,
+    robust_scale,
+    slot_codes,
+    step_seconds,
+)
 
 SOURCES = ("human", "seasonal_rule", "consensus", "none")
 
@@ -52,23 +62,32 @@ def _with_effects(
     scale: np.ndarray,
     rows: np.ndarray,
     cfg: LabelerConfig,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Expected value, scale and "cannot tell yet" of the calendar days, from their neighbouring occurrences.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Expected value, scale, "cannot tell yet" and "an effect applies" of the calendar days.
 
     A calendar day whose category has too few occurrences to tell an effect from an incident is
     not judged (like a slot without ``min_history``): labelling it would blank it out of the very
-    effect estimate that later occurrences need. Only human-labelled anomalies are kept out of the
-    effect estimates: the rule's own labels of an earlier round must not erase the surge that would
-    explain them.
+    effect estimate that later occurrences need. Nor is a declared holiday without an effect. Only
+    human-labelled anomalies are kept out of the effect estimates: the rule's own labels of an
+    earlier round must not erase the surge that would explain them.
     """
     ratios = log_ratio(np.where(hum == 1, np.nan, v), med)
     noise = scale[rows] / np.maximum(np.abs(expected[rows]), 1e-9)
-    eff = learn_effects(sc, cats, ratios, rows, noise, cfg.effect_rules(), centred=True)
+    rules = cfg.effect_rules()
+    eff = learn_effects(sc, cats, ratios, rows, noise, rules, centred=True)
     expected, scale = expected.copy(), scale.copy()
-    expected[rows], scale[rows] = apply_effects(expected[rows], scale[rows], eff, cfg.rel_scale_floor)
+    expected[rows], scale[rows] = apply_effects(
+        expected[rows], scale[rows], eff, cfg.rel_scale_floor, v[rows], rules.unproven_holiday_widening
+    )
     undetermined = np.zeros(len(v), dtype=bool)
     undetermined[rows] = ~eff.applies & (eff.evidence < cfg.effect_min_occurrences + 1)  # + the point itself
-    return expected, scale, undetermined
+    # a declared holiday the series shows no effect of yet is not the rule's to judge: a closed day
+    # and a partial load look alike, and labelling the first closures would blank out of the
+    # baselines the very occurrences the detector learns the holiday effect from
+    undetermined[rows] |= cats[rows, HOLIDAY] & ~eff.applies
+    applies = np.zeros(len(v), dtype=bool)
+    applies[rows] = eff.applies
+    return expected, scale, undetermined, applies
 
 
 def feedback_to_points(feedback: pd.DataFrame | None) -> pd.DataFrame:
@@ -128,6 +147,7 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
     cats = calendar_categories(t_index, cfg.holidays) & daily[:, None]  # daily series only
     special = cats[:, :-1].any(axis=1)
     slot_base = slot_codes(t_index, step, cfg.slots)
+    rhythm = rhythm_slots(t_index, daily, slot_base)
     rows = np.flatnonzero(special)
 
     rule = np.zeros(n, dtype=bool)
@@ -142,11 +162,23 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
         r_med = np.nan_to_num(pad.rolling(resid_b, w, "median", min_periods=1, center=True))
         q1 = pad.rolling(resid_b, w, "quantile", min_periods=3, center=True, q=0.25)
         q3 = pad.rolling(resid_b, w, "quantile", min_periods=3, center=True, q=0.75)
+        tails = tuple(
+            pad.rolling(resid_b, w, "quantile", min_periods=min(TAIL_MIN_POINTS, w), center=True, q=q)
+            for q in TAIL_QUANTILES
+        )
         expected = med + r_med
-        scale = robust_scale(q1, q3, med, cfg.rel_scale_floor)
+        scale = robust_scale(q1, q3, med, cfg.rel_scale_floor, tails=(tails[0], tails[1]))
         undetermined = np.zeros(n, dtype=bool)
+        effect = np.zeros(n, dtype=bool)
         if len(rows):
-            expected, scale, undetermined = _with_effects(sc, cats, v, hum, med, expected, scale, rows, cfg)
+            expected, scale, undetermined, effect = _with_effects(sc, cats, v, hum, med, expected, scale, rows, cfg)
+        # the second rhythm the detector also accepts (fortnightly for daily data, weekly for
+        # sub-daily: dqad.detect.vectorised.rhythm_slots), in a series that follows it; a calendar
+        # effect, where one applies, is the better description of its day
+        med2, cnt2 = _centred_slot_median(sc, rhythm, ts, bv, cfg.seasonal_k)
+        expected2 = np.where(cnt2 >= cfg.min_history, med2 + r_med, np.nan)
+        follows = prefers_rhythm(sc, slot_base, bv - expected, bv - expected2, centred=True)
+        expected = np.where(follows & ~effect & np.isfinite(expected2), expected2, expected)
         z = (v - expected) / scale
         rel = (v - expected) / np.maximum(np.abs(expected), 1e-9)
         enough = (cnt >= cfg.min_history) & np.isfinite(z) & ~undetermined

@@ -66,12 +66,6 @@ def test_a_new_users_session_end_to_end(example: Path, dqad) -> None:  # type: i
     assert point[["label", "label_source"]].to_dict("records") == [{"label": 0, "label_source": "human"}]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN GAP (detection, not this CLI): a point a human called normal raises the robust detector's "
-    "global threshold to at most 0.6 and per-series calibration keeps it in its budget, so a twin scoring 0.89 "
-    "is still flagged; docs/architecture.md §6 'labels act on the robust detector' is not yet true for strong twins",
-)
 def test_the_twin_of_a_point_marked_expected_is_not_flagged(example: Path, dqad) -> None:  # type: ignore[no-untyped-def]
     assert dqad("run", "--datasets", "datasets.toml").code == 0
     assert dqad("feedback", "--dataset", "shop_dq", "--series", SPIKE[0], "--timestamp", SPIKE[1],

@@ -137,3 +137,38 @@ def test_short_history_allows_no_incident_within_the_budget() -> None:
     score[300] = 0.9
     cal = calibrate_series(score, frame, feats, 0.5, CFG)
     assert cal.thresholds["spiky"] > 0.9
+
+
+def test_a_point_confirmed_normal_mutes_its_twin_in_its_direction_only() -> None:
+    frame, feats = _hist(120, "D", "crm.customers/null_pct")
+    rng = np.random.default_rng(3)
+    score = rng.uniform(0.05, 0.3, 120)
+    z = rng.normal(0, 1, 120)
+    score[100], z[100] = 0.89, 40.0  # a spike up that a human called normal (a planned migration)
+    frame["label"] = 0
+    frame["label_source"] = np.where(np.arange(120) == 100, "human", "seasonal_rule")
+    feats["seas_z"] = z
+    cal = calibrate_series(score, frame, feats, 0.5, CFG)
+    assert cal.confirmed_up == {"crm.customers/null_pct": pytest.approx(odds_scale(0.89, 1.1))}
+    assert cal.confirmed_down == {}
+    new = pd.DataFrame({"series": "crm.customers/null_pct", "timestamp": pd.date_range("2024-06-01", periods=2)})
+    twin_up = pd.DataFrame({"seas_z": [38.0, -38.0], "is_daily": 1.0})
+    alarms = decide(np.array([0.88, 0.88]), 0.5, CFG, cal, features=twin_up, frame=new)
+    assert alarms.tolist() == [False, True]  # the same spike again is expected; a drop as large is not
+    # without features, the direction comes from the range the point was shown
+    shown = new.assign(value=[9.0, 0.0], expected_low=[1.0, 1.0], expected_high=[3.0, 3.0])
+    assert decide(np.array([0.88, 0.88]), 0.5, CFG, cal, frame=shown).tolist() == [False, True]
+
+
+def test_a_complete_labels_file_does_not_mute_a_series() -> None:
+    """A complete labels file calls all of a history normal, its noisiest point too: no rule 3 there."""
+    frame, feats = _hist(120, "D", "s")
+    score = np.random.default_rng(4).uniform(0.05, 0.3, 120)
+    score[60] = 0.9
+    frame["label"], frame["label_source"] = 0, "human"
+    feats["seas_z"] = 1.0
+    cal = calibrate_series(score, frame, feats, 0.5, CFG)
+    assert cal.confirmed_up == {} and cal.confirmed_down == {}
+    # explicit feedback on that one point does mute its twin
+    frame["label_source"] = np.where(np.arange(120) == 60, "human", "seasonal_rule")
+    assert calibrate_series(score, frame, feats, 0.5, CFG).confirmed_up == {"s": pytest.approx(odds_scale(0.9, 1.1))}

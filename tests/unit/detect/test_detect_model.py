@@ -200,11 +200,14 @@ def test_weekly_rhythm_of_subdaily_data_is_not_an_anomaly() -> None:
     last_sat = (ts >= pd.Timestamp("2024-02-03")) & (ts < pd.Timestamp("2024-02-03 06:00"))  # before r_med adapts
     assert np.abs(feats.loc[last_sat, "seas_z"]).median() > 10
     assert np.abs(feats.loc[last_sat, "week_z"]).median() < 3
-    # daily data: week_z is seas_z (its slot already is the weekday)
+    # daily data: the second rhythm is the fortnight; before two earlier fortnights it is seas_z
+    # itself, and on a series without a fortnightly rhythm the two say the same thing
     daily = pd.DataFrame({"series": "d", "timestamp": pd.date_range("2024-01-01", periods=60, freq="D"),
                           "value": rng.normal(100, 3, 60)})
     fd = build_features(daily, FAST)
-    np.testing.assert_array_equal(fd["week_z"].to_numpy(), fd["seas_z"].to_numpy())
+    np.testing.assert_array_equal(fd["week_z"].to_numpy()[:28], fd["seas_z"].to_numpy()[:28])
+    later = slice(28, None)
+    assert (np.abs(fd["week_z"].to_numpy()[later]) < 4).all() and (np.abs(fd["seas_z"].to_numpy()[later]) < 4).all()
 
 
 def test_robust_global_threshold_is_capped_at_the_calibration_margin(loads_factory) -> None:
@@ -240,3 +243,14 @@ def test_human_events_are_runs_of_labelled_anomalies_per_series() -> None:
     human = np.array([True, True, True, True, True, True, False])
     assert _human_events(series, ts, y, human) == 3  # a: [1,2], [4]; b: [1]; b@3 is not human
     assert _human_events(series, ts, y, np.zeros(7, bool)) == 0
+
+
+def test_a_robust_challenger_replaces_a_robust_champion_with_its_newer_calibration() -> None:
+    from dqad.detect.model import is_better
+
+    robust_old = {"f1": 0.6, "pr_auc": 0.5, "fitted": 0.0}
+    robust_new = {"f1": 0.4, "pr_auc": 0.3, "fitted": 0.0}
+    assert is_better(robust_new, robust_old, 0.01)[0]
+    # a fitted model is still compared on its merits, and a champion of before the flag too
+    assert not is_better({**robust_new, "fitted": 1.0}, robust_old, 0.01)[0]
+    assert not is_better(robust_new, {"f1": 0.6, "pr_auc": 0.5}, 0.01)[0]

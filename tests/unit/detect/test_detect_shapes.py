@@ -1,0 +1,146 @@
+"""Series shapes a single weekday median and an IQR misjudge (docs/architecture.md §6).
+
+Each test builds one benign structure, checks that its ordinary loads raise no alarm once the
+history shows them, and that an incident of the same series still does, so that none of the
+rules below can pass by simply going quiet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from dqad.detect import DetectorConfig, LabelerConfig, label_history, score_new
+from dqad.detect.calendar_effects import CATEGORIES, calendar_categories
+from dqad.detect.features import build_features
+from dqad.detect.holiday_calendar import holiday_dates
+from dqad.detect.model import ModelBundle, RobustDetector
+from dqad.detect.vectorised import robust_scale
+
+START, CUT, END = "2024-01-01", "2025-09-01", "2026-02-28"
+
+
+def _days() -> pd.DatetimeIndex:
+    return pd.date_range(START, END, freq="D") + pd.Timedelta(hours=2)
+
+
+def _score(frame: pd.DataFrame, cfg: DetectorConfig) -> pd.DataFrame:
+    """The robust detector (the default without enough labels) on the loads after ``CUT``."""
+    hist = frame[frame["timestamp"] < CUT]
+    new = frame[frame["timestamp"] >= CUT]
+    labeled = label_history(hist, None, LabelerConfig(holidays=cfg.holidays))
+    names = list(build_features(labeled.iloc[:50], cfg).columns)
+    bundle = ModelBundle(RobustDetector(cfg), names, 0.5, cfg, "now", {}, "robust")
+    return score_new(bundle, labeled, new)
+
+
+def _frame(name: str, values: np.ndarray, days: pd.DatetimeIndex) -> pd.DataFrame:
+    return pd.DataFrame({"series": f"{name}/row_count", "group": name, "timestamp": days, "value": values})
+
+
+def test_the_tail_range_sees_what_an_iqr_of_zero_cannot() -> None:
+    q25, q75, level = np.array([0.0]), np.array([0.0]), np.array([0.0])
+    assert robust_scale(q25, q75, level, 0.01)[0] <= 1e-9  # the IQR alone: no spread at all
+    tails = (np.array([0.0]), np.array([32.9]))
+    assert robust_scale(q25, q75, level, 0.01, tails=tails)[0] == 10.0
+    # a Gaussian's two estimates agree, so ordinary series keep their scale
+    x = np.random.default_rng(0).normal(100, 5, 100_000)
+    q = np.quantile(x, [0.25, 0.75, 0.05, 0.95])
+    iqr = robust_scale(q[:1], q[1:2], np.array([100.0]), 0.0)[0]
+    both = robust_scale(q[:1], q[1:2], np.array([100.0]), 0.0, tails=(q[2:3], q[3:4]))[0]
+    assert abs(both - iqr) / iqr < 0.03
+
+
+def test_a_zero_inflated_count_alarms_on_an_extreme_burst_only() -> None:
+    days = _days()
+    rng = np.random.default_rng(7)
+    values = np.where(rng.random(len(days)) < 0.75, 0.0, rng.poisson(15, len(days)).astype(float))
+    df = _frame("ops.refunds", values, days)
+    out = _score(df, DetectorConfig())
+    assert out["is_anomaly"].sum() <= 1  # bursts of the usual size are the series' ordinary life
+    burst = int(np.flatnonzero((days >= CUT) & (values > 0))[-5])
+    df.loc[burst, "value"] = 400.0
+    out = _score(df, DetectorConfig())
+    flagged = out.set_index("timestamp")["is_anomaly"]
+    assert flagged[days[burst]]
+
+
+def test_a_fortnightly_run_is_learnt_and_an_empty_one_still_alarms() -> None:
+    days = _days()
+    rng = np.random.default_rng(8)
+    week = (days.normalize() - pd.Timestamp("2024-01-05")).days // 7
+    payroll = (days.day_of_week == 4) & (week % 2 == 0)
+    values = 50_000 * np.where(payroll, 2.2, 1.0) * np.exp(rng.normal(0, 0.03, len(days)))
+    df = _frame("hr.payments", values, days)
+    out = _score(df, DetectorConfig())
+    scored_payroll = payroll[days >= CUT]
+    assert scored_payroll.sum() >= 10
+    assert not out["is_anomaly"].any()
+    # and the range shown on a payroll Friday is the payroll level's
+    v, lo, hi = (out[c].to_numpy()[scored_payroll] for c in ("value", "expected_low", "expected_high"))
+    assert ((v >= lo) & (v <= hi)).mean() >= 0.9
+    empty = int(np.flatnonzero((days >= CUT) & payroll)[-2])
+    df.loc[empty, "value"] = values[empty] * 0.05
+    out = _score(df, DetectorConfig())
+    assert out.set_index("timestamp")["is_anomaly"][days[empty]]
+
+
+def test_the_labeler_does_not_call_a_fortnightly_run_an_incident() -> None:
+    days = _days()
+    rng = np.random.default_rng(9)
+    week = (days.normalize() - pd.Timestamp("2024-01-05")).days // 7
+    payroll = (days.day_of_week == 4) & (week % 2 == 1)
+    values = 50_000 * np.where(payroll, 2.2, 1.0) * np.exp(rng.normal(0, 0.03, len(days)))
+    labeled = label_history(_frame("hr.payments", values, days), None, LabelerConfig())
+    # a weekday median alone labelled 27 of the 56 payroll Fridays (and 31 other Fridays, whose
+    # median it pulled up); what is left are month-end Fridays, judged by their calendar effect
+    assert labeled["label"].to_numpy()[payroll].sum() <= 6
+    assert labeled["label"].to_numpy()[~payroll].sum() <= 3
+
+
+def test_a_holiday_of_another_calendar_is_an_ordinary_day_for_a_table_that_closes_on_its_own() -> None:
+    start, end = dt.date(2024, 1, 1), dt.date(2026, 2, 28)
+    us, de = holiday_dates("US", start, end), holiday_dates("DE", start, end)
+    declared = tuple(sorted(set(us) | set(de)))  # one dataset, tables of two countries
+    days = _days()
+    rng = np.random.default_rng(10)
+    closed = np.isin(days.normalize().date, list(us))
+    values = 20_000 * np.where(closed, 0.25, 1.0) * np.exp(rng.normal(0, 0.03, len(days)))
+    df = _frame("us.orders", values, days)
+    cfg = DetectorConfig(holidays=declared)
+    out = _score(df, cfg)
+    new = days >= CUT
+    on_other = np.isin(days.normalize().date, list(set(de) - set(us)))[new]
+    assert closed[new].sum() >= 5 and on_other.sum() >= 2
+    assert not out["is_anomaly"].to_numpy()[closed[new] | on_other].any()
+    # an empty load on one of its own holidays is still an incident
+    own = int(np.flatnonzero(new & closed)[-1])
+    df.loc[own, "value"] = 0.0
+    out = _score(df, cfg)
+    assert out.set_index("timestamp")["is_anomaly"][days[own]]
+
+
+def test_a_declared_holiday_the_series_has_not_shown_yet_is_judged_with_a_wider_range() -> None:
+    days = _days()
+    first_new = days[days >= CUT][10].date()
+    cfg = DetectorConfig(holidays=(first_new,))
+    rng = np.random.default_rng(11)
+    values = 20_000 * np.exp(rng.normal(0, 0.03, len(days)))
+    df = _frame("fin.entries", values, days)
+    out = _score(df, cfg).set_index("timestamp")
+    width = out["expected_high"] - out["expected_low"]
+    at = days[days >= CUT][10]
+    ordinary = width.drop(index=at)
+    assert width[at] >= 2.5 * ordinary.median()
+    assert not out["is_anomaly"].any()
+
+
+def test_the_last_three_days_of_a_quarter_are_candidates() -> None:
+    t = pd.DatetimeIndex(["2025-03-29", "2025-03-30", "2025-03-31", "2025-04-28", "2025-06-28"])
+    cats = calendar_categories(t)
+    q3 = cats[:, CATEGORIES.index("quarter_third_last_day")]
+    q2 = cats[:, CATEGORIES.index("quarter_second_last_day")]
+    assert q3.tolist() == [True, False, False, False, True]
+    assert q2.tolist() == [False, True, False, False, False]
