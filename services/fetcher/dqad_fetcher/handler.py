@@ -120,8 +120,9 @@ def freshness_check(event: Any = None, context: Any = None) -> dict:
     """Scheduled (EventBridge Scheduler): report late, missing and arrived loads of watched tables.
 
     Reads the ETL log (Aurora with the outbox DSN; locally the CSV named by ``DQAD_LOAD_LOG_URI``)
-    and hands it to :func:`dqad_fetcher.loadlog.run_check`. An error raises: the schedule retries
-    and then dead-letters the invocation with the reason.
+    and hands it to :func:`dqad_fetcher.loadlog.run_check`. An error raises: the asynchronous
+    invocation fails and lands in the fetcher's DLQ with the error (the function's on_failure
+    destination), and the next scheduled check, minutes later, tries again.
     """
     from dqad_fetcher import loadlog
 

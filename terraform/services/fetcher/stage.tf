@@ -195,7 +195,7 @@ module "service" {
       handler       = local.stage.extra_handlers.freshness
       timeout_s     = 300
       memory_mb     = 512
-      async_retries = 0 # the schedule retries (retry_policy below), then dead-letters with the reason
+      async_retries = 0 # a failed check goes to the DLQ (on_failure, with the error); the next one runs in minutes
       environment = {
         # the ETL log is read on the database (and with the secret) of the outbox
         DQAD_OUTBOX_DSN_SECRET_ARN = var.outbox_dsn_secret_arn
@@ -297,7 +297,8 @@ data "aws_iam_policy_document" "freshness_schedule" {
     resources = [module.service.extra_function_arns["freshness"]]
   }
   statement {
-    # Scheduler sends an invocation it could not deliver to the fetcher's DLQ, with the reason.
+    # An invocation Scheduler could not deliver (after retry_policy) goes to the fetcher's DLQ; a check
+    # that ran and failed goes there through the function's own on_failure destination.
     sid       = "DeadLetterFailedChecks"
     actions   = ["sqs:SendMessage"]
     resources = [module.service.dlq_arn]
