@@ -11,7 +11,9 @@ Kinds (docs/alerts.md, "Late, missing and empty loads"):
 * ``late_load``: the load due at ``due_at`` has not arrived past its usual lateness;
 * ``missing_load``: the next load is due too and neither came (``missed`` ≥ 2 loads);
 * ``load_arrived``: a load reported late or missing has arrived (``arrived_at``); closes the incident;
-* ``empty_load``: the ETL log row of a successful load says 0 rows (``row_count``).
+* ``empty_load``: the ETL log row of a successful load says 0 rows (``row_count``);
+* ``slow_load``: the latest load took far longer than the table's loads usually take
+  (``duration_s`` against ``usual_duration_s``, from the log's started_at / loaded_at).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-IncidentKind = Literal["late_load", "missing_load", "load_arrived", "empty_load"]
-INCIDENT_KINDS: tuple[str, ...] = ("late_load", "missing_load", "load_arrived", "empty_load")
+IncidentKind = Literal["late_load", "missing_load", "load_arrived", "empty_load", "slow_load"]
+INCIDENT_KINDS: tuple[str, ...] = ("late_load", "missing_load", "load_arrived", "empty_load", "slow_load")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -52,6 +54,8 @@ class LoadIncident:
     missed: int = 0  # loads due and not arrived (late: 1, missing: ≥ 2)
     row_count: int | None = None  # empty_load: what the log says
     log_id: str = ""  # empty_load: the log row
+    duration_s: float | None = None  # slow_load: how long this load took
+    usual_duration_s: float | None = None  # slow_load: the median of the table's loads
 
     def __post_init__(self) -> None:
         if self.kind not in INCIDENT_KINDS:

@@ -22,6 +22,10 @@ scheduler keeps local time across DST, so a daily 02:15 Europe/Paris load stays 
 Not enough history (fewer than ``min_loads`` loads, or less than :data:`MIN_SPAN` of it) gives no
 cadence and a reason that the check reports, instead of a guess.
 
+**Slow loads** (:func:`slow_load`): the log's own duration (``loaded_at - started_at``) of the latest
+load against the table's earlier loads: slow past twice their median, at least 15 minutes more, and
+above the 95th percentile of what they took. Reported once per load, within a day of it.
+
 **How a table is judged** (:func:`judge`): the latest load fulfilled the slot occurrence nearest to
 it; the next occurrence is *due*. Past ``due + tolerance`` without a load the table is *late*; once
 the occurrence after that is past its own deadline too it is *missing*.
@@ -47,6 +51,9 @@ MIN_TOLERANCE = timedelta(minutes=30)
 MIN_SPAN = timedelta(days=7)
 MAX_SLOTS = 48  # more than one load every 30 minutes: not judged (a lag metric suits such tables better)
 LATENESS_QUANTILE = 0.95
+SLOW_FACTOR = 2.0
+SLOW_MIN_EXTRA_S = 15 * 60.0
+SLOW_NEWS_WITHIN = timedelta(days=1)  # an older slow load is history, not news
 _WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -264,19 +271,48 @@ def judge(table: str, job: str, cadence: Cadence, times: Sequence[datetime], now
     return Judgement(table, job, status, cadence, last, due, due + cadence.tolerance, missed)
 
 
+def slow_load(
+    table: str, job: str, durations: Sequence[tuple[datetime, float]], now: datetime, min_loads: int
+) -> LoadIncident | None:
+    """The latest load as a ``slow_load`` when it took far longer than this table's loads usually do.
+
+    ``durations``: (load time, seconds) from the log. Needs ``min_loads`` earlier loads to know
+    what usual is; the latest load must be within :data:`SLOW_NEWS_WITHIN` of ``now``.
+    """
+    ordered = sorted((at, d) for at, d in durations if d >= 0 and at <= now)
+    if len(ordered) <= min_loads:
+        return None
+    *earlier, (at, latest) = ordered
+    if now - at > SLOW_NEWS_WITHIN:
+        return None
+    past = [d for _, d in earlier]
+    usual = statistics.median(past)
+    threshold = max(usual * SLOW_FACTOR, usual + SLOW_MIN_EXTRA_S, _quantile(past, LATENESS_QUANTILE))
+    if latest <= threshold:
+        return None
+    return LoadIncident(
+        kind="slow_load", table=table, job=job, arrived_at=at, duration_s=latest, usual_duration_s=usual
+    )
+
+
 # -- what to send, given what was already sent ------------------------------------------------------
 @dataclass
 class FreshnessState:
     """Per dataset: the open (reported, not yet arrived) late/missing incident of each table."""
 
     open: dict[str, dict[str, Any]] = field(default_factory=dict)  # table -> incident JSON
+    slow: dict[str, str] = field(default_factory=dict)  # table -> load time (ISO) of the last slow load sent
 
     @classmethod
     def from_json(cls, doc: dict | None) -> FreshnessState:
-        return cls(open={k: dict(v) for k, v in (doc or {}).get("open", {}).items()})
+        doc = doc or {}
+        return cls(
+            open={k: dict(v) for k, v in doc.get("open", {}).items()},
+            slow={k: str(v) for k, v in doc.get("slow", {}).items()},
+        )
 
     def to_json(self) -> dict:
-        return {"open": self.open}
+        return {"open": self.open, "slow": self.slow}
 
     def merge(self, other: FreshnessState) -> FreshnessState:
         """Union of two states written concurrently: the more advanced incident of a table wins."""
@@ -288,7 +324,10 @@ class FreshnessState:
                 theirs.get("due_at") or "",
             ):
                 merged[table] = inc
-        return FreshnessState(merged)
+        slow = dict(other.slow)
+        for table, at in self.slow.items():
+            slow[table] = max(at, slow.get(table, ""))
+        return FreshnessState(merged, slow)
 
 
 def decide(
@@ -296,6 +335,7 @@ def decide(
     judgements: Sequence[Judgement],
     arrivals: Mapping[str, Sequence[datetime]],
     now: datetime,
+    slow: Sequence[LoadIncident] = (),
 ) -> tuple[list[LoadIncident], FreshnessState]:
     """The incidents to send now and the state after sending them.
 
@@ -303,6 +343,7 @@ def decide(
     * an open late incident that became missing: sent again (it got worse), once;
     * an open incident whose table has loaded since: closed with a ``load_arrived`` note saying when
       the load came and how late it was;
+    * a slow load (:func:`slow_load`) not sent before: sent once;
     * anything already sent in this form: not sent again, however often the check runs.
     """
     send: list[LoadIncident] = []
@@ -338,4 +379,10 @@ def decide(
         if previous is None or (previous.get("kind") == "late_load" and incident.kind == "missing_load"):
             send.append(incident)
             new_open[j.table] = incident.to_json()
-    return send, FreshnessState(new_open)
+    sent_slow = dict(state.slow)
+    for incident in slow:
+        at = incident.to_json()["arrived_at"] or ""
+        if at > sent_slow.get(incident.table, ""):
+            send.append(incident)
+            sent_slow[incident.table] = at
+    return send, FreshnessState(new_open, sent_slow)

@@ -33,7 +33,7 @@ from dqad.contract import LoadIncidentDetail, LoadLogChecked
 from dqad.datasets import Dataset, normalise_status
 from dqad.freshness import LoadIncident
 from dqad.stage import StageRuntime
-from dqad_fetcher.freshness import FreshnessState, Judgement, NoJudgement, decide, judge, learn_cadence
+from dqad_fetcher.freshness import FreshnessState, Judgement, NoJudgement, decide, judge, learn_cadence, slow_load
 
 logger = Logger(service="dqad-fetcher")
 
@@ -43,14 +43,15 @@ SELECT l.table_name,
        to_jsonb(l) ->> 'job_name' AS job_name,
        l.status,
        coalesce(l.loaded_at, l.ended_at) AS loaded_at,
-       (to_jsonb(l) ->> 'row_count') AS row_count
+       (to_jsonb(l) ->> 'row_count') AS row_count,
+       (to_jsonb(l) ->> 'started_at')::timestamptz AS started_at
   FROM edo_dms.qe_query_logs l
  WHERE l.table_name IS NOT NULL
    AND coalesce(l.loaded_at, l.ended_at) >= %(since)s
    AND coalesce(l.loaded_at, l.ended_at) <= %(until)s
  ORDER BY 4
 """
-LOG_COLUMNS = ("table_name", "job_name", "status", "loaded_at", "row_count")
+LOG_COLUMNS = ("table_name", "job_name", "status", "loaded_at", "row_count", "started_at")
 
 
 class LoadLogError(ValueError):
@@ -64,23 +65,46 @@ class LogEntry:
     status: str
     at: datetime
     row_count: int | None = None
+    started_at: datetime | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        """How long the load took, from the log's own started_at (None when absent or after the end)."""
+        if self.started_at is None or self.started_at > self.at:
+            return None
+        return (self.at - self.started_at).total_seconds()
 
 
-def _entry(table: Any, job: Any, status: Any, at: Any, row_count: Any, where: str) -> LogEntry:
-    if isinstance(at, str):
+def _time(value: Any, column: str, where: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
         try:
-            at = datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise LoadLogError(f"{where}: loaded_at is not a timestamp: {at!r}") from None
-    if not isinstance(at, datetime):
+            raise LoadLogError(f"{where}: {column} is not a timestamp: {value!r}") from None
+    if not isinstance(value, datetime):
+        raise LoadLogError(f"{where}: {column} is not a timestamp: {value!r}")
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _entry(table: Any, job: Any, status: Any, at: Any, row_count: Any, started_at: Any, where: str) -> LogEntry:
+    at = _time(at, "loaded_at", where)
+    if at is None:
         raise LoadLogError(f"{where}: loaded_at is missing")
-    at = at if at.tzinfo else at.replace(tzinfo=UTC)
     count: int | None
     try:
         count = None if row_count in (None, "") else int(float(row_count))
     except ValueError:
         raise LoadLogError(f"{where}: row_count is not a number: {row_count!r}") from None
-    return LogEntry(str(table), str(job or ""), normalise_status(str(status or "")), at.astimezone(UTC), count)
+    return LogEntry(
+        str(table),
+        str(job or ""),
+        normalise_status(str(status or "")),
+        at,
+        count,
+        _time(started_at, "started_at", where),
+    )
 
 
 def read_sql_log(dsn: str, since: datetime, until: datetime) -> list[LogEntry]:
@@ -93,8 +117,8 @@ def read_sql_log(dsn: str, since: datetime, until: datetime) -> list[LogEntry]:
             cur.execute("SET TIME ZONE 'UTC'")
             cur.execute(LOG_QUERY, {"since": since, "until": until})
             return [
-                _entry(table, job, status, at, count, f"qe_query_logs row {i + 1}")
-                for i, (table, job, status, at, count) in enumerate(cur)
+                _entry(table, job, status, at, count, started, f"qe_query_logs row {i + 1}")
+                for i, (table, job, status, at, count, started) in enumerate(cur)
             ]
 
 
@@ -107,7 +131,13 @@ def read_csv_log(text: str, since: datetime, until: datetime) -> list[LogEntry]:
     out = []
     for i, row in enumerate(reader, start=2):
         e = _entry(
-            row["table_name"], row.get("job_name"), row["status"], row["loaded_at"], row.get("row_count"), f"line {i}"
+            row["table_name"],
+            row.get("job_name"),
+            row["status"],
+            row["loaded_at"],
+            row.get("row_count"),
+            row.get("started_at"),
+            f"line {i}",
         )
         if since <= e.at <= until:
             out.append(e)
@@ -120,7 +150,10 @@ def render_csv_log(entries: Iterable[LogEntry]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(LOG_COLUMNS)
     for e in entries:
-        writer.writerow((e.table, e.job, e.status, e.at.isoformat(), "" if e.row_count is None else e.row_count))
+        started = "" if e.started_at is None else e.started_at.isoformat()
+        writer.writerow(
+            (e.table, e.job, e.status, e.at.isoformat(), "" if e.row_count is None else e.row_count, started)
+        )
     return buf.getvalue()
 
 
@@ -172,6 +205,7 @@ class CheckReport:
     tables: int = 0
     late: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    slow: list[str] = field(default_factory=list)
     not_judged: dict[str, str] = field(default_factory=dict)  # table -> why
     sent: int = 0  # incidents published
     runs: list[str] = field(default_factory=list)
@@ -196,22 +230,35 @@ def publish_incidents(
     return event.run_id
 
 
-def judge_dataset(
-    ds: Dataset, entries: Sequence[LogEntry], now: datetime, report: CheckReport
-) -> tuple[list[Judgement], dict[str, list[datetime]]]:
+@dataclass
+class DatasetJudgement:
+    judgements: list[Judgement]
+    arrivals: dict[str, list[datetime]]
+    slow: list[LoadIncident]
+
+
+def judge_dataset(ds: Dataset, entries: Sequence[LogEntry], now: datetime, report: CheckReport) -> DatasetJudgement:
     """Judge every watched table of one dataset that appears in the log (successful loads only)."""
     patterns = ds.watched_tables
     ok = {normalise_status(s) for s in ds.trigger.statuses}
     since = now - timedelta(days=ds.freshness.history_days)
     times: dict[str, list[datetime]] = defaultdict(list)
+    durations: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
     jobs: dict[str, str] = {}
     for e in entries:
         if e.status in ok and since <= e.at <= now and any(fnmatch.fnmatchcase(e.table, p) for p in patterns):
             times[e.table].append(e.at)
             jobs[e.table] = e.job or jobs.get(e.table, "")
+            if e.duration_s is not None:
+                durations[e.table].append((e.at, e.duration_s))
     judgements = []
+    slow = []
     for table in sorted(times):
         report.tables += 1
+        took = slow_load(table, jobs[table], durations.get(table, []), now, ds.freshness.min_loads)
+        if took is not None:
+            slow.append(took)
+            report.slow.append(table)
         cadence = learn_cadence(table, times[table], ds.freshness)
         if isinstance(cadence, NoJudgement):
             report.not_judged[table] = cadence.reason
@@ -222,7 +269,7 @@ def judge_dataset(
             report.late.append(table)
         elif j.status == "missing":
             report.missing.append(table)
-    return judgements, times
+    return DatasetJudgement(judgements, times, slow)
 
 
 def run_check(rt: StageRuntime, entries: Sequence[LogEntry], now: datetime) -> CheckReport:
@@ -233,9 +280,9 @@ def run_check(rt: StageRuntime, entries: Sequence[LogEntry], now: datetime) -> C
         if not ds.freshness.enabled or not ds.watched_tables:
             continue
         report.datasets += 1
-        judgements, times = judge_dataset(ds, entries, now, report)
+        judged = judge_dataset(ds, entries, now, report)
         state, etag = store.load(ds.name)
-        send, new_state = decide(state, judgements, times, now)
+        send, new_state = decide(state, judged.judgements, judged.arrivals, now, judged.slow)
         if send:
             report.runs.append(publish_incidents(rt, ds.name, send, now, "fresh"))
             report.sent += len(send)

@@ -18,17 +18,19 @@ from dqad.freshness import LoadIncident
 from dqad.stage import StageRuntime
 from dqad.wording import plural
 
-_ORDER = {"missing_load": 0, "late_load": 1, "empty_load": 2, "load_arrived": 3}
+_ORDER = {"missing_load": 0, "late_load": 1, "empty_load": 2, "slow_load": 3, "load_arrived": 4}
 _HEADINGS = {
     "missing_load": "Missing loads (the next one is due too)",
     "late_load": "Late loads",
     "empty_load": "Empty loads (the ETL log says 0 rows)",
+    "slow_load": "Slow loads (by the ETL log's own duration)",
     "load_arrived": "Arrived (closes what was reported)",
 }
 _NOUNS = {
     "missing_load": ("missing load", "missing loads"),
     "late_load": ("late load", "late loads"),
     "empty_load": ("empty load", "empty loads"),
+    "slow_load": ("slow load", "slow loads"),
     "load_arrived": ("late load arrived", "late loads arrived"),
 }
 
@@ -68,6 +70,10 @@ def line(i: LoadIncident, checked_at: datetime) -> str:
         late = f", {duration_words(i.lateness_s)} late" if i.lateness_s else ""
         due, came = _clock(i.due_at, i.arrived_at), _clock(i.arrived_at, i.due_at)
         return f"{i.table}: the load due {due} arrived at {came}{late}"
+    if i.kind == "slow_load":
+        took = duration_words(i.duration_s or 0)
+        usual = f" instead of about {duration_words(i.usual_duration_s)}" if i.usual_duration_s is not None else ""
+        return f"{i.table}: the load that ended {_clock(i.arrived_at, checked_at)} UTC took {took}{usual}"
     return f"{i.table}: loaded empty at {_clock(i.arrived_at)} UTC: the ETL log says 0 rows (log id {i.log_id or '?'})"
 
 

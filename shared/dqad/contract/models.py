@@ -152,7 +152,7 @@ class NotificationSent(EventDetail):
 class LoadIncidentDetail(_Strict):
     """One late, missing, arrived or empty load (the JSON of :class:`dqad.freshness.LoadIncident`)."""
 
-    kind: Literal["late_load", "missing_load", "load_arrived", "empty_load"]
+    kind: Literal["late_load", "missing_load", "load_arrived", "empty_load", "slow_load"]
     table: str = Field(min_length=1, max_length=256)
     job: str = Field(default="", max_length=256)
     due_at: datetime | None = None
@@ -163,10 +163,12 @@ class LoadIncidentDetail(_Strict):
     missed: int = Field(default=0, ge=0)
     row_count: int | None = Field(default=None, ge=0)
     log_id: str = Field(default="", max_length=64)
+    duration_s: float | None = Field(default=None, ge=0)
+    usual_duration_s: float | None = Field(default=None, ge=0)
 
 
 class LoadLogChecked(EventDetail):
-    """What the ETL log alone says: loads late, missing, arrived after being reported, or logged empty.
+    """What the ETL log alone says: loads late, missing, arrived after being reported, logged empty or slow.
 
     From the fetcher's scheduled freshness check and, for an empty load, its Aurora entry point; to the
     notifier. ``run_id`` derives from the incidents, so a check repeated after a lost state write

@@ -34,13 +34,21 @@ def catalog() -> str:
     )
 
 
-def log_rows(conn: psycopg.Connection[Any], table: str, job: str, times: list[datetime], rows: int = 1000) -> None:
+def log_rows(
+    conn: psycopg.Connection[Any],
+    table: str,
+    job: str,
+    times: list[datetime],
+    rows: int = 1000,
+    took: timedelta | None = None,
+) -> None:
     with conn.transaction():
         for at in times:
             conn.execute(
-                "INSERT INTO edo_dms.qe_query_logs (job_name, table_name, status, row_count, ended_at, loaded_at)"
-                " VALUES (%s, %s, 'SUCCESS', %s, %s, %s)",
-                (job, table, rows, at, at),
+                "INSERT INTO edo_dms.qe_query_logs"
+                " (job_name, table_name, status, row_count, started_at, ended_at, loaded_at)"
+                " VALUES (%s, %s, 'SUCCESS', %s, %s, %s, %s)",
+                (job, table, rows, None if took is None else at - took, at, at),
             )
 
 
@@ -133,6 +141,23 @@ def test_a_load_logged_with_zero_rows_is_an_empty_load_at_once(cloud: LocalCloud
     assert "sales.orders: loaded empty at Sat 7 Nov 02:16 UTC: the ETL log says 0 rows (log id 77)" in mail["Message"]
     cloud.invoke(stage("fetcher"), "aurora", payload)  # the same log row again (a re-drive): no second email
     assert emails(cloud) == []
+
+
+def test_a_load_far_slower_than_usual_is_a_slow_load_once(cloud: LocalCloud, setup: psycopg.Connection) -> None:
+    first = SATURDAY - timedelta(days=30)
+    log_rows(
+        setup, "sales.payments", "dq_pay", days(first, SATURDAY - timedelta(days=2), 1, 0), took=timedelta(minutes=12)
+    )
+    log_rows(setup, "sales.payments", "dq_pay", [SATURDAY - timedelta(hours=22)], took=timedelta(hours=2, minutes=5))
+    report = check(SATURDAY.replace(hour=0, minute=30))
+    assert report["slow"] == ["sales.payments"]
+    (mail,) = emails(cloud)
+    assert "Slow loads (by the ETL log's own duration)\n" in mail["Message"]
+    assert (
+        "  sales.payments: the load that ended Fri 6 Nov 02:00 UTC took 2 h 5 min instead of about 12 min [job dq_pay]"
+        in mail["Message"]
+    )
+    assert check(SATURDAY.replace(hour=0, minute=45))["sent"] == 0  # once per load
 
 
 def test_bad_check_time_is_refused_naming_it(setup: psycopg.Connection) -> None:

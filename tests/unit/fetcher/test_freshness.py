@@ -19,6 +19,7 @@ from dqad_fetcher.freshness import (
     decide,
     judge,
     learn_cadence,
+    slow_load,
 )
 
 OPTS = FreshnessOptions()
@@ -233,3 +234,19 @@ def test_concurrent_states_merge_to_the_more_advanced_incident() -> None:
     other = LoadIncident(kind="late_load", table="u", due_at=START, missed=1).to_json()
     merged = FreshnessState({"t": late}).merge(FreshnessState({"t": missing, "u": other}))
     assert merged.open == {"t": missing, "u": other}
+
+
+def test_slow_load_against_the_tables_usual_duration_reported_once() -> None:
+    times = daily(20)
+    durations = [(t, 600.0 + 30 * (i % 5)) for i, t in enumerate(times)]
+    now = times[-1] + timedelta(hours=1)
+    assert slow_load("t", "j", durations, now, 8) is None  # an ordinary history
+    slow = [*durations[:-1], (times[-1], 2400.0)]  # 40 min instead of about 11
+    incident = slow_load("t", "j", slow, now, 8)
+    assert incident is not None and incident.kind == "slow_load"
+    assert incident.duration_s == 2400.0 and incident.usual_duration_s == 660.0 and incident.arrived_at == times[-1]
+    assert slow_load("t", "j", slow, now + timedelta(days=2), 8) is None  # old news
+    assert slow_load("t", "j", slow[:5], now, 8) is None  # too few loads to know what usual is
+    sent, state = decide(FreshnessState(), [], {}, now, [incident])
+    assert sent == [incident]
+    assert decide(state, [], {}, now, [incident])[0] == []
