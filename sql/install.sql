@@ -73,6 +73,7 @@ CREATE INDEX IF NOT EXISTS dqad_outbox_undelivered_idx
 --   table_name        -> "table_name"  (at most 256 characters)
 --   loaded_at, else ended_at, else the statement time -> "loaded_at" (ISO 8601, UTC, "Z")
 --   status            -> "status"      (at most 32 characters)
+--   row_count         -> "row_count"   (text, at most 20 characters; only when not NULL)
 -- The limits are the ones of the LoadCompleted event contract, so the payload stays well under
 -- 1 KiB whatever the ETL writes (query texts and error messages are never sent).
 --
@@ -133,6 +134,11 @@ BEGIN
             'status',     left(v_row ->> 'status', 32),
             'source',     'aurora-trigger'
         );
+        -- The load's own row count, when the log has one: a successful load of 0 rows is reported as
+        -- an empty load at once (dqad_fetcher.domain.report_empty_load). Absent or NULL: not sent.
+        IF v_row ->> 'row_count' IS NOT NULL THEN
+            v_payload := v_payload || jsonb_build_object('row_count', left(v_row ->> 'row_count', 20));
+        END IF;
 
         SELECT max(value) FILTER (WHERE key = 'fetcher_function'),
                max(value) FILTER (WHERE key = 'region'),

@@ -257,6 +257,109 @@ class NotifierOptions(_Strict):
     feedback_link_expiry_hours: float = Field(default=14 * 24, gt=0, description="validity of the email's links")
 
 
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*(?:(\d+)\s*s)?\s*$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"30m"``, ``"2h"``, ``"1h30m"``, ``"45s"`` as a timedelta; anything else is refused, named."""
+    match = _DURATION.match(text or "")
+    if not text or not text.strip() or match is None or not any(match.groups()):
+        raise ValueError(f"duration {text!r}: expected e.g. '30m', '2h', '1h30m' or '90s'")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+class FreshnessOptions(_Strict):
+    """When a watched table's load is due, and how late is too late (docs/alerts.md, freshness).
+
+    Learnt from the ETL log by default; ``schedule`` and ``tolerance`` override what was learnt:
+    ``freshness = { tolerance = "30m", schedule = "weekdays 02:15", timezone = "Europe/Paris" }``.
+    """
+
+    enabled: bool = True
+    tables: tuple[str, ...] = Field(default=(), description="fnmatch patterns; default: the trigger's table_names")
+    # 'daily 02:15', 'weekdays 06:00,18:00', 'mon,thu 03:00', 'hourly :05'
+    schedule: str | None = None
+    # how late a load may be before it is reported: '30m', '2h'
+    tolerance: str | None = None
+    # IANA zone the ETL schedule runs in (a scheduler keeps local time across DST)
+    timezone: str = "UTC"
+    history_days: float = Field(default=35, gt=1, le=366, description="log history the cadence is learnt from")
+    min_loads: int = Field(default=8, ge=3, description="fewer loads than this: no judgement, and it says so")
+
+    @field_validator("tolerance")
+    @classmethod
+    def _tolerance(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as 'Europe/Paris' or 'UTC')") from None
+        return v
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_schedule(v)
+        return v
+
+    def tolerance_delta(self) -> timedelta | None:
+        return None if self.tolerance is None else parse_duration(self.tolerance)
+
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def parse_schedule(text: str) -> tuple[frozenset[int], tuple[int, ...]]:
+    """A schedule override as (weekdays 0=Monday…, minutes of the day of each load).
+
+    ``daily 02:15``, ``weekdays 06:00,18:00``, ``weekends 09:00``, ``mon,thu 03:00``, ``hourly :05``
+    (every hour at minute 5), ``hourly`` (at :00). Refused with the reason otherwise.
+    """
+    parts = (text or "").strip().lower().split()
+    if not parts:
+        raise ValueError("schedule is empty: expected e.g. 'daily 02:15' or 'weekdays 06:00'")
+    days_word = parts[0]
+    if days_word == "hourly":
+        minute = 0
+        if len(parts) == 2:
+            m = re.fullmatch(r":?(\d{1,2})", parts[1])
+            if m is None or int(m.group(1)) > 59:
+                raise ValueError(f"schedule {text!r}: 'hourly' takes a minute such as ':05'")
+            minute = int(m.group(1))
+        elif len(parts) > 2:
+            raise ValueError(f"schedule {text!r}: 'hourly' takes at most a minute such as ':05'")
+        return frozenset(range(7)), tuple(h * 60 + minute for h in range(24))
+    if len(parts) != 2:
+        raise ValueError(f"schedule {text!r}: expected '<days> <HH:MM>[,<HH:MM>…]', e.g. 'weekdays 02:15'")
+    named = {"daily": range(7), "weekdays": range(5), "weekends": range(5, 7)}
+    if days_word in named:
+        days = frozenset(named[days_word])
+    else:
+        try:
+            days = frozenset(_WEEKDAYS.index(d[:3]) for d in days_word.split(","))
+        except ValueError:
+            raise ValueError(
+                f"schedule {text!r}: days must be daily, weekdays, weekends or names like mon,thu"
+            ) from None
+    minutes = []
+    for clock in parts[1].split(","):
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})", clock)
+        if m is None or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+            raise ValueError(f"schedule {text!r}: {clock!r} is not a time of day HH:MM")
+        minutes.append(int(m.group(1)) * 60 + int(m.group(2)))
+    return days, tuple(sorted(set(minutes)))
+
+
 class Holidays(_Strict):
     """A dataset's holiday calendar: a country's (``holidays`` package) and the dataset's own dates.
 
@@ -303,6 +406,7 @@ class Dataset(_Strict):
     holidays: Holidays | None = None
     trainer: TrainerOptions = TrainerOptions()
     notifier: NotifierOptions = NotifierOptions()
+    freshness: FreshnessOptions = FreshnessOptions()
 
     @model_validator(mode="after")
     def _columns_consistent(self) -> Dataset:
@@ -327,6 +431,11 @@ class Dataset(_Strict):
             own = [str(d)[:10] for d in out.get("holidays", ())]
             out["holidays"] = sorted({*own, *(d.isoformat() for d in self.holidays.dates(*span))})
         return out
+
+    @property
+    def watched_tables(self) -> tuple[str, ...]:
+        """fnmatch patterns of the tables whose loads the freshness check watches (default: the trigger's)."""
+        return self.freshness.tables or self.trigger.table_names
 
     @property
     def columns(self) -> tuple[str, ...]:

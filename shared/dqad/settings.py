@@ -33,6 +33,7 @@ class Settings:
     model_signing_secret_arn: str = ""  # trainer and scorer: the HMAC key of model references
     feedback_url: str = ""
     outbox_dsn_secret_arn: str = ""
+    load_log_uri: str = ""  # fetcher's freshness check, locally: a CSV of the ETL log instead of Aurora
     report_link_expiry_s: int = 7 * 24 * 3600
 
     @classmethod

@@ -21,6 +21,7 @@ MODEL_TRAINED = "ModelTrained"
 ANOMALIES_SCORED = "AnomaliesScored"
 NOTIFICATION_SENT = "NotificationSent"
 STAGE_FAILED = "StageFailed"
+LOAD_LOG_CHECKED = "LoadLogChecked"  # what the ETL log alone says: late, missing, arrived, empty loads
 
 # SageMaker's own event, delivered on the account's *default* bus.
 SAGEMAKER_JOB_STATE = "SageMaker Processing Job State Change"
@@ -76,11 +77,12 @@ STAGES: tuple[Stage, ...] = (
         name="fetcher",
         handler="dqad_fetcher.handler:lambda_handler",
         consumes=(LOAD_COMPLETED,),
-        emits=(LOAD_COMPLETED, DATASET_FETCHED, STAGE_FAILED),
+        emits=(LOAD_COMPLETED, DATASET_FETCHED, STAGE_FAILED, LOAD_LOG_CHECKED),
         rules=(_bus_rule(LOAD_COMPLETED, sources=(source_of("fetcher"),)),),
         extra_entry_points={
             "aurora": "dqad_fetcher.handler:aurora_handler",
             "sweeper": "dqad_fetcher.handler:sweeper_handler",
+            "freshness": "dqad_fetcher.handler:freshness_check",
         },
     ),
     Stage(
@@ -121,9 +123,15 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="notifier",
         handler="dqad_notifier.handler:lambda_handler",
-        consumes=(ANOMALIES_SCORED, STAGE_FAILED),
+        consumes=(ANOMALIES_SCORED, STAGE_FAILED, LOAD_LOG_CHECKED),
         emits=(NOTIFICATION_SENT,),
-        rules=(_bus_rule(ANOMALIES_SCORED, STAGE_FAILED, sources=ALL_SOURCES),),
+        rules=(
+            _bus_rule(ANOMALIES_SCORED, STAGE_FAILED, sources=ALL_SOURCES),
+            Rule(
+                suffix="-loadlog",
+                pattern={"source": [source_of("fetcher")], "detail-type": [LOAD_LOG_CHECKED]},
+            ),
+        ),
         extra_entry_points={"feedback": "dqad_notifier.handler:feedback_handler"},
     ),
 )

@@ -81,6 +81,31 @@ SAMPLE_DETAILS: dict[str, dict[str, object]] = {
         "message": "model sha256 does not match the event",
         "input_event": "s3://dqad-dev-bucket/events/20261102T0600-5f1c0a9be2d4/ModelTrained.json",
     },
+    "LoadLogChecked": {
+        "checked_at": "2026-11-02T05:00:00Z",
+        "incidents": [
+            {
+                "kind": "missing_load",
+                "table": "sales.orders",
+                "job": "tln_load_orders",
+                "due_at": "2026-11-01T02:15:00Z",
+                "cadence": "daily at 02:15 UTC",
+                "lateness_s": 95400.0,
+                "last_arrival": "2026-10-31T02:16:00Z",
+                "missed": 2,
+            },
+            {
+                "kind": "load_arrived",
+                "table": "sales.customers",
+                "job": "tln_load_customers",
+                "due_at": "2026-11-02T02:15:00Z",
+                "cadence": "weekdays at 02:15 UTC",
+                "lateness_s": 8700.0,
+                "arrived_at": "2026-11-02T04:40:00Z",
+                "missed": 1,
+            },
+        ],
+    },
 }
 SOURCES = {
     "LoadCompleted": "fetcher",
@@ -90,6 +115,7 @@ SOURCES = {
     "AnomaliesScored": "scorer",
     "NotificationSent": "notifier",
     "StageFailed": "scorer",
+    "LoadLogChecked": "fetcher",
 }
 
 

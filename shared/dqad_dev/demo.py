@@ -3,11 +3,14 @@
 The sample is the benchmark generator's: 20 tables × 5 metrics × 180 daily loads with weekly
 cycles, month-end surges and holidays, past incidents in the history, and three incidents forced
 on the latest load (an empty load, a duplicated load, a null spike). The chain starts where it
-starts on AWS: the Aurora trigger's payload handed to the fetcher's entry point.
+starts on AWS: the Aurora trigger's payload handed to the fetcher's entry point. A fourth table's
+last two loads never came: the demo's ETL log (a CSV with the log's columns, written from the loads
+of the data) lacks them, and the scheduled freshness check, run once at the end, reports it missing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -28,6 +31,9 @@ from dqad_dev.synth import SynthData
 
 DATASET = "demo_dq"
 FINAL_INCIDENTS = (("empty", 3), ("duplicated", 7), ("null_spike", 11))
+MISSING_LOADS = 2  # of the earliest-loading table without an injected incident: reported as a missing load
+LOAD_LOG_KEY = f"sources/{DATASET}/load_log.csv"
+FRESHNESS_CHECK_AFTER = dt.timedelta(hours=1)  # the demo's check runs this long after the last load
 
 
 def demo_catalog(bucket: str, holidays: tuple, new_window_hours: float = 20) -> str:
@@ -41,6 +47,7 @@ def demo_catalog(bucket: str, holidays: tuple, new_window_hours: float = 20) -> 
                 trigger_tables=["dq.metrics_daily"],
                 source={"kind": "file", "path": f"s3://{bucket}/sources/{DATASET}/metrics.parquet"},
                 labeler={"holidays": [d.isoformat() for d in holidays]},
+                freshness={"tables": ["*"]},  # every table in the demo's ETL log
             )
         }
     )
@@ -55,6 +62,8 @@ class DemoResult:
     wall_s: float
     outputs: dict[str, Path] = field(default_factory=dict)
     notification: dict | None = None
+    freshness: dict = field(default_factory=dict)  # what the scheduled check returned
+    freshness_notification: dict | None = None
 
 
 @dataclass
@@ -65,6 +74,7 @@ class DemoSeed:
     loaded_at: pd.Timestamp  # tz-aware UTC: timestamp of the latest load (what its log row reports)
     payload: dict  # what sql/install.sql's trigger sends for the metrics job's log row
     new_window_hours: float
+    missing_table: str = ""  # the table whose last loads never came
 
 
 def seed_demo_dataset(
@@ -84,6 +94,8 @@ def seed_demo_dataset(
     from dqad_dev.synth import generate
 
     data = generate(tables=tables, days=days, seed=seed, end=end, final_load_incidents=FINAL_INCIDENTS)
+    data, missing_table = _drop_last_loads(data)
+    storage.put_bytes(storage.uri(LOAD_LOG_KEY), demo_load_log(data.metrics).encode())
     buf = io.BytesIO()
     data.metrics.to_parquet(buf, index=False)
     storage.put_bytes(storage.uri(f"sources/{DATASET}/metrics.parquet"), buf.getvalue())
@@ -98,7 +110,34 @@ def seed_demo_dataset(
         "status": "SUCCESS",
         "source": "aurora-trigger",
     }
-    return DemoSeed(data, loaded_at, payload, new_window_hours)
+    return DemoSeed(data, loaded_at, payload, new_window_hours, missing_table)
+
+
+def _drop_last_loads(data: SynthData) -> tuple[SynthData, str]:
+    """Remove the last :data:`MISSING_LOADS` loads of the earliest-loading table that carries no
+    injected incident (so the check, an hour after the last load, has seen both due times pass)."""
+    metrics = data.metrics
+    last = metrics.groupby("table_name")["load_ts"].transform("max") == metrics["load_ts"]
+    forced = set(data.incidents.merge(metrics[last][["table_name", "load_ts"]].drop_duplicates())["table_name"])
+    minute = metrics["load_ts"].dt.hour * 60 + metrics["load_ts"].dt.minute
+    typical = minute.groupby(metrics["table_name"]).median().drop(sorted(forced), errors="ignore")
+    table = str(typical.idxmin())
+    loads = sorted(metrics.loc[metrics["table_name"] == table, "load_ts"].unique())[-MISSING_LOADS:]
+    kept = metrics[~((metrics["table_name"] == table) & metrics["load_ts"].isin(loads))].reset_index(drop=True)
+    return dataclasses.replace(data, metrics=kept), table
+
+
+def demo_load_log(metrics: pd.DataFrame) -> str:
+    """The demo's ETL log: one successful row per load of each table (its job, log time, row count)."""
+    loads = metrics.drop_duplicates(["table_name", "load_ts"]).sort_values("loaded_at")
+    counts = metrics[metrics["metric_name"] == "row_count"].set_index(["table_name", "load_ts"])["metric_value"]
+    lines = ["table_name,job_name,status,loaded_at,row_count"]
+    logged = pd.to_datetime(loads["loaded_at"]).dt.tz_localize("UTC")
+    for table, job, load_ts, at in zip(loads["table_name"], loads["job_name"], loads["load_ts"], logged, strict=True):
+        count = counts.get((table, load_ts))
+        rows = "" if count is None or pd.isna(count) else str(int(count))
+        lines.append(f"{table},{job},SUCCESS,{at.isoformat()},{rows}")
+    return "\n".join(lines) + "\n"
 
 
 def seed_demo_dataset_until(storage: Storage, now: dt.datetime, *, seed: int = 7) -> DemoSeed:
@@ -139,6 +178,7 @@ def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) ->
             raise RuntimeError(f"expected the demo log row to start one run, got {runs}")
         run_id = runs[0]
         notification = next(iter(cloud.inbox()), None)
+        check, freshness_mail = run_freshness_check(cloud, storage, demo.loaded_at + FRESHNESS_CHECK_AFTER)
         prefix = f"runs/{DATASET}/{run_id}"
         scores = storage.read_parquet(storage.uri(f"{prefix}/scores.parquet"))
         failed = [u for u in storage.list_uris(storage.uri(f"events/{run_id}/")) if "StageFailed" in u]
@@ -152,12 +192,14 @@ def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) ->
             "scores": out_dir / "scores.csv",
             "report": out_dir / "report.html",
             "email": out_dir / "sns-message.json",
+            "loadlog": out_dir / "loadlog-message.json",
             "events": out_dir / "state" / "events" / run_id,
             "state": out_dir / "state",
         }
         scores.to_csv(outputs["scores"], index=False)
         outputs["report"].write_bytes(storage.get_bytes(storage.uri(f"{prefix}/report.html")))
         outputs["email"].write_text(json.dumps(notification, indent=2) if notification else "null")
+        outputs["loadlog"].write_text(json.dumps(freshness_mail, indent=2) if freshness_mail else "null")
         cloud.export_bucket(outputs["state"])
         StateDir(outputs["state"]).remember_prefix(DEMO_PREFIX)
 
@@ -169,7 +211,24 @@ def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) ->
     forced = forced.assign(series=forced["table_name"] + "/" + forced["metric_name"])
     flagged_tables = set(anomalies["group"])
     forced["found"] = forced["table_name"].isin(flagged_tables)
-    return DemoResult(run_id, anomalies, forced, report, wall, outputs, notification)
+    return DemoResult(run_id, anomalies, forced, report, wall, outputs, notification, check, freshness_mail)
+
+
+def run_freshness_check(cloud: LocalCloud, storage: Storage, at: pd.Timestamp) -> tuple[dict, dict | None]:
+    """The fetcher's scheduled freshness check, once, on the demo's ETL log; and the email it caused."""
+    import os
+
+    previous = os.environ.get("DQAD_LOAD_LOG_URI")
+    os.environ["DQAD_LOAD_LOG_URI"] = storage.uri(LOAD_LOG_KEY)
+    try:
+        check = cloud.invoke(stage("fetcher"), "freshness", {"checked_at": at.isoformat()})
+        drive_chain(cloud, None, deadline_s=60)
+    finally:
+        if previous is None:
+            os.environ.pop("DQAD_LOAD_LOG_URI", None)
+        else:
+            os.environ["DQAD_LOAD_LOG_URI"] = previous
+    return check, next(iter(cloud.inbox()), None)
 
 
 def print_result(res: DemoResult) -> None:
@@ -180,6 +239,13 @@ def print_result(res: DemoResult) -> None:
         table = rows["table_name"].iloc[0]
         status = "FOUND" if rows["found"].all() else "MISSED"
         print(f"  {status:<6} {kind:<12} {table} ({', '.join(rows['metric_name'])})")
+    check = res.freshness
+    if check:
+        at = pd.Timestamp(check["checked_at"])
+        print(f"\nScheduled freshness check at {at:%Y-%m-%d %H:%M} UTC ({check['tables']} tables in the ETL log):")
+        body = (res.freshness_notification or {}).get("Message", "")
+        lines = [ln.strip() for ln in body.splitlines() if ln.startswith("  ")]
+        print("\n".join(f"  {ln}" for ln in lines) if lines else "  every table's last load came on time")
     print("")
     print_stage_times(res.pump)
     print(f"  chain wall time from the simulated Aurora insert: {res.wall_s:.2f} s")

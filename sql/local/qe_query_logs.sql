@@ -14,8 +14,12 @@
 --   status        yes            WHEN guard (success set, see sql/install.sql) and payload "status"
 --   loaded_at     yes            payload "loaded_at" (UTC); falls back to ended_at, then to now()
 --   ended_at      fallback       used when loaded_at is NULL or absent
---   row_count, started_at, query_text, error_message, run_host, created_by: never read, and never
---   sent: they can be large (query_text) or sensitive.
+--   row_count     yes            payload "row_count" when not NULL (a 0-row load is an empty load);
+--                                the freshness check reads it with the load history
+--   started_at    freshness      the freshness check reads it with the history (a load's duration);
+--                                never sent by the trigger
+--   query_text, error_message, run_host, created_by: never read, and never sent: they can be large
+--   (query_text) or sensitive.
 --
 -- The WHEN guard of the trigger names NEW.status and NEW.table_name, so the real table must have
 -- those two columns; every other column is read through to_jsonb(NEW) and may be missing.

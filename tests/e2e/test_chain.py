@@ -62,3 +62,14 @@ def test_replay_of_one_stage_reruns_it_from_its_stored_input(demo_run, capsys) -
     assert scores_key.is_file(), "the scorer's output was rebuilt by the replay"
     printed = capsys.readouterr().out
     assert "replayed scorer" in printed and "DLQ" not in printed
+
+
+def test_demo_check_reports_the_table_whose_last_loads_never_came(demo_run) -> None:
+    result, _out = demo_run
+    check = result.freshness
+    (missing,) = check["missing"]
+    assert check["late"] == [] and check["sent"] == 1 and check["not_judged"] == {}
+    mail = json.loads(result.outputs["loadlog"].read_text())
+    assert mail["Subject"] == "dqad demo_dq: 1 missing load"
+    (line,) = [ln for ln in mail["Message"].splitlines() if ln.startswith("  ")]
+    assert line.startswith(f"  {missing}: 2 loads missing, the first due ") and "(daily at " in line

@@ -192,6 +192,7 @@ def test_hundred_inserts_make_hundred_event_invocations(
         assert payload == {
             "log_id": str(log_id), "job_name": f"job_{i}", "table_name": f"dq.table_{i}",
             "loaded_at": "2026-11-02T06:00:00.123456Z", "status": "SUCCESS", "source": "aurora-trigger",
+            "row_count": "10",
         }
     assert scalar(conn, "SELECT count(*) FROM edo_dms.dqad_outbox") == 0
 
@@ -210,7 +211,8 @@ def test_payload_is_bounded_and_never_carries_query_text(conn: psycopg.Connectio
     assert payload["job_name"] == "j" * 256
     assert payload["table_name"] == "t" * 256
     assert payload["status"] == "  success "  # sent as written; the guard normalises only to decide
-    assert set(payload) == {"log_id", "job_name", "table_name", "loaded_at", "status", "source"}
+    assert set(payload) == {"log_id", "job_name", "table_name", "loaded_at", "status", "source", "row_count"}
+    assert payload["row_count"] == "10"  # the load's own row count (an empty load is reported at once)
     assert scalar(conn, "SELECT max(octet_length(payload::text)) FROM aws_lambda.invocations") < 1024
 
 

@@ -189,6 +189,18 @@ def test_notifier_reads_and_writes_its_alert_state(tfkit) -> None:
     assert resources == ["${local.bucket_arn}/alerts/*"]
 
 
+def test_fetcher_reads_and_writes_its_freshness_state_and_its_schedule_may_only_invoke_the_check(tfkit) -> None:
+    actions, resources = _stage_statements(tfkit, "fetcher")["FreshnessState"]
+    assert set(actions) == {"s3:GetObject", "s3:PutObject"}
+    assert resources == ["${local.bucket_arn}/freshness/*"]
+    schedule = _stage_statements(tfkit, "fetcher", "freshness_schedule")
+    assert schedule["InvokeFreshnessCheck"] == (
+        ["lambda:InvokeFunction"],
+        ['${module.service.extra_function_arns["freshness"]}'],
+    )
+    assert schedule["DeadLetterFailedChecks"] == (["sqs:SendMessage"], ["${module.service.dlq_arn}"])
+
+
 def test_trainer_and_its_job_reach_the_job_requests_and_labels(tfkit) -> None:
     st = _stage_statements(tfkit, "trainer")
     assert st["JobRequests"][1] == ["${local.bucket_arn}/jobs/*"]

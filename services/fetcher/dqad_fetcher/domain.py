@@ -76,6 +76,7 @@ class LogRow:
     table_name: str
     loaded_at: datetime
     status: str
+    row_count: int | None = None  # what the ETL says it loaded (the trigger sends it when the log has it)
 
     @classmethod
     def from_payload(cls, payload: Any) -> LogRow:
@@ -99,7 +100,23 @@ class LogRow:
             table_name=str(payload["table_name"])[:256],
             loaded_at=loaded_at.astimezone(UTC),
             status=normalise_status(str(payload["status"]))[:32],
+            row_count=_row_count(payload.get("row_count")),
         )
+
+
+def _row_count(raw: Any) -> int | None:
+    """The log's row count, or None when absent. A bad one is ignored with a warning naming it: the
+    load's metric run must not be lost because an optional column holds rubbish."""
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        logger.warning("log row_count ignored", extra={"reason": f"row_count: not a count of rows: {raw!r}"})
+        return None
+    return value
 
 
 def accept_log_row(rt: StageRuntime, payload: Any) -> list[str]:
@@ -130,7 +147,32 @@ def accept_log_row(rt: StageRuntime, payload: Any) -> list[str]:
         )
         rt.publisher.publish(event)
         run_ids.append(event.run_id)
+        if row.row_count == 0:
+            report_empty_load(rt, ds.name, row)
     return run_ids
+
+
+def report_empty_load(rt: StageRuntime, dataset: str, row: LogRow) -> str:
+    """The ETL log says this successful load wrote 0 rows: say so now, in plain words.
+
+    The metric run goes on as usual (it confirms and details the damage); this does not wait for it,
+    nor for metrics that an empty load may never produce. The run id derives from the log row, so a
+    re-driven or repeated invocation is one email.
+    """
+    from dqad.freshness import LoadIncident
+    from dqad_fetcher.loadlog import publish_incidents
+
+    incident = LoadIncident(
+        kind="empty_load",
+        table=row.table_name,
+        job=row.job_name,
+        arrived_at=row.loaded_at,
+        row_count=0,
+        log_id=row.log_id,
+    )
+    run_id = publish_incidents(rt, dataset, [incident], row.loaded_at, "empty")
+    logger.warning("empty load logged", extra={"table_name": row.table_name, "log_id": row.log_id, "run_id": run_id})
+    return run_id
 
 
 def dsn_from_secret(secret: str) -> str:

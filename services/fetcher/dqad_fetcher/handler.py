@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -100,3 +101,42 @@ def sweeper_handler(event: Any = None, context: Any = None) -> dict:
 def _low_on_time(context: Any) -> bool:
     remaining: Callable[[], int] | None = getattr(context, "get_remaining_time_in_millis", None)
     return remaining is not None and remaining() < SWEEP_MIN_REMAINING_MS
+
+
+def checked_at(event: Any) -> datetime:
+    """The check's clock: ``{"checked_at": "<ISO time>"}`` (EventBridge Scheduler sends its
+    ``<aws.scheduler.scheduled-time>``, so a retried invocation judges the same instant), else now."""
+    raw = event.get("checked_at") if isinstance(event, dict) else None
+    if raw in (None, ""):
+        return datetime.now(UTC)
+    try:
+        at = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"checked_at: not an ISO timestamp: {raw!r}") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def freshness_check(event: Any = None, context: Any = None) -> dict:
+    """Scheduled (EventBridge Scheduler): report late, missing and arrived loads of watched tables.
+
+    Reads the ETL log (Aurora with the outbox DSN; locally the CSV named by ``DQAD_LOAD_LOG_URI``)
+    and hands it to :func:`dqad_fetcher.loadlog.run_check`. An error raises: the asynchronous
+    invocation fails and lands in the fetcher's DLQ with the error (the function's on_failure
+    destination), and the next scheduled check, minutes later, tries again.
+    """
+    from dqad_fetcher import loadlog
+
+    rt = runtime("fetcher")
+    now = checked_at(event)
+    enabled = [ds for ds in rt.catalog.datasets.values() if ds.freshness.enabled and ds.watched_tables]
+    if not enabled:
+        return asdict(loadlog.CheckReport(checked_at=now.isoformat()))
+    since = now - timedelta(days=max(ds.freshness.history_days for ds in enabled))
+    if rt.settings.load_log_uri:
+        text = rt.storage.get_bytes(rt.settings.load_log_uri).decode()
+        entries = loadlog.read_csv_log(text, since, now)
+    else:
+        entries = loadlog.read_sql_log(outbox_dsn(rt.settings, rt.clients), since, now)
+    report = loadlog.run_check(rt, entries, now)
+    logger.info("freshness check", extra={k: v for k, v in asdict(report).items() if k != "not_judged"})
+    return asdict(report)

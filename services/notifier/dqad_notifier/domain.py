@@ -38,7 +38,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from dqad import signing
-from dqad.contract import AnomaliesScored, EventDetail, NotificationSent, StageFailed
+from dqad.contract import AnomaliesScored, EventDetail, LoadLogChecked, NotificationSent, StageFailed
 from dqad.report import SEVERITY_ORDER, deviation, metric_name, rank_order, severity_counts
 from dqad.signing import feedback_link, make_claim
 from dqad.stage import StageRuntime
@@ -424,6 +424,10 @@ def _once(rt: StageRuntime, detail: EventDetail, send: Callable[[StageRuntime, A
 
 def notify(rt: StageRuntime, detail: EventDetail, context: Any = None) -> NotificationSent:
     send: Callable[[StageRuntime, Any], dict] = _send_operator_alert if isinstance(detail, StageFailed) else _send_alert
+    if isinstance(detail, LoadLogChecked):  # late / missing / arrived / empty loads: dqad_notifier.freshness
+        from dqad_notifier import freshness
+
+        send = freshness.send
     result = _once(rt, detail, send, context)
     event = NotificationSent(run_id=detail.run_id, dataset=detail.dataset, **result)
     rt.publisher.publish(event)

@@ -149,6 +149,36 @@ class NotificationSent(EventDetail):
     kind: Literal["alert", "operator", "none"] = "alert"
 
 
+class LoadIncidentDetail(_Strict):
+    """One late, missing, arrived or empty load (the JSON of :class:`dqad.freshness.LoadIncident`)."""
+
+    kind: Literal["late_load", "missing_load", "load_arrived", "empty_load", "slow_load"]
+    table: str = Field(min_length=1, max_length=256)
+    job: str = Field(default="", max_length=256)
+    due_at: datetime | None = None
+    cadence: str = Field(default="", max_length=200)
+    lateness_s: float | None = Field(default=None, ge=0)
+    arrived_at: datetime | None = None
+    last_arrival: datetime | None = None
+    missed: int = Field(default=0, ge=0)
+    row_count: int | None = Field(default=None, ge=0)
+    log_id: str = Field(default="", max_length=64)
+    duration_s: float | None = Field(default=None, ge=0)
+    usual_duration_s: float | None = Field(default=None, ge=0)
+
+
+class LoadLogChecked(EventDetail):
+    """What the ETL log alone says: loads late, missing, arrived after being reported, logged empty or slow.
+
+    From the fetcher's scheduled freshness check and, for an empty load, its Aurora entry point; to the
+    notifier. ``run_id`` derives from the incidents, so a check repeated after a lost state write
+    produces the same run and the notifier's idempotency sends it once.
+    """
+
+    checked_at: datetime
+    incidents: tuple[LoadIncidentDetail, ...] = Field(min_length=1, max_length=500)
+
+
 class StageFailed(EventDetail):
     stage: Literal["fetcher", "labeler", "trainer", "scorer", "notifier"]
     error_type: str = Field(min_length=1, max_length=128)
@@ -172,6 +202,7 @@ EVENT_MODELS: dict[str, type[EventDetail]] = {
     "AnomaliesScored": AnomaliesScored,
     "NotificationSent": NotificationSent,
     "StageFailed": StageFailed,
+    "LoadLogChecked": LoadLogChecked,
 }
 for _name, _model in EVENT_MODELS.items():
     _model.detail_type = _name

@@ -1,7 +1,9 @@
-# fetcher: three entry points of one artifact and role.
+# fetcher: four entry points of one artifact and role.
 #  - main (SQS): LoadCompleted -> metric history + new data from Redshift -> S3 Parquet -> DatasetFetched
 #  - aurora: invoked by the Aurora trigger (aws_lambda.invoke, 'Event') -> LoadCompleted on the bus
 #  - sweeper: on a schedule, re-drives the Aurora outbox (edo_dms.dqad_outbox) rows not yet published
+#  - freshness: on an EventBridge Scheduler schedule, reads the ETL log and reports late / missing /
+#    arrived loads (LoadLogChecked -> notifier); state in freshness/<dataset>/state.json
 
 locals {
   stage_name = "fetcher"
@@ -48,6 +50,12 @@ variable "outbox_dsn_secret_arn" {
   type        = string
 }
 
+variable "freshness_schedule" {
+  description = "Schedule of the freshness check (EventBridge Scheduler expression): how soon a late load is noticed."
+  type        = string
+  default     = "rate(15 minutes)"
+}
+
 variable "secrets_kms_key_arns" {
   description = "Customer-managed KMS keys of the secrets above, if not the AWS-managed secretsmanager key."
   type        = list(string)
@@ -76,6 +84,12 @@ data "aws_iam_policy_document" "stage" {
     sid       = "ClearUnloadParts"
     actions   = ["s3:DeleteObject"]
     resources = ["${local.bucket_arn}/runs/*/unload/*"]
+  }
+  statement {
+    # dqad_fetcher.loadlog.FreshnessStore: the open late/missing incidents per dataset (conditional writes)
+    sid       = "FreshnessState"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${local.bucket_arn}/freshness/*"]
   }
   statement {
     sid       = "RunDatasetSql"
@@ -177,6 +191,16 @@ module "service" {
         DQAD_OUTBOX_DSN_SECRET_ARN = var.outbox_dsn_secret_arn
       }
     }
+    freshness = {
+      handler       = local.stage.extra_handlers.freshness
+      timeout_s     = 300
+      memory_mb     = 512
+      async_retries = 0 # a failed check goes to the DLQ (on_failure, with the error); the next one runs in minutes
+      environment = {
+        # the ETL log is read on the database (and with the secret) of the outbox
+        DQAD_OUTBOX_DSN_SECRET_ARN = var.outbox_dsn_secret_arn
+      }
+    }
   }
   extra_dlq_sources = [aws_cloudwatch_event_rule.sweeper.arn]
 
@@ -242,6 +266,78 @@ resource "aws_lambda_permission" "sweeper_schedule" {
   function_name = module.service.extra_function_names["sweeper"]
   principal     = "events.amazonaws.com"
   source_arn    = aws_cloudwatch_event_rule.sweeper.arn
+}
+
+# --- the freshness check's schedule (EventBridge Scheduler, with its own role) ------------------------
+data "aws_iam_policy_document" "scheduler_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["scheduler.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account]
+    }
+  }
+}
+
+resource "aws_iam_role" "freshness_schedule" {
+  name               = "${var.name_prefix}-fetcher-freshness-schedule"
+  assume_role_policy = data.aws_iam_policy_document.scheduler_trust.json
+  tags               = local.tags
+}
+
+data "aws_iam_policy_document" "freshness_schedule" {
+  statement {
+    sid       = "InvokeFreshnessCheck"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [module.service.extra_function_arns["freshness"]]
+  }
+  statement {
+    # An invocation Scheduler could not deliver (after retry_policy) goes to the fetcher's DLQ; a check
+    # that ran and failed goes there through the function's own on_failure destination.
+    sid       = "DeadLetterFailedChecks"
+    actions   = ["sqs:SendMessage"]
+    resources = [module.service.dlq_arn]
+  }
+  statement {
+    # the schedule (kms_key_arn) and the DLQ are encrypted with the deployment key
+    sid       = "UseDeploymentKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [local.shared.kms_key_arn]
+  }
+}
+
+resource "aws_iam_role_policy" "freshness_schedule" {
+  name   = "invoke-dqad-freshness-check"
+  role   = aws_iam_role.freshness_schedule.id
+  policy = data.aws_iam_policy_document.freshness_schedule.json
+}
+
+resource "aws_scheduler_schedule" "freshness" {
+  name                = "${var.name_prefix}-fetcher-freshness"
+  description         = "dqad: report late, missing and arrived loads of the watched tables from the ETL log"
+  schedule_expression = var.freshness_schedule
+  kms_key_arn         = local.shared.kms_key_arn
+  flexible_time_window {
+    mode = "OFF"
+  }
+  target {
+    arn      = module.service.extra_function_arns["freshness"]
+    role_arn = aws_iam_role.freshness_schedule.arn
+    # the scheduled time, not the time of delivery: a retried invocation judges the same instant
+    input = jsonencode({ checked_at = "<aws.scheduler.scheduled-time>" })
+    retry_policy {
+      maximum_event_age_in_seconds = 600
+      maximum_retry_attempts       = 2
+    }
+    dead_letter_config {
+      arn = module.service.dlq_arn
+    }
+  }
 }
 
 # --- Aurora invokes the aurora entry point -----------------------------------------------------------

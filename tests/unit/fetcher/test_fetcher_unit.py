@@ -193,6 +193,29 @@ def test_unknown_log_id_is_tolerated(rt):
     assert event.loaded_at == datetime(2026, 11, 2, 6, tzinfo=UTC)
 
 
+def test_a_zero_row_load_is_also_reported_as_an_empty_load(rt):
+    runs = domain.accept_log_row(rt, {**PAYLOAD, "row_count": "0"})
+    completed, empty = rt.publisher.events
+    assert runs == [completed.run_id] and completed.detail_type == "LoadCompleted"
+    assert empty.detail_type == "LoadLogChecked" and empty.run_id.startswith("empty-")
+    (incident,) = empty.incidents
+    assert (incident.kind, incident.table, incident.row_count, incident.log_id) == (
+        "empty_load",
+        "sales.orders",
+        0,
+        "981234",
+    )
+
+
+@pytest.mark.parametrize("row_count", ["12", None, "", "lots", "-3"])
+def test_a_non_zero_absent_or_bad_row_count_only_starts_the_run(rt, row_count, caplog):
+    with caplog.at_level(logging.WARNING):
+        domain.accept_log_row(rt, {**PAYLOAD, "row_count": row_count})
+    assert [e.detail_type for e in rt.publisher.events] == ["LoadCompleted"]
+    bad = row_count in ("lots", "-3")
+    assert bad == any("row_count: not a count of rows" in str(getattr(r, "reason", "")) for r in caplog.records)
+
+
 # -- routing by timestamp ------------------------------------------------------------------------
 def canonical(ts: list[str]) -> pa.Table:
     frame = pd.DataFrame({"series": "a", "group": "a", "timestamp": pd.to_datetime(ts), "value": 1.0})
