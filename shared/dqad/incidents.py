@@ -86,7 +86,13 @@ ROLES = ("row_count", "null_pct", "distinct", "sum", "duration")
 DEFAULT_PATTERNS: dict[str, tuple[str, ...]] = {
     "row_count": ("row_count", "rows", "n_rows", "*row_count*", "*rowcount*", "*_rows", "rows_*", "record_count"),
     "null_pct": (
-        "null_pct", "*null_pct*", "*null_rate*", "*null_percent*", "*pct_null*", "*nulls_pct*", "*null_share*",
+        "null_pct",
+        "*null_pct*",
+        "*null_rate*",
+        "*null_percent*",
+        "*pct_null*",
+        "*nulls_pct*",
+        "*null_share*",
     ),
     "distinct": ("distinct*", "*distinct_count*", "*n_distinct*", "*cardinality*", "*unique_count*"),
     "sum": ("sum", "sum_*", "*_sum", "*total*"),

@@ -37,7 +37,7 @@ def test_groups_worst_first_and_anomalies_worst_first(points) -> None:
     assert subject == "[dqad] shop_dq: 4 anomalies (1 high) - run run-a"
     order = [body.index(h) for h in ("sales.orders: 2", "finance.gl: 1", "crm.contacts: 1")]
     assert order == sorted(order)
-    assert body.index("[HIGH] row_count") < body.index("[MEDIUM] null_pct")
+    assert body.index("[HIGH] rows loaded (row_count)") < body.index("[MEDIUM] share of empty values (null_pct)")
     assert "Expected: 25,000,000 to 31,000,000 (6% above the expected range)" in body
 
 
