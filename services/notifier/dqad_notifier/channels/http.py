@@ -30,7 +30,7 @@ class DeliveryError(Exception):
 class Retry:
     attempts: int = 3
     backoff_s: float = 1.0
-    timeout_s: float = 10.0
+    timeout_s: float = 5.0  # three channels that all time out still fit the notifier's 120 s
 
 
 def post_json(
