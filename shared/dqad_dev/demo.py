@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dqad import incidents as inc
 from dqad.datasets import long_format_dataset, render_catalog
 from dqad.storage import Storage
 from dqad.topology import stage
@@ -28,6 +29,9 @@ from dqad_dev.synth import SynthData
 
 DATASET = "demo_dq"
 FINAL_INCIDENTS = (("empty", 3), ("duplicated", 7), ("null_spike", 11))
+#: What the scorer should call each injected incident. Only the check uses it: the scorer never sees
+#: the injection, it names what it finds from the values (dqad.incidents).
+EXPECTED_KIND = {"empty": inc.Kind.EMPTY, "duplicated": inc.Kind.DUPLICATED, "null_spike": inc.Kind.NULL_SPIKE}
 
 
 def demo_catalog(bucket: str, holidays: tuple, new_window_hours: float = 20) -> str:
@@ -55,6 +59,7 @@ class DemoResult:
     wall_s: float
     outputs: dict[str, Path] = field(default_factory=dict)
     notification: dict | None = None
+    incidents: list[inc.Incident] = field(default_factory=list)  # as the scorer named them
 
 
 @dataclass
@@ -141,6 +146,7 @@ def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) ->
         notification = next(iter(cloud.inbox()), None)
         prefix = f"runs/{DATASET}/{run_id}"
         scores = storage.read_parquet(storage.uri(f"{prefix}/scores.parquet"))
+        incidents_json = storage.get_bytes(storage.uri(f"{prefix}/incidents.json"))
         failed = [u for u in storage.list_uris(storage.uri(f"events/{run_id}/")) if "StageFailed" in u]
         if failed:
             raise RuntimeError(f"the demo run failed: {storage.get_json(failed[0])['detail']}")
@@ -150,12 +156,14 @@ def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) ->
         out_dir.mkdir(parents=True)
         outputs = {
             "scores": out_dir / "scores.csv",
+            "incidents": out_dir / "incidents.json",
             "report": out_dir / "report.html",
             "email": out_dir / "sns-message.json",
             "events": out_dir / "state" / "events" / run_id,
             "state": out_dir / "state",
         }
         scores.to_csv(outputs["scores"], index=False)
+        outputs["incidents"].write_bytes(incidents_json)
         outputs["report"].write_bytes(storage.get_bytes(storage.uri(f"{prefix}/report.html")))
         outputs["email"].write_text(json.dumps(notification, indent=2) if notification else "null")
         cloud.export_bucket(outputs["state"])
@@ -169,17 +177,33 @@ def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) ->
     forced = forced.assign(series=forced["table_name"] + "/" + forced["metric_name"])
     flagged_tables = set(anomalies["group"])
     forced["found"] = forced["table_name"].isin(flagged_tables)
-    return DemoResult(run_id, anomalies, forced, report, wall, outputs, notification)
+    incidents = inc.loads(incidents_json)
+    named = {(t, i.kind) for i in incidents for t in i.tables}
+    forced["named"] = [
+        (t, EXPECTED_KIND.get(k)) in named for t, k in zip(forced["table_name"], forced["kind"], strict=True)
+    ]
+    return DemoResult(run_id, anomalies, forced, report, wall, outputs, notification, incidents)
+
+
+def print_incidents(incidents: list[inc.Incident], out=print) -> None:  # type: ignore[no-untyped-def]
+    """The run's incidents grouped by kind (in the order of :class:`dqad.incidents.Kind`), one line each."""
+    order = list(inc.Kind)
+    out(f"Incidents by kind ({len(incidents)}):")
+    for incident in sorted(incidents, key=lambda i: (order.index(i.kind), i.timestamp, i.summary)):
+        out(f"  {incident.kind.words:<17} {incident.summary}")
 
 
 def print_result(res: DemoResult) -> None:
     print(f"\nRun {res.run_id}: {len(res.anomalies)} anomalies in {DATASET}\n")
+    print_incidents(res.incidents)
+    print("")
     print_anomalies(res.anomalies)
     print("\nInjected incidents on the latest load:")
     for kind, rows in res.injected.groupby("kind", sort=False):
         table = rows["table_name"].iloc[0]
         status = "FOUND" if rows["found"].all() else "MISSED"
-        print(f"  {status:<6} {kind:<12} {table} ({', '.join(rows['metric_name'])})")
+        name = f"reported as {EXPECTED_KIND[kind].words}" if rows["named"].all() else "not named as such"
+        print(f"  {status:<6} {kind:<12} {table} ({', '.join(rows['metric_name'])}) - {name}")
     print("")
     print_stage_times(res.pump)
     print(f"  chain wall time from the simulated Aurora insert: {res.wall_s:.2f} s")
