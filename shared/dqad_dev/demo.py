@@ -13,6 +13,7 @@ import io
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,7 +186,7 @@ def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) ->
     return DemoResult(run_id, anomalies, forced, report, wall, outputs, notification, incidents)
 
 
-def print_incidents(incidents: list[inc.Incident], out=print) -> None:  # type: ignore[no-untyped-def]
+def print_incidents(incidents: list[inc.Incident], out: Callable[[str], None] = print) -> None:
     """The run's incidents grouped by kind (in the order of :class:`dqad.incidents.Kind`), one line each."""
     order = list(inc.Kind)
     out(f"Incidents by kind ({len(incidents)}):")
@@ -202,7 +203,7 @@ def print_result(res: DemoResult) -> None:
     for kind, rows in res.injected.groupby("kind", sort=False):
         table = rows["table_name"].iloc[0]
         status = "FOUND" if rows["found"].all() else "MISSED"
-        name = f"reported as {EXPECTED_KIND[kind].words}" if rows["named"].all() else "not named as such"
+        name = f"reported as {EXPECTED_KIND[str(kind)].words}" if rows["named"].all() else "not named as such"
         print(f"  {status:<6} {kind:<12} {table} ({', '.join(rows['metric_name'])}) - {name}")
     print("")
     print_stage_times(res.pump)
