@@ -36,7 +36,9 @@ def example() -> Message:
         "value 0 is 100% below the usual 48,077,577 for Mondays",
     )  # fmt: skip
     evidence = tuple(
-        Evidence(p.series, p.series.split("/")[1], role, p.value, p.expected_low, p.expected_high, True, "high", p.score)
+        Evidence(
+            p.series, p.series.split("/")[1], role, p.value, p.expected_low, p.expected_high, True, "high", p.score
+        )
         for p, role in ((rows, "row_count"), (total, "sum"))
     )
     incident = Incident(
