@@ -13,7 +13,6 @@ import io
 import json
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,15 @@ from dqad.datasets import long_format_dataset, render_catalog
 from dqad.storage import Storage
 from dqad.topology import stage
 from dqad_dev.local import LocalCloud, PumpReport
-from dqad_dev.run import DEMO_PREFIX, StateDir, drive_chain, print_anomalies, print_stage_times, progress_printer
+from dqad_dev.run import (
+    DEMO_PREFIX,
+    StateDir,
+    drive_chain,
+    print_anomalies,
+    print_incidents,
+    print_stage_times,
+    progress_printer,
+)
 from dqad_dev.synth import SynthData
 
 DATASET = "demo_dq"
@@ -184,14 +191,6 @@ def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) ->
         (t, EXPECTED_KIND.get(k)) in named for t, k in zip(forced["table_name"], forced["kind"], strict=True)
     ]
     return DemoResult(run_id, anomalies, forced, report, wall, outputs, notification, incidents)
-
-
-def print_incidents(incidents: list[inc.Incident], out: Callable[[str], None] = print) -> None:
-    """The run's incidents grouped by kind (in the order of :class:`dqad.incidents.Kind`), one line each."""
-    order = list(inc.Kind)
-    out(f"Incidents by kind ({len(incidents)}):")
-    for incident in sorted(incidents, key=lambda i: (order.index(i.kind), i.timestamp, i.summary)):
-        out(f"  {incident.kind.words:<17} {incident.summary}")
 
 
 def print_result(res: DemoResult) -> None:
