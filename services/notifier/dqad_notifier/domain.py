@@ -135,8 +135,8 @@ def digest(alert: list[ScoredPoint], ctx: DigestContext) -> tuple[str, str]:
         named = ", ".join(kinds[:3]) + (f" +{len(kinds) - 3} more" if len(kinds) > 3 else "")
         subject = _ascii(f"[dqad] {ctx.dataset}: {named} - run {ctx.run_id}")
         lines = [
-            f"dqad found {plural(len(ctx.incidents), 'incident', 'incidents')} in {ctx.dataset} "
-            f"({anomalies_text}: {by_severity}).",
+            f"dqad found {plural(len(ctx.incidents), 'incident', 'incidents')} in {ctx.dataset}"
+            + (f" ({anomalies_text}: {by_severity})." if n else "."),
             f"Run {ctx.run_id}: {ctx.scored_rows:,} points scored, model {ctx.model_version}.",
             "",
             "What happened:",
