@@ -358,6 +358,54 @@ def parse_schedule(text: str) -> tuple[frozenset[int], tuple[int, ...]]:
             raise ValueError(f"schedule {text!r}: {clock!r} is not a time of day HH:MM")
         minutes.append(int(m.group(1)) * 60 + int(m.group(2)))
     return days, tuple(sorted(set(minutes)))
+MetricRole = Literal["row_count", "null_pct", "distinct", "sum", "duration"]
+
+
+class IncidentOptions(_Strict):
+    """How the scorer names incidents (docs/alerts.md, "Incidents").
+
+    ``metrics`` adds name patterns (fnmatch, case-insensitive, on a series' last key) per role, tried
+    before the defaults of :data:`dqad.incidents.DEFAULT_PATTERNS`: ``metrics = { row_count =
+    ["n_loaded"] }``. ``job_column`` is the context column naming each load's ETL job; loads of one
+    job within ``job_window_hours`` whose incidents share a kind become one incident.
+    """
+
+    metrics: dict[MetricRole, tuple[str, ...]] = Field(default_factory=dict)
+    job_column: str = "job_name"
+    job_window_hours: float = Field(default=6, gt=0)
+    stuck_loads: int = Field(default=3, ge=1, description="repeats of the previous loads' value that make it stuck")
+    drift_loads: int = Field(default=2, ge=1, description="previous loads beyond the same edge that make a drift")
+    partial_below: float = Field(default=0.8, gt=0, lt=1, description="rows under this share of usual: partial")
+    duplicate_ratio: tuple[float, float] = (1.7, 2.3)
+
+    def rules(self) -> Any:
+        """The :class:`dqad.incidents.Rules` these options describe."""
+        from dqad.incidents import MetricRoles, Rules
+
+        return Rules(
+            roles=MetricRoles({str(k): v for k, v in self.metrics.items()}),
+            partial_below=self.partial_below,
+            duplicate_ratio=self.duplicate_ratio,
+            stuck_loads=self.stuck_loads,
+            drift_loads=self.drift_loads,
+            job_window=timedelta(hours=self.job_window_hours),
+        )
+
+
+class Channel(_Strict):
+    """A chat or webhook destination besides the email (docs/alerts.md, "Channels").
+
+    ``secret`` names the Secrets Manager secret holding the webhook URL (for ``webhook``: a JSON
+    object ``{"url": ..., "signing_key": ...}``), never the URL itself: a webhook URL is a credential.
+    """
+
+    kind: Literal["slack", "teams", "webhook"]
+    secret: str = Field(min_length=1, max_length=2048)
+    name: str = Field(default="", max_length=64, description="how operator alerts name it; default: kind/secret")
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.kind}/{self.secret.rsplit(':', 1)[-1]}"
 
 
 class Holidays(_Strict):
@@ -407,6 +455,8 @@ class Dataset(_Strict):
     trainer: TrainerOptions = TrainerOptions()
     notifier: NotifierOptions = NotifierOptions()
     freshness: FreshnessOptions = FreshnessOptions()
+    incidents: IncidentOptions = IncidentOptions()
+    channels: tuple[Channel, ...] = ()
 
     @model_validator(mode="after")
     def _columns_consistent(self) -> Dataset:
@@ -416,6 +466,9 @@ class Dataset(_Strict):
         stray = set(self.group) - set(self.keys)
         if stray:
             raise ValueError(f"group columns {sorted(stray)} must be among keys {list(self.keys)}")
+        labels = [c.label for c in self.channels]
+        if len(set(labels)) != len(labels):
+            raise ValueError("channels: two channels with the same name; give each a distinct name")
         return self
 
     def stage_settings(self, stage: Literal["labeler", "detector"], today: date | None = None) -> dict[str, Any]:
@@ -518,6 +571,8 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # inside a list (channels = [{ kind = "slack", ... }]): an inline table
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
     if hasattr(value, "isoformat"):
         return json.dumps(value.isoformat(), ensure_ascii=False)
     raise TypeError(f"cannot write {type(value).__name__} {value!r} to a dataset catalog")

@@ -82,3 +82,35 @@ class LoadIncident:
         for name in ("due_at", "arrived_at", "last_arrival"):
             known[name] = _dt(known.get(name))
         return cls(**known)
+
+
+#: the named-incident kind (:class:`dqad.incidents.Kind` value) of each kind of this record;
+#: ``load_arrived`` is the closing note of a late load
+INCIDENT_KIND_OF: dict[str, str] = {
+    "late_load": "late_load",
+    "missing_load": "missing_load",
+    "load_arrived": "late_load",
+    "empty_load": "empty_load",
+    "slow_load": "slow_load",
+}
+
+
+def as_incident(record: LoadIncident, summary: str, dataset: str = "") -> Any:
+    """The record as a named incident (:class:`dqad.incidents.Incident`), for lists of every kind.
+
+    ``summary`` is the one line the notifier words it with (``dqad_notifier.freshness.line``).
+    """
+    from dqad.incidents import Incident, Kind
+
+    at = record.due_at or record.arrived_at or datetime.now(UTC)
+    return Incident(
+        kind=Kind(INCIDENT_KIND_OF[record.kind]),
+        tables=(record.table,),
+        timestamp=at.astimezone(UTC).replace(tzinfo=None),
+        severity="high" if record.kind in ("missing_load", "empty_load") else "medium",
+        summary=summary,
+        job=record.job,
+        dataset=dataset,
+        status="closed" if record.kind == "load_arrived" else "open",
+    )
+

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from dqad.incidents import Incident
+
 HISTORY_POINTS = 60
 MAX_PLOTS = 24
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
@@ -305,6 +307,11 @@ td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.anom td{background:#fff7f7}
 tr.anom td:first-child{box-shadow:inset 3px 0 #dc2626}
 .why-cell{color:#475569;max-width:380px}
+.incident{background:#fff;border:1px solid #e2e8f0;border-left:4px solid #dc2626;border-radius:8px;
+padding:10px 12px;margin-bottom:8px}.incident.medium{border-left-color:#ea580c}.incident.low{border-left-color:#ca8a04}
+.incident .t{display:flex;gap:10px;align-items:baseline;flex-wrap:wrap}.incident .m{font-weight:650}
+.incident .when{font-size:12px;color:#64748b}.incident .ev{font-size:12.5px;color:#334155;margin-top:4px}
+.incident ul{margin:4px 0 0;padding-left:20px;font-size:13px}
 footer{margin-top:26px;font-size:12px;color:#64748b}
 footer code{background:#e2e8f0;padding:1px 5px;border-radius:4px;color:#0f172a}
 """
@@ -373,11 +380,13 @@ def render_report(
     model_version: str = "",
     model_metrics: dict | None = None,
     generated_at: datetime | None = None,
+    incidents: Sequence[Incident] = (),
 ) -> str:
     """The run's report as one HTML string (UTF-8), images embedded.
 
     ``history`` is the labelled history (``label`` marks past anomalies when present); ``scores``
-    the scorer's output for the new load.
+    the scorer's output for the new load; ``incidents`` what happened to the loads, shown first
+    (a reader acts on "loaded empty", the metric cards below are the evidence).
     """
     anomalies = rank_anomalies(scores[scores["is_anomaly"].astype(bool)])
     counts = severity_counts(anomalies["severity"])
@@ -406,6 +415,8 @@ def render_report(
         f"{_esc(model_version or 'n/a')}</div><div class=s>{_esc(metrics_txt or 'validation metrics n/a')}</div></div>",
         "</section>",
     ]
+    if incidents:
+        parts.append(incidents_section(incidents))
     if n:
         parts.append(_anomaly_section(anomalies, history, scores))
     parts += [
@@ -418,6 +429,42 @@ def render_report(
         "</code>: the next run learns from it and will not flag the same pattern again.</footer>",
         "</div></body></html>",
     ]
+    return "".join(parts)
+
+
+def metric_label(series: str, group: str) -> str:
+    """:func:`dqad.incidents.metric_label` (imported here: the incidents module needs nothing from the report)."""
+    from dqad.incidents import metric_label as label
+
+    return label(series, group)
+
+
+def incidents_section(incidents: Sequence[Incident]) -> str:
+    """What happened, one line per incident, worst first; its metrics in words beneath it."""
+    parts = ["<h2>Incidents</h2><div class=incidents>"]
+    for i in incidents:
+        sev = _esc(i.severity or "low")
+        parts.append(
+            f"<div class='incident {sev}'><div class=t><span class='chip sev-{sev}'>{_esc(i.kind.words)}</span>"
+            f"<span class=m>{_esc(i.summary)}</span><span class=when>load {i.timestamp:%Y-%m-%d %H:%M} UTC"
+            + (f" · job {_esc(i.job)}" if i.job else "")
+            + "</span></div>"
+        )
+        if i.details:
+            parts.append("<ul>" + "".join(f"<li>{_esc(d)}</li>" for d in i.details) + "</ul>")
+        cited = [m for m in i.metrics if m.is_anomaly][:8]
+        if cited:
+            parts.append(
+                "<div class=ev>"
+                + " · ".join(
+                    f"{_esc(m.words)}: <b>{fmt_value(m.value)}</b> (expected {fmt_value(m.expected_low)} – "
+                    f"{fmt_value(m.expected_high)})"
+                    for m in cited
+                )
+                + "</div>"
+            )
+        parts.append("</div>")
+    parts.append("</div>")
     return "".join(parts)
 
 
@@ -453,7 +500,7 @@ def _anomaly_section(anomalies: pd.DataFrame, history: pd.DataFrame, scores: pd.
             sev = str(row.severity)
             dev = deviation(row.value, row.expected_low, row.expected_high)
             parts.append(
-                f"<div class='plot {_esc(sev)}'><div class=t><span class=m>{_esc(metric_name(series, g))}</span>"
+                f"<div class='plot {_esc(sev)}'><div class=t><span class=m>{_esc(metric_label(series, g))}</span>"
                 f"<span class=when>load {row.timestamp:%Y-%m-%d %H:%M} UTC · score {row.score:.2f}</span></div>"
                 f"<div class=nums>actual <b>{fmt_value(row.value)}</b> · expected {fmt_value(row.expected_low)} – "
                 f"{fmt_value(row.expected_high)} <span class='dev{' in' if dev.startswith('within') else ''}'>"

@@ -22,11 +22,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dqad import incidents as inc
 from dqad.datasets import long_format_dataset, render_catalog
 from dqad.storage import Storage
 from dqad.topology import stage
 from dqad_dev.local import LocalCloud, PumpReport
-from dqad_dev.run import DEMO_PREFIX, StateDir, drive_chain, print_anomalies, print_stage_times, progress_printer
+from dqad_dev.run import (
+    DEMO_PREFIX,
+    StateDir,
+    drive_chain,
+    print_anomalies,
+    print_incidents,
+    print_stage_times,
+    progress_printer,
+)
 from dqad_dev.synth import SynthData
 
 DATASET = "demo_dq"
@@ -34,6 +43,9 @@ FINAL_INCIDENTS = (("empty", 3), ("duplicated", 7), ("null_spike", 11))
 MISSING_LOADS = 2  # of the earliest-loading table without an injected incident: reported as a missing load
 LOAD_LOG_KEY = f"sources/{DATASET}/load_log.csv"
 FRESHNESS_CHECK_AFTER = dt.timedelta(hours=1)  # the demo's check runs this long after the last load
+#: What the scorer should call each injected incident. Only the check uses it: the scorer never sees
+#: the injection, it names what it finds from the values (dqad.incidents).
+EXPECTED_KIND = {"empty": inc.Kind.EMPTY, "duplicated": inc.Kind.DUPLICATED, "null_spike": inc.Kind.NULL_SPIKE}
 
 
 def demo_catalog(bucket: str, holidays: tuple, new_window_hours: float = 20) -> str:
@@ -64,6 +76,7 @@ class DemoResult:
     notification: dict | None = None
     freshness: dict = field(default_factory=dict)  # what the scheduled check returned
     freshness_notification: dict | None = None
+    incidents: list[inc.Incident] = field(default_factory=list)  # as the scorer named them
 
 
 @dataclass
@@ -179,8 +192,10 @@ def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) ->
         run_id = runs[0]
         notification = next(iter(cloud.inbox()), None)
         check, freshness_mail = run_freshness_check(cloud, storage, demo.loaded_at + FRESHNESS_CHECK_AFTER)
+        late_or_missing = freshness_incidents(storage, check)
         prefix = f"runs/{DATASET}/{run_id}"
         scores = storage.read_parquet(storage.uri(f"{prefix}/scores.parquet"))
+        incidents_json = storage.get_bytes(storage.uri(f"{prefix}/incidents.json"))
         failed = [u for u in storage.list_uris(storage.uri(f"events/{run_id}/")) if "StageFailed" in u]
         if failed:
             raise RuntimeError(f"the demo run failed: {storage.get_json(failed[0])['detail']}")
@@ -190,6 +205,7 @@ def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) ->
         out_dir.mkdir(parents=True)
         outputs = {
             "scores": out_dir / "scores.csv",
+            "incidents": out_dir / "incidents.json",
             "report": out_dir / "report.html",
             "email": out_dir / "sns-message.json",
             "loadlog": out_dir / "loadlog-message.json",
@@ -197,6 +213,7 @@ def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) ->
             "state": out_dir / "state",
         }
         scores.to_csv(outputs["scores"], index=False)
+        outputs["incidents"].write_bytes(incidents_json)
         outputs["report"].write_bytes(storage.get_bytes(storage.uri(f"{prefix}/report.html")))
         outputs["email"].write_text(json.dumps(notification, indent=2) if notification else "null")
         outputs["loadlog"].write_text(json.dumps(freshness_mail, indent=2) if freshness_mail else "null")
@@ -211,7 +228,15 @@ def run_demo(out_dir: Path, seed: int = 7, tables: int = 20, days: int = 180) ->
     forced = forced.assign(series=forced["table_name"] + "/" + forced["metric_name"])
     flagged_tables = set(anomalies["group"])
     forced["found"] = forced["table_name"].isin(flagged_tables)
-    return DemoResult(run_id, anomalies, forced, report, wall, outputs, notification, check, freshness_mail)
+    incidents = inc.loads(incidents_json)
+    named = {(t, i.kind) for i in incidents for t in i.tables}
+    incidents += late_or_missing
+    forced["named"] = [
+        (t, EXPECTED_KIND.get(k)) in named for t, k in zip(forced["table_name"], forced["kind"], strict=True)
+    ]
+    return DemoResult(
+        run_id, anomalies, forced, report, wall, outputs, notification, check, freshness_mail, incidents
+    )
 
 
 def run_freshness_check(cloud: LocalCloud, storage: Storage, at: pd.Timestamp) -> tuple[dict, dict | None]:
@@ -231,14 +256,34 @@ def run_freshness_check(cloud: LocalCloud, storage: Storage, at: pd.Timestamp) -
     return check, next(iter(cloud.inbox()), None)
 
 
+def freshness_incidents(storage: Storage, check: dict) -> list[inc.Incident]:
+    """The incidents the freshness check published (its LoadLogChecked events), as named incidents."""
+    from dqad.freshness import LoadIncident, as_incident
+    from dqad_notifier.freshness import line
+
+    checked_at = pd.Timestamp(check["checked_at"]).to_pydatetime()
+    found = []
+    for run in check.get("runs", []):
+        for uri in storage.list_uris(storage.uri(f"events/{run}/")):
+            if "LoadLogChecked" in uri:
+                detail = storage.get_json(uri)["detail"]
+                for doc in detail["incidents"]:
+                    record = LoadIncident.from_json(doc)
+                    found.append(as_incident(record, line(record, checked_at), detail["dataset"]))
+    return found
+
+
 def print_result(res: DemoResult) -> None:
     print(f"\nRun {res.run_id}: {len(res.anomalies)} anomalies in {DATASET}\n")
+    print_incidents(res.incidents)
+    print("")
     print_anomalies(res.anomalies)
     print("\nInjected incidents on the latest load:")
     for kind, rows in res.injected.groupby("kind", sort=False):
         table = rows["table_name"].iloc[0]
         status = "FOUND" if rows["found"].all() else "MISSED"
-        print(f"  {status:<6} {kind:<12} {table} ({', '.join(rows['metric_name'])})")
+        name = f"reported as {EXPECTED_KIND[str(kind)].words}" if rows["named"].all() else "not named as such"
+        print(f"  {status:<6} {kind:<12} {table} ({', '.join(rows['metric_name'])}) - {name}")
     check = res.freshness
     if check:
         at = pd.Timestamp(check["checked_at"])

@@ -35,6 +35,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from dqad import incidents
+from dqad.incidents import Incident
 from dqad.topology import STAGES
 from dqad.wording import fmt_value
 from dqad_dev.errors import USAGE_ERROR, UserError
@@ -236,6 +238,7 @@ class RunResult:
     model_reused: bool | None = None
     outputs: dict[str, Path] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)
 
     @property
     def failure(self) -> str:
@@ -264,6 +267,9 @@ def collect(storage: Storage, dataset: str, run_id: str) -> RunResult:
         scores = storage.read_parquet(scored["scores"]["uri"])
         flagged = scores[scores["is_anomaly"].astype(bool)]
         result.anomalies = flagged.sort_values("score", ascending=False)
+        if scored.get("incidents"):
+            ref = scored["incidents"]
+            result.incidents = incidents.loads(storage.get_bytes(ref["uri"], sha256=ref["sha256"]))
     return result
 
 
@@ -290,6 +296,14 @@ def save_outputs(state: StateDir, result: RunResult) -> None:
 
 
 # -- printing (shared with the demo) -----------------------------------------------------------------
+def print_incidents(found: list[Incident], out: Callable[[str], None] = print) -> None:
+    """The run's incidents grouped by kind (in the order of :class:`dqad.incidents.Kind`), one line each."""
+    order = list(incidents.Kind)
+    out(f"Incidents by kind ({len(found)}):")
+    for incident in sorted(found, key=lambda i: (order.index(i.kind), i.timestamp, i.summary)):
+        out(f"  {incident.kind.words:<17} {incident.summary}")
+
+
 def print_anomalies(anomalies: pd.DataFrame, out: Callable[[str], None] = print) -> None:
     """The anomaly table: load group, metric, load time, actual value, expected range, score."""
     from dqad.report import metric_name
@@ -319,6 +333,9 @@ def print_run(result: RunResult, state: StateDir, port: int, out: Callable[[str]
     if result.failure:
         out(f"  the run {result.failure}")
         return
+    if result.incidents:
+        out("")
+        print_incidents(result.incidents, out)
     if n and result.anomalies is not None:
         out("")
         print_anomalies(result.anomalies, out)

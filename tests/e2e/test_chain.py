@@ -30,7 +30,13 @@ def test_aurora_payload_becomes_an_email_naming_the_injected_incidents(demo_run)
     body = message["Message"]
     for row in result.injected.drop_duplicates("table_name").itertuples():
         assert row.found, f"injected {row.kind} on {row.table_name} not flagged"
+        assert row.named, f"injected {row.kind} on {row.table_name} not reported as such: {result.incidents}"
         assert f"\n{row.table_name}: " in body  # the table's section header
+    # the email leads with the incidents, one per injected load, named from the values alone
+    kinds = {i.kind.words for i in result.incidents}
+    assert {"empty load", "duplicated load", "null spike"} <= kinds
+    assert body.index("What happened:") < body.index("Metric detail:")
+    assert all(f"{i.kind.words}: {i.summary}" in body for i in result.incidents)
     flagged = set(zip(result.anomalies["group"], result.anomalies["series"], strict=True))
     empty = result.injected[result.injected["kind"] == "empty"]
     assert any(s == f"{t}/row_count" for t, s in flagged for t2 in empty["table_name"] if t == t2)

@@ -201,6 +201,15 @@ def test_fetcher_reads_and_writes_its_freshness_state_and_its_schedule_may_only_
     assert schedule["DeadLetterFailedChecks"] == (["sqs:SendMessage"], ["${module.service.dlq_arn}"])
 
 
+def test_notifier_reads_only_the_channel_secrets_it_is_given(tfkit) -> None:
+    """dqad_notifier.channels reads each channel's webhook URL from Secrets Manager: the grant is on the
+    secrets the deployment lists (var.channel_secret_arns), never on every secret."""
+    st = _stage_statements(tfkit, "notifier")
+    assert st["ChannelSecrets"] == (["secretsmanager:GetSecretValue"], ["${var.channel_secret_arns}"])
+    assert st["DecryptChannelSecrets"] == (["kms:Decrypt"], ["${var.channel_secrets_kms_key_arns}"])
+    assert "ChannelSecrets" not in _stage_statements(tfkit, "notifier", "feedback")
+
+
 def test_trainer_and_its_job_reach_the_job_requests_and_labels(tfkit) -> None:
     st = _stage_statements(tfkit, "trainer")
     assert st["JobRequests"][1] == ["${local.bucket_arn}/jobs/*"]

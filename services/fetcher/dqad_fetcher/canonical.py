@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 CANONICAL = ("series", "group", "timestamp", "value")
+#: The ETL job of each load, carried when the dataset lists it in ``context``: the scorer merges the
+#: incidents of one job's loads into one (docs/alerts.md, "Incidents").
+JOB_COLUMN = "job_name"
 
 
 class SchemaMismatch(ValueError):
@@ -75,6 +78,8 @@ def to_canonical(raw: pd.DataFrame, ds: Dataset) -> pd.DataFrame:
     if "loaded_at" in ds.context and "loaded_at" in raw.columns:
         loaded = pd.to_datetime(raw["loaded_at"], utc=True, errors="coerce").dt.tz_localize(None)
         out["load_delay_s"] = (loaded - out["timestamp"]).dt.total_seconds().astype("float64")
+    if JOB_COLUMN in ds.context and JOB_COLUMN in raw.columns and JOB_COLUMN not in ds.keys:
+        out[JOB_COLUMN] = raw[JOB_COLUMN].fillna("").astype(str)
     return out.reset_index(drop=True)
 
 
@@ -204,6 +209,13 @@ def _canonical_arrow(raw: pa.Table, ds: Dataset) -> pa.Table:
             raise _NotArrowNative("loaded_at")
         delay = pc.subtract(_utc_naive_ns(loaded), timestamp).cast(pa.int64()).cast(pa.float64())
         columns["load_delay_s"] = pc.divide(delay, arrow_scalar(1e9, pa.float64()))  # as total_seconds()
+    if JOB_COLUMN in ds.context and JOB_COLUMN in raw.column_names and JOB_COLUMN not in ds.keys:
+        job = raw.column(JOB_COLUMN)
+        if pa.types.is_dictionary(job.type):
+            job = job.cast(job.type.value_type)
+        if not (pa.types.is_string(job.type) or pa.types.is_large_string(job.type)):
+            raise _NotArrowNative(JOB_COLUMN)
+        columns[JOB_COLUMN] = pc.fill_null(job.cast(pa.string()), "")
     schema = canonical_arrow_schema(list(columns))
     return pa.table([_one_chunk(c).cast(schema.field(n).type) for n, c in columns.items()], schema=schema)
 

@@ -14,6 +14,11 @@ No noise:
   the error), never on the SQS message id, so a redelivered or replayed event returns the first
   result instead of mailing twice.
 
+The digest and every channel (:mod:`dqad_notifier.channels`: Slack, Teams, a signed webhook) lead
+with the run's *incidents* (:mod:`dqad.incidents`: "sales.orders loaded empty"), the metric detail
+below. A channel that fails is retried, then reported on the operator topic; it never stops the
+email or the other channels.
+
 StageFailed events go to the *operator* topic as a separate message: which stage, which error,
 where the input event is and the exact ``dqad replay`` command that re-runs it.
 
@@ -30,20 +35,25 @@ import re
 import shlex
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from dqad import incidents as inc
 from dqad import signing
 from dqad.contract import AnomaliesScored, EventDetail, LoadLogChecked, NotificationSent, StageFailed
-from dqad.report import SEVERITY_ORDER, deviation, metric_name, rank_order, severity_counts
+from dqad.datasets import Channel, Dataset
+from dqad.incidents import Incident, metric_label
+from dqad.report import SEVERITY_ORDER, deviation, rank_order, severity_counts
 from dqad.signing import feedback_link, make_claim
 from dqad.stage import StageRuntime
 from dqad.topology import Names
 from dqad.wording import fmt_value, plural
+from dqad_notifier import channels
+from dqad_notifier.channels.message import Message
 from dqad_notifier.scores import ScoredPoint, read_points
 from dqad_notifier.state import Decision, StateStore, decide
 
@@ -90,6 +100,7 @@ class DigestContext:
     below_threshold: int = 0
     feedback: FeedbackLinker | None = None  # signed links; None: show the `dqad feedback` command
     cli_flags: str = ""  # extra flags for the command (e.g. " --aws" on a deployment)
+    incidents: Sequence[Incident] = field(default_factory=tuple)  # what happened, led with (worst first)
 
 
 def _ascii(text: str) -> str:
@@ -117,21 +128,36 @@ def digest(alert: list[ScoredPoint], ctx: DigestContext) -> tuple[str, str]:
     counts = severity_counts(p.severity for p in ranked)
     worst_count = next(iter(counts.items()), ("", 0))
     new_word = "new " if ctx.repeated or ctx.continuing else ""
-    subject = _ascii(
-        f"[dqad] {ctx.dataset}: {plural(n, new_word + 'anomaly', new_word + 'anomalies')}"
-        f" ({worst_count[1]} {worst_count[0]}) - run {ctx.run_id}"
-    )
+    anomalies_text = plural(n, new_word + "anomaly", new_word + "anomalies")
+    by_severity = ", ".join(f"{c} {s}" for s, c in counts.items())
+    if ctx.incidents:
+        kinds = list(dict.fromkeys(i.kind.words for i in ctx.incidents))
+        named = ", ".join(kinds[:3]) + (f" +{len(kinds) - 3} more" if len(kinds) > 3 else "")
+        subject = _ascii(f"[dqad] {ctx.dataset}: {named} - run {ctx.run_id}")
+        lines = [
+            f"dqad found {plural(len(ctx.incidents), 'incident', 'incidents')} in {ctx.dataset}"
+            + (f" ({anomalies_text}: {by_severity})." if n else "."),
+            f"Run {ctx.run_id}: {ctx.scored_rows:,} points scored, model {ctx.model_version}.",
+            "",
+            "What happened:",
+        ]
+        lines += [line for i in ctx.incidents for line in incident_lines(i)]
+        lines.append("")
+    else:
+        subject = _ascii(
+            f"[dqad] {ctx.dataset}: {anomalies_text} ({worst_count[1]} {worst_count[0]}) - run {ctx.run_id}"
+        )
+        lines = [
+            f"dqad found {anomalies_text} in {ctx.dataset}: {by_severity}.",
+            f"Run {ctx.run_id}: {ctx.scored_rows:,} points scored, model {ctx.model_version}.",
+            "",
+        ]
     shown = ranked[: ctx.max_in_body]
-    lines = [
-        f"dqad found {plural(n, new_word + 'anomaly', new_word + 'anomalies')} in {ctx.dataset}: "
-        + ", ".join(f"{c} {s}" for s, c in counts.items())
-        + ".",
-        f"Run {ctx.run_id}: {ctx.scored_rows:,} points scored, model {ctx.model_version}.",
-        "",
-    ]
     if ctx.report_link:
         valid = _duration(ctx.report_link_expiry_s)
         lines += [f"Report with a plot of every anomaly (link valid {valid}):", ctx.report_link, ""]
+    if ctx.incidents and shown:
+        lines += ["Metric detail:", ""]
     for group in dict.fromkeys(p.group for p in shown):  # tables in rank order
         in_group = [p for p in ranked if p.group == group]
         lines += [
@@ -170,11 +196,18 @@ def digest(alert: list[ScoredPoint], ctx: DigestContext) -> tuple[str, str]:
     return subject, "\n".join(lines)
 
 
+def incident_lines(incident: Incident) -> list[str]:
+    """An incident in the email: severity, kind and summary; a merged job's tables beneath it."""
+    when = f"load of {incident.timestamp:%Y-%m-%d %H:%M} UTC"
+    lines = [f"  [{(incident.severity or 'low').upper()}] {incident.kind.words}: {incident.summary} ({when})"]
+    return lines + [f"      - {d}" for d in incident.details]
+
+
 def _anomaly_lines(row: ScoredPoint, group: str, ctx: DigestContext) -> list[str]:
     series, ts = row.series, _iso(row.timestamp)
     dev = deviation(row.value, row.expected_low, row.expected_high)
     lines = [
-        f"[{str(row.severity).upper()}] {metric_name(series, group)}, load of {row.timestamp:%Y-%m-%d %H:%M} UTC",
+        f"[{str(row.severity).upper()}] {metric_label(series, group)}, load of {row.timestamp:%Y-%m-%d %H:%M} UTC",
         f"  Actual:   {fmt_value(row.value)}",
         f"  Expected: {fmt_value(row.expected_low)} to {fmt_value(row.expected_high)}" + (f" ({dev})" if dev else ""),
     ]
@@ -237,8 +270,6 @@ def _attrs(**values: Any) -> dict:
         dtype = "Number" if isinstance(v, int) and not isinstance(v, bool) else "String"
         out[k] = {"DataType": dtype, "StringValue": str(v)}
     return out
-
-
 
 
 def feedback_keys(rt: StageRuntime) -> list[bytes] | None:
@@ -338,23 +369,109 @@ def _send_alert(rt: StageRuntime, detail: AnomaliesScored) -> dict:
         feedback=_linker(rt, ds.name, detail.run_id, opts.feedback_link_expiry_hours),
         cli_flags="" if _is_local(rt) else " --aws",
     )
+    ctx.incidents = alerted_incidents(run_incidents(rt, detail, ds, scores), decision.alert)
     subject, body = digest(decision.alert, ctx)
     worst = min((p.severity for p in decision.alert), key=lambda s: SEVERITY_ORDER.get(s, 3))
-    response = sns.publish(
-        TopicArn=rt.settings.alerts_topic_arn,
-        Subject=subject,
-        Message=body,
-        MessageAttributes=_attrs(
-            dataset=ds.name,
-            severity=worst or "low",
-            anomaly_count=len(decision.alert),
-            run_id=detail.run_id,
-            kind="alert",
-        ),
+    email_error: Exception | None = None
+    try:
+        response = sns.publish(
+            TopicArn=rt.settings.alerts_topic_arn,
+            Subject=subject,
+            Message=body,
+            MessageAttributes=_attrs(
+                dataset=ds.name,
+                severity=worst or "low",
+                anomaly_count=len(decision.alert),
+                run_id=detail.run_id,
+                kind="alert",
+            ),
+        )
+        _save_state(store, ds.name, decision, etag)
+    except Exception as exc:  # the channels still go out; the record then fails and the email is retried
+        email_error = exc
+    message = Message(
+        dataset=ds.name,
+        run_id=detail.run_id,
+        incidents=ctx.incidents,
+        anomalies=decision.alert,
+        report_link=ctx.report_link,
+        feedback=ctx.feedback,
+        cli_flags=ctx.cli_flags,
     )
-    _save_state(store, ds.name, decision, etag)
-    logger.info("alert sent", extra={"alerted": len(decision.alert), "suppressed": decision.suppressed})
+    sent = channels.deliver_all(rt, ds, message, functools.partial(_report_channel_failure, rt, ds, detail.run_id))
+    if email_error is not None:
+        raise email_error
+    logger.info(
+        "alert sent",
+        extra={
+            "alerted": len(decision.alert),
+            "suppressed": decision.suppressed,
+            "incidents": len(ctx.incidents),
+            "channels": {r.channel: r.status for r in sent},
+        },
+    )
     return {**result, "message_id": response["MessageId"], "kind": "alert"}
+
+
+def run_incidents(rt: StageRuntime, detail: AnomaliesScored, ds: Dataset, scores: list[ScoredPoint]) -> list[Incident]:
+    """The run's incidents: the scorer's ``incidents.json`` (checked against its sha256), or, for an
+    event from before incidents existed, named here from the scores (without stuck values and drift,
+    which need the history)."""
+    ref = detail.incidents
+    expected = rt.storage.uri(f"runs/{detail.dataset}/{detail.run_id}/incidents.json")
+    if ref is not None and ref.uri == expected:
+        return inc.loads(rt.storage.get_bytes(ref.uri, sha256=ref.sha256))
+    if ref is not None:
+        logger.warning(
+            "incidents URI is not this run's; naming incidents from the scores", extra={"uri": ref.uri[:300]}
+        )
+    return inc.find_incidents(scores, ds.incidents.rules(), dataset=ds.name)
+
+
+def alerted_incidents(incidents: Sequence[Incident], alert: Sequence[ScoredPoint]) -> list[Incident]:
+    """The incidents worth telling now: those with a point being alerted (the others were told
+    before, or are below the minimum severity), and those with no points at all (a late load)."""
+    keys = {(p.series, p.timestamp) for p in alert}
+    return [i for i in incidents if not i.points() or i.points() & keys]
+
+
+def channel_failure_message(dataset: str, run_id: str, channel: Channel, error: str) -> tuple[str, str]:
+    subject = _ascii(f"[dqad] CHANNEL FAILED {channel.kind} {channel.label}: {dataset} run {run_id}")
+    body = "\n".join(
+        [
+            f"dqad could not deliver run {run_id} of dataset {dataset} to the {channel.kind} channel "
+            f"'{channel.label}' (secret {channel.secret}).",
+            "",
+            f"Error: {error}",
+            "",
+            "The email and the other channels were sent on their own. Check the webhook URL in the secret",
+            "and that the endpoint accepts the message; the run's report holds everything the message said.",
+        ]
+    )
+    return subject, body
+
+
+def _report_channel_failure(rt: StageRuntime, ds: Dataset, run_id: str, channel: Channel, error: str) -> None:
+    """A failed channel on the operator topic. Never raises: the alert itself went out."""
+    try:
+        rt.settings.require("operator_topic_arn")
+        subject, body = channel_failure_message(ds.name, run_id, channel, error)
+        rt.clients("sns").publish(
+            TopicArn=rt.settings.operator_topic_arn,
+            Subject=subject,
+            Message=body,
+            MessageAttributes=_attrs(
+                dataset=ds.name,
+                stage="notifier",
+                error_type="ChannelDeliveryFailed",
+                channel=channel.label,
+                run_id=run_id,
+                severity="high",
+                kind="operator",
+            ),
+        )
+    except Exception:
+        logger.exception("could not report a failed channel on the operator topic", extra={"channel": channel.label})
 
 
 def _send_operator_alert(rt: StageRuntime, detail: StageFailed) -> dict:

@@ -1,11 +1,14 @@
-"""Scorer: apply the run's model to the new load; expected ranges, severity and reasons per row."""
+"""Scorer: apply the run's model to the new load; expected ranges, severity and reasons per row, and the
+load's incidents: its anomalies grouped and named (docs/architecture.md §6, :mod:`dqad.incidents`)."""
 
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from dqad.contract import AnomaliesScored, ModelTrained
+from dqad import incidents as inc
+from dqad.contract import AnomaliesScored, DataRef, ModelTrained
+from dqad.datasets import Dataset
 from dqad.report import render_report
 from dqad.signing import SignatureError, secret_keys, verify_model_ref
 from dqad.stage import PermanentError, StageRuntime
@@ -57,14 +60,23 @@ def score(rt: StageRuntime, detail: ModelTrained) -> AnomaliesScored:
     prefix = rt.run_prefix(detail.dataset, detail.run_id)
     ref = rt.storage.write_parquet(f"{prefix}/scores.parquet", table)
     scores = table.to_pandas()
+    flagged_history = _report_history(history, scores)
+    found = find_incidents(rt.catalog.get(detail.dataset), scores, flagged_history)
+    incidents_uri = f"{prefix}/incidents.json"
+    incidents_ref = DataRef(
+        uri=incidents_uri,
+        rows=len(found),
+        sha256=rt.storage.put_bytes(incidents_uri, inc.dumps(found), "application/json"),
+    )
     report_uri = f"{prefix}/report.html"
     html = render_report(
         detail.dataset,
         detail.run_id,
-        _report_history(history, scores),
+        flagged_history,
         scores,
         model_version=detail.model.version,
         model_metrics=detail.metrics,
+        incidents=found,
     )
     rt.storage.put_bytes(report_uri, html.encode(), "text/html; charset=utf-8")
     event = AnomaliesScored(
@@ -75,9 +87,41 @@ def score(rt: StageRuntime, detail: ModelTrained) -> AnomaliesScored:
         anomaly_count=int(scores["is_anomaly"].sum()),
         report=report_uri,
         model_version=detail.model.version,
+        incidents=incidents_ref,
     )
     rt.publisher.publish(event)
     return event
+
+
+PREVIOUS_LOADS = 30  # values before a load that stuck-value and drift rules look at
+
+
+def find_incidents(ds: Dataset, scores: pd.DataFrame, history: pd.DataFrame) -> list[inc.Incident]:
+    """The run's incidents: the scores' flagged loads, named by :func:`dqad.incidents.find_incidents`.
+
+    Only loads with an anomaly are read; ``history`` (the flagged series' history) gives each flagged
+    series its previous values, and the dataset's job column (a context column the scores carry)
+    each load group its ETL job.
+    """
+    opts = ds.incidents
+    if scores.empty or not scores["is_anomaly"].any():
+        return []
+    keys = scores.loc[scores["is_anomaly"].astype(bool), ["group", "timestamp"]].drop_duplicates()
+    loads = scores.merge(keys, on=["group", "timestamp"])
+    jobs: dict[str, str] = {}
+    if opts.job_column in loads.columns:
+        named = loads.dropna(subset=[opts.job_column]).sort_values("timestamp")
+        jobs = {str(g): str(j) for g, j in zip(named["group"], named[opts.job_column], strict=True) if str(j)}
+    previous: dict[str, list[float]] = {}
+    if not history.empty:
+        first = loads.groupby("series")["timestamp"].min()
+        hist = history.sort_values("timestamp")
+        for series, rows in hist.groupby("series", sort=False):
+            cut = first.get(series)
+            before = rows[rows["timestamp"] < cut] if cut is not None else rows
+            previous[str(series)] = before["value"].tail(PREVIOUS_LOADS).astype(float).tolist()
+    points: Any = loads.itertuples(index=False)  # rows with the Point attributes (scores' columns)
+    return inc.find_incidents(points, opts.rules(), dataset=ds.name, jobs=jobs, previous=previous)
 
 
 def _report_history(history: pa.Table, scores: pd.DataFrame) -> pd.DataFrame:

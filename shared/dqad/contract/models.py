@@ -140,6 +140,9 @@ class AnomaliesScored(EventDetail):
     anomaly_count: int = Field(ge=0)
     report: Uri | None = None
     model_version: str = Field(min_length=1, max_length=64)
+    # incidents.json beside the scores (rows = number of incidents); absent in events made before
+    # incidents existed, when the notifier names them from the scores itself.
+    incidents: DataRef | None = None
 
 
 class NotificationSent(EventDetail):

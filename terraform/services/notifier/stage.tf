@@ -52,6 +52,34 @@ data "aws_iam_policy_document" "stage" {
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [aws_secretsmanager_secret.feedback.arn]
   }
+  # dqad_notifier.channels: the webhook URL (and signing key) of each Slack / Teams / webhook channel
+  # the datasets configure is read when the alert is sent (docs/alerts.md, "Channels").
+  dynamic "statement" {
+    for_each = length(var.channel_secret_arns) > 0 ? [1] : []
+    content {
+      sid       = "ChannelSecrets"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = var.channel_secret_arns
+    }
+  }
+  dynamic "statement" {
+    for_each = length(var.channel_secrets_kms_key_arns) > 0 ? [1] : []
+    content {
+      sid       = "DecryptChannelSecrets"
+      actions   = ["kms:Decrypt"]
+      resources = var.channel_secrets_kms_key_arns
+    }
+  }
+}
+
+variable "channel_secret_arns" {
+  description = "Secrets Manager secrets the datasets' channels name (Slack / Teams webhook URL; a signed webhook's {url, signing_key}); the notifier may read only these. [] when no dataset has channels."
+  type        = list(string)
+}
+
+variable "channel_secrets_kms_key_arns" {
+  description = "Customer-managed KMS keys of the channel secrets; [] for the AWS-managed secretsmanager key."
+  type        = list(string)
 }
 
 data "aws_iam_policy_document" "feedback" {

@@ -23,13 +23,15 @@ DATASET = "shop_dq"
 T0 = pd.Timestamp("2026-11-02 02:16:07")
 
 
-def catalog(**notifier: Any) -> str:
+def catalog(channels: tuple[dict, ...] = (), **notifier: Any) -> str:
     return render_catalog(
         {
             DATASET: long_format_dataset(
                 trigger_tables=["dq.metrics_daily"],
                 source={"kind": "file", "path": f"s3://dqad-test-bucket/sources/{DATASET}/metrics.parquet"},
+                context=["job_name"],
                 notifier=notifier,
+                channels=list(channels) or None,
             )
         }
     )
@@ -54,6 +56,7 @@ def scores_frame(points: list[dict], ts: pd.Timestamp = T0) -> pd.DataFrame:
                 "expected_low": float(p["low"]),
                 "expected_high": float(p["high"]),
                 "reasons": p.get("reasons", f"{p['metric']} out of range" if sev else ""),
+                **({"job_name": p["job"]} if "job" in p else {}),
             }
         )
     frame = pd.DataFrame(rows)
@@ -88,15 +91,30 @@ class NotifierHarness:
     cloud: LocalCloud
     storage: Storage
 
-    def configure(self, **notifier: Any) -> None:
-        """Write the catalog with these notifier options, and drop the runtime cached per container
-        (it caches the catalog, as a warm Lambda does)."""
-        self.storage.put_bytes(self.storage.uri("config/datasets.toml"), catalog(**notifier).encode())
+    def configure(self, channels: tuple[dict, ...] = (), **notifier: Any) -> None:
+        """Write the catalog with these channels and notifier options, and drop the runtime cached per
+        container (it caches the catalog, as a warm Lambda does)."""
+        self.storage.put_bytes(self.storage.uri("config/datasets.toml"), catalog(channels, **notifier).encode())
         stage._runtime_for.cache_clear()
 
-    def scored(self, run_id: str, scores: pd.DataFrame, report: bool = True) -> AnomaliesScored:
+    def scored(
+        self, run_id: str, scores: pd.DataFrame, report: bool = True, incidents: bool = False
+    ) -> AnomaliesScored:
+        """The scorer's event for ``scores``; with ``incidents``, also its incidents.json, named by the
+        scorer's own function (the catalog's dataset, no history)."""
         prefix = f"runs/{DATASET}/{run_id}"
         ref = self.storage.write_parquet(self.storage.uri(f"{prefix}/scores.parquet"), scores)
+        incidents_ref = None
+        if incidents:
+            from dqad import incidents as inc
+            from dqad.contract import DataRef
+            from dqad.datasets import parse_catalog
+            from dqad_scorer.domain import find_incidents
+
+            ds = parse_catalog(self.storage.get_bytes(self.storage.uri("config/datasets.toml")).decode()).get(DATASET)
+            found = find_incidents(ds, scores, scores.iloc[0:0])
+            uri = self.storage.uri(f"{prefix}/incidents.json")
+            incidents_ref = DataRef(uri=uri, rows=len(found), sha256=self.storage.put_bytes(uri, inc.dumps(found)))
         report_uri = self.storage.uri(f"{prefix}/report.html") if report else None
         if report_uri:
             self.storage.put_bytes(report_uri, b"<html>report</html>", "text/html")
@@ -108,6 +126,7 @@ class NotifierHarness:
             anomaly_count=int(scores["is_anomaly"].sum()),
             report=report_uri,
             model_version="v1",
+            incidents=incidents_ref,
         )
 
     def deliver(self, *details: EventDetail, source: str = "dqad.scorer") -> dict:
@@ -163,3 +182,61 @@ def attrs(message: dict) -> dict[str, str]:
 @pytest.fixture
 def sns_attrs() -> Callable[[dict], dict[str, str]]:
     return attrs
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Webhooks:
+    """A local HTTP server standing in for Slack, Teams and a webhook receiver: it records every POST
+    and answers with the status queued for its path (200 when none is)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.received: list[Received] = []
+        self.statuses: dict[str, list[int]] = {}
+        hooks = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                hooks.received.append(Received(self.path, dict(self.headers.items()), body))
+                queued = hooks.statuses.get(self.path, [])
+                status = queued.pop(0) if queued else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def at(self, path: str) -> list[Received]:
+        return [r for r in self.received if r.path == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhooks() -> Any:
+    hooks = Webhooks()
+    yield hooks
+    hooks.close()

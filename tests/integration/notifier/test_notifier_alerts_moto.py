@@ -18,7 +18,7 @@ def test_digest_content_and_attributes(notifier, sns_attrs) -> None:
 
     assert result == {"batchItemFailures": []}
     [msg] = notifier.inbox()
-    assert msg["Subject"] == "[dqad] shop_dq: 3 anomalies (2 high) - run run-a"
+    assert msg["Subject"] == "[dqad] shop_dq: empty load, null spike - run run-a"
     assert sns_attrs(msg) == {
         "dataset": "shop_dq",
         "severity": "high",
@@ -28,12 +28,21 @@ def test_digest_content_and_attributes(notifier, sns_attrs) -> None:
     }
     assert msg["MessageAttributes"]["anomaly_count"]["Type"] == "Number"
     body = msg["Message"]
+    # the incidents first (named here from the scores: this event carries no incidents.json), then the metrics
+    assert body.startswith("dqad found 2 incidents in shop_dq (3 anomalies: 2 high, 1 low).")
+    assert (
+        body.index("[HIGH] empty load: sales.orders loaded empty: 0 rows instead of about 3.1 million")
+        < body.index("[LOW] null spike: crm.contacts: share of empty values rose to 9.5% (normally at most 3%)")
+        < body.index("Metric detail:")
+    )
     # grouped by table, the table with the worst anomaly first
     assert body.index("sales.orders: 2 anomalies, worst high") < body.index("crm.contacts: 1 anomaly, worst low")
-    assert "[HIGH] row_count, load of 2026-11-02 02:16 UTC" in body
+    assert "[HIGH] rows loaded (row_count), load of 2026-11-02 02:16 UTC" in body
     assert "  Actual:   0\n  Expected: 2,900,000 to 3,400,000 (100% below the expected range)" in body
     assert "  Why:      value 0 is 100% below the usual 3,157,100 for Mondays" in body
-    assert "[LOW] null_pct" in body and "9.5" in body and "217% above the expected range" in body
+    assert (
+        "[LOW] share of empty values (null_pct)" in body and "9.5" in body and "217% above the expected range" in body
+    )
     assert "crm.contacts/row_count" not in body  # a normal point is not in the email
     # presigned report link with the configured expiry (7 days by default)
     assert _link_lifetime_s(body) == pytest.approx(7 * 24 * 3600, abs=120)
@@ -144,7 +153,7 @@ def test_continuing_incident_realerts_only_after_the_interval(notifier, realert_
     notifier.deliver(notifier.scored("run-d3", notifier.clean_scores(notifier.t0 + 3 * day)))
     notifier.deliver(notifier.scored("run-d4", notifier.incident_scores(notifier.t0 + 4 * day)))
     [msg] = notifier.inbox()
-    assert "[HIGH] row_count" in msg["Message"] and "Ongoing since" not in msg["Message"]
+    assert "[HIGH] rows loaded (row_count)" in msg["Message"] and "Ongoing since" not in msg["Message"]
 
 
 def test_signed_feedback_links_in_email_when_configured(notifier, cloud, monkeypatch) -> None:

@@ -88,6 +88,20 @@ def test_validate_ok_and_typo_with_suggestion(capsys: pytest.CaptureFixture[str]
     )
 
 
+def test_validate_names_a_typo_in_the_incidents_and_channels_options(
+    capsys: pytest.CaptureFixture[str], example: Path
+) -> None:
+    typo = example / "typo.toml"
+    text = (example / "datasets.toml").read_text()
+    typo.write_text(text + '\n[datasets.shop_dq.incidents]\njob_colum = "job_name"\n')
+    code, out, _ = run(capsys, "validate", str(typo))
+    assert code == 2 and out.strip() == "shop_dq: incidents.job_colum: unknown key (did you mean 'job_column'?)"
+    channel = 'channels = [{ kind = "sms", secret = "s" }]\n'
+    typo.write_text(text.replace("[datasets.shop_dq.trigger]", channel + "[datasets.shop_dq.trigger]"))
+    code, out, _ = run(capsys, "validate", str(typo))
+    assert code == 2 and "channels.0.kind" in out and "'slack', 'teams' or 'webhook'" in out
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [

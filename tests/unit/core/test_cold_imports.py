@@ -76,9 +76,16 @@ table = pa.table({
 buf = io.BytesIO(); pq.write_table(table, buf)
 points = read_points(pq.read_table(pa.BufferReader(buf.getvalue())))
 decision = decide(AlertState(), points, 24, "low")
-ctx = DigestContext("shop", "run-a", 2, "v1", None, 0, 20, 24)
+from dqad.incidents import find_incidents
+from dqad_notifier.channels import slack, teams, webhook
+from dqad_notifier.channels.message import Message
+found = find_incidents(points)
+ctx = DigestContext("shop", "run-a", 2, "v1", None, 0, 20, 24, incidents=found)
 subject, body = digest(decision.alert, ctx)
-assert "[HIGH] row_count" in body and "Expected: 2,900,000 to 3,400,000" in body, body
+assert "[HIGH] empty load: t loaded empty: 0 rows instead of about 3.1 million" in body, body
+assert "[HIGH] rows loaded (row_count)" in body and "Expected: 2,900,000 to 3,400,000" in body, body
+msg = Message("shop", "run-a", found, decision.alert)
+assert slack.render(msg)["blocks"] and teams.render(msg)["attachments"] and webhook.render(msg)["incidents"]
 assert label_key("shop", "t/row_count", points[0].timestamp).startswith("labels/shop/")
 print("ok", flush=True)
 os._exit(0)  # see the note below the probe
@@ -92,7 +99,8 @@ os._exit(0)  # see the note below the probe
 
 
 def test_the_notifiers_alert_path_runs_without_pandas_or_numpy() -> None:
-    """Read a scores file, decide, write the digest, key a label: with pandas and numpy unimportable,
+    """Read a scores file, decide, name the incidents, write the digest and the channel messages, key a
+    label: with pandas and numpy unimportable,
     as in the notifier's zip (its requirements hold neither)."""
     done = subprocess.run([sys.executable, "-c", _WITHOUT_PANDAS], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

@@ -37,7 +37,7 @@ def test_groups_worst_first_and_anomalies_worst_first(points) -> None:
     assert subject == "[dqad] shop_dq: 4 anomalies (1 high) - run run-a"
     order = [body.index(h) for h in ("sales.orders: 2", "finance.gl: 1", "crm.contacts: 1")]
     assert order == sorted(order)
-    assert body.index("[HIGH] row_count") < body.index("[MEDIUM] null_pct")
+    assert body.index("[HIGH] rows loaded (row_count)") < body.index("[MEDIUM] share of empty values (null_pct)")
     assert "Expected: 25,000,000 to 31,000,000 (6% above the expected range)" in body
 
 
@@ -85,3 +85,30 @@ def test_heartbeat_and_operator_messages() -> None:
     subject, body = operator_message(failed, "dqad-prod", local=False)
     assert "  dqad replay --run-id run-a --stage trainer --aws --prefix dqad-prod" in body
     assert "Input event:  (not stored)" in body
+
+
+def test_the_digest_leads_with_incidents_and_renders_them_without_scores(points) -> None:
+    """Incidents from elsewhere (a late load, no metric anomaly) render through the same digest."""
+    from datetime import datetime
+
+    from dqad.incidents import Incident, Kind, find_incidents
+
+    alert = anomalies(points)
+    found = find_incidents(alert)
+    subject, body = digest(alert, ctx(incidents=found))
+    assert subject == "[dqad] shop_dq: empty load, other, null spike - run run-a"
+    assert body.startswith("dqad found 3 incidents in shop_dq (4 anomalies: 1 high, 2 medium, 1 low).")
+    assert (
+        body.index("[HIGH] empty load: sales.orders loaded empty: 0 rows instead of about 3.1 million")
+        < body.index("Metric detail:")
+        < body.index("[HIGH] rows loaded (row_count), load of")
+    )
+
+    late = Incident(
+        Kind.LATE, ("sales.orders",), datetime(2026, 11, 2, 4, 15), "medium", "sales.orders: due 02:15, late"
+    )
+    subject, body = digest([], ctx(incidents=[late]))
+    assert subject == "[dqad] shop_dq: late load - run run-a"
+    assert body.startswith("dqad found 1 incident in shop_dq.\n")
+    assert "  [MEDIUM] late load: sales.orders: due 02:15, late (load of 2026-11-02 04:15 UTC)" in body
+    assert "Metric detail:" not in body

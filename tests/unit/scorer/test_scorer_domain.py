@@ -12,6 +12,7 @@ from dqad.contract import AnomaliesScored, ModelTrained
 from dqad.detect.config import DetectorConfig, LabelerConfig
 from dqad.detect.labeling import label_history
 from dqad.detect.model import train_candidates
+from dqad.incidents import Kind, loads
 from dqad.signing import sign_model_ref
 from dqad.stage import PermanentError, StageRuntime
 from dqad_scorer.domain import score
@@ -68,6 +69,15 @@ def test_new_load_is_scored_with_ranges_and_a_report(model_bytes: bytes) -> None
     assert (scores["expected_low"] <= scores["expected_high"]).all()
     html = rt.storage.get_bytes(event.report or "").decode()
     assert html.startswith("<!doctype html>") and DATASET in html and "data:image/png;base64," in html
+    # the flagged loads as incidents, beside the scores, their sha256 in the event; the report leads with them
+    assert event.incidents is not None and event.incidents.uri.endswith(f"{RUN_ID}/incidents.json")
+    found = loads(rt.storage.get_bytes(event.incidents.uri, sha256=event.incidents.sha256))
+    assert event.incidents.rows == len(found) == len(flagged[["group", "timestamp"]].drop_duplicates())
+    empty = [i for i in found if i.kind is Kind.EMPTY]
+    assert empty and all("loaded empty: 0 rows instead of about" in i.summary for i in empty)
+    flagged_points = set(zip(flagged["series"], flagged["timestamp"].dt.to_pydatetime(), strict=True))
+    assert set().union(*(i.points() for i in found)) == flagged_points
+    assert html.index("<h2>Incidents</h2>") < html.index("<h2>Anomalies by table</h2>")
 
 
 def test_a_model_that_is_not_the_one_recorded_is_refused(model_bytes: bytes) -> None:
