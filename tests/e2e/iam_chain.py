@@ -51,6 +51,7 @@ from tests.iam_enforce import (
 from tests.iam_policy import Request
 
 PREFIX = "dqad-iam"
+DAYS = 45  # of history: enough for the detector to find the forced incidents, small enough to replay fast
 FEEDBACK_URL = "https://iamtest.lambda-url.us-east-1.on.aws/"
 FEEDBACK_SECRET = "feedback-hmac-for-the-permission-tests-" + "k" * 24
 TRAINER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/dqad-iam/trainer:test"
@@ -63,10 +64,11 @@ class Invocation:
     principal: str
     kind: str  # "sqs:<stage>" or "invoke:<stage>:<entry>"
     payload: Any  # the SQS message bodies, or the event of a direct invocation
-    bucket: dict[str, bytes]
+    bucket: dict[str, str]  # key -> ETag (bytes in _BODIES)
     table: list[dict]
     dlq: int = 0
     outcome: tuple = ()
+    seconds: float = 0.0  # how long it took: the grant-removal test replays the quickest one it can
     requests: list = field(default_factory=list)  # Evaluated entries made during it
 
 
@@ -86,28 +88,51 @@ class Recorded:
 
 
 # -- state snapshots (the harness acts, unchecked) -----------------------------------------------------
-def _bucket(cloud: LocalCloud) -> dict[str, bytes]:
-    s3 = cloud.client("s3")
+_BODIES: dict[str, bytes] = {}  # ETag -> object bytes, read once
+_CLIENTS: dict[tuple[int, str], Any] = {}
+
+
+def _client(cloud: LocalCloud, service: str) -> Any:
+    """The harness's own clients, made once (a client costs tens of milliseconds to build)."""
+    key = (id(cloud), service)
+    if key not in _CLIENTS:
+        _CLIENTS[key] = cloud.client(service)
+    return _CLIENTS[key]
+
+
+def _bucket(cloud: LocalCloud) -> dict[str, str]:
+    """The bucket as key -> ETag (a listing: no object is read)."""
+    s3 = _client(cloud, "s3")
     out = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=cloud.dep.bucket):
         for obj in page.get("Contents", []):
-            out[obj["Key"]] = s3.get_object(Bucket=cloud.dep.bucket, Key=obj["Key"])["Body"].read()
+            out[obj["Key"]] = obj["ETag"]
     return out
 
 
+def _snapshot(cloud: LocalCloud) -> dict[str, str]:
+    """The bucket as key -> ETag, with every object's bytes kept so that it can be restored."""
+    s3 = _client(cloud, "s3")
+    listing = _bucket(cloud)
+    for key, etag in listing.items():
+        if etag not in _BODIES:
+            _BODIES[etag] = s3.get_object(Bucket=cloud.dep.bucket, Key=key)["Body"].read()
+    return listing
+
+
 def _table(cloud: LocalCloud) -> list[dict]:
-    return cloud.client("dynamodb").scan(TableName=cloud.dep.names.idempotency_table).get("Items", [])
+    return _client(cloud, "dynamodb").scan(TableName=cloud.dep.names.idempotency_table).get("Items", [])
 
 
-def _restore(cloud: LocalCloud, bucket: dict[str, bytes], table: list[dict]) -> None:
-    s3, ddb, sqs = cloud.client("s3"), cloud.client("dynamodb"), cloud.client("sqs")
+def _restore(cloud: LocalCloud, bucket: dict[str, str], table: list[dict]) -> None:
+    s3, ddb, sqs = _client(cloud, "s3"), _client(cloud, "dynamodb"), _client(cloud, "sqs")
     current = _bucket(cloud)
     for key in current:
         if key not in bucket:
             s3.delete_object(Bucket=cloud.dep.bucket, Key=key)
-    for key, body in bucket.items():
-        if current.get(key) != body:
-            s3.put_object(Bucket=cloud.dep.bucket, Key=key, Body=body)
+    for key, etag in bucket.items():
+        if current.get(key) != etag:
+            s3.put_object(Bucket=cloud.dep.bucket, Key=key, Body=_BODIES[etag])
     name = cloud.dep.names.idempotency_table
     for item in _table(cloud):
         ddb.delete_item(TableName=name, Key={"id": item["id"]})
@@ -131,7 +156,7 @@ def _empty_queue(sqs: Any, url: str) -> None:
 
 
 def _dlq_depth(cloud: LocalCloud) -> int:
-    sqs = cloud.client("sqs")
+    sqs = _client(cloud, "sqs")
     return sum(
         int(sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
             "ApproximateNumberOfMessages"])
@@ -139,11 +164,11 @@ def _dlq_depth(cloud: LocalCloud) -> int:
     )  # fmt: skip
 
 
-def _outcome(cloud: LocalCloud, before: dict[str, bytes], dlq_before: int, result: Any) -> tuple:
+def _outcome(cloud: LocalCloud, before: dict[str, str], dlq_before: int, result: Any) -> tuple:
     """What an invocation did, comparably: its result, the events it logged, what it dead-lettered."""
     after = _bucket(cloud)
     logged = sorted(k.rsplit("/", 1)[-1] for k in after if k.startswith("events/") and k not in before)
-    written = sorted(k for k, body in after.items() if not k.startswith("events/") and before.get(k) != body)
+    written = sorted(k for k, etag in after.items() if not k.startswith("events/") and before.get(k) != etag)
     return (result, tuple(logged), tuple(written), _dlq_depth(cloud) - dlq_before)
 
 
@@ -241,7 +266,7 @@ class Wiring:
         inv = self._current
         if self.recording and inv is not None:
             with self.enforcer.acting_as(None):
-                inv.bucket, inv.table, inv.dlq = _bucket(self.cloud), _table(self.cloud), _dlq_depth(self.cloud)
+                inv.bucket, inv.table, inv.dlq = _snapshot(self.cloud), _table(self.cloud), _dlq_depth(self.cloud)
 
     @contextmanager
     def invocation(self, principal: str, kind: str) -> Iterator[Invocation]:
@@ -252,6 +277,7 @@ class Wiring:
         signing._key_cache.clear()
         dqad.stage._runtime_for.cache_clear()  # a cold container: its own clients, catalog read afresh
         start = len(self.enforcer.log)
+        started = time.perf_counter()
         self._bodies = []
         try:
             with self.enforcer.acting_as(principal):
@@ -260,6 +286,7 @@ class Wiring:
             self._bodies = None
             self._current = None
             inv.requests = self.enforcer.log[start:]
+            inv.seconds = time.perf_counter() - started
             # an empty poll of a queue is no invocation of the function
             if self.recording and (not kind.startswith("sqs:") or inv.payload):
                 inv.outcome = _outcome(self.cloud, inv.bucket, inv.dlq, inv.outcome)
@@ -336,7 +363,7 @@ def recorded_chain() -> Iterator[Recorded]:
         wiring.deployed = deployed
 
         storage = Storage(cloud.client("s3"), dep.bucket)
-        demo = seed_demo_dataset(storage, seed=3, tables=12, days=90)
+        demo = seed_demo_dataset(storage, seed=3, tables=12, days=DAYS)
         # one earlier human label, so that the labeler and the trainer read labels/ as they do on AWS
         first = demo.data.metrics.iloc[0]
         write_label(storage, "demo_dq", f"{first['table_name']}/{first['metric_name']}",
@@ -361,7 +388,11 @@ def recorded_chain() -> Iterator[Recorded]:
             cloud, enforcer, deployed, wiring.invocations, wiring.job_outputs, run_id, notification, statuses
         )
         recorded._wiring = wiring  # type: ignore[attr-defined]
-        yield recorded
+        try:
+            yield recorded
+        finally:
+            _CLIENTS.clear()
+            _BODIES.clear()
 
 
 def _replay(rec: Recorded, inv: Invocation, policy_override: dict | None) -> tuple:
@@ -375,7 +406,7 @@ def _replay(rec: Recorded, inv: Invocation, policy_override: dict | None) -> tup
     try:
         if inv.kind.startswith("sqs:"):
             st = stage(inv.kind.split(":", 1)[1])
-            sqs = cloud.client("sqs")
+            sqs = _client(cloud, "sqs")
             for body in inv.payload:
                 sqs.send_message(QueueUrl=cloud.dep.queue_urls[st.name], MessageBody=body)
             report = PumpReport()
