@@ -20,7 +20,8 @@ from tests.iam_enforce import SAGEMAKER_JOB, Deployed, role_policies
 from tests.iam_policy import Policy
 from tests.terraform import tfkit
 
-pytestmark = pytest.mark.slow
+# One worker runs the whole module (make test: --dist loadgroup), so the chain is recorded once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("iam_chain")]
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +161,15 @@ def test_a_replay_with_the_full_policies_ends_as_recorded(chain: Recorded) -> No
     """The control of the grant-removal cases: the replay itself changes nothing."""
     for inv in chain.invocations:
         assert chain.replay(inv) == inv.outcome, inv.kind
+
+
+def test_elsewhere_names_only_actions_the_code_calls() -> None:
+    """'elsewhere' excuses a grant the chain does not reach only for code that calls it."""
+    declared = tfkit.iam_declared()
+    for name, section in declared["stages"].items():
+        code = {**declared["common"]["code"], **section["code"]}
+        assert set(section.get("elsewhere", {})) <= set(code), name
+    for name, section in declared["roles"].items():
+        assert not section.get("elsewhere"), name
+        granted = {a for st in role_policies(_PLACEHOLDER)[name].statements for a in st.actions}
+        assert granted == set(section["code"]) | set(section["platform"]), name
