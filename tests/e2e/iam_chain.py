@@ -383,6 +383,10 @@ def recorded_chain() -> Iterator[Recorded]:
             statuses.append(
                 cloud.invoke(stage("notifier"), "feedback", url_event("POST", link, "note=planned"))["statusCode"]
             )
+            # the same link again: its first use is on record, so it records nothing and says so
+            statuses.append(
+                cloud.invoke(stage("notifier"), "feedback", url_event("POST", link, "note=again"))["statusCode"]
+            )
         wiring.recording = False
         recorded = Recorded(
             cloud, enforcer, deployed, wiring.invocations, wiring.job_outputs, run_id, notification, statuses
