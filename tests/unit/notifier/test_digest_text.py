@@ -85,3 +85,13 @@ def test_heartbeat_and_operator_messages() -> None:
     subject, body = operator_message(failed, "dqad-prod", local=False)
     assert "  dqad replay --run-id run-a --stage trainer --aws --prefix dqad-prod" in body
     assert "Input event:  (not stored)" in body
+
+
+
+def test_a_session_bound_report_link_says_it_may_end_sooner_and_where_the_report_stays(points) -> None:
+    _, exact = digest(anomalies(points), ctx())
+    assert "(link valid 7 days):" in exact and "stays at" not in exact
+    uri = "s3://bucket/runs/shop_dq/run-a/report.html"
+    _, bound = digest(anomalies(points), ctx(report_uri=uri, report_link_session_bound=True))
+    assert "(link valid at most 7 days: it is signed with the notifier's" in bound
+    assert f"The report stays at {uri}" in bound
