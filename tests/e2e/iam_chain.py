@@ -31,6 +31,7 @@ import pandas as pd
 import pytest
 
 import dqad.stage
+import dqad_dev.local as local_runtime
 from dqad import signing
 from dqad.feedback import write_label
 from dqad.storage import Storage
@@ -176,8 +177,8 @@ def _outcome(cloud: LocalCloud, before: dict[str, str], dlq_before: int, result:
 class Wiring:
     """Patches the embedded runtime so that each entry point acts as its role, and records."""
 
-    def __init__(self, mp: pytest.MonkeyPatch, cloud: LocalCloud, enforcer: Enforcer) -> None:
-        self.cloud, self.enforcer = cloud, enforcer
+    def __init__(self, mp: pytest.MonkeyPatch, cloud: LocalCloud, enforcer: Enforcer, deployed: Deployed) -> None:
+        self.cloud, self.enforcer, self.deployed = cloud, enforcer, deployed
         self.invocations: list[Invocation] = []
         self.recording = True
         self.job_outputs: dict[str, dict[str, bytes]] = {}
@@ -186,7 +187,7 @@ class Wiring:
         original_pump_once = LocalCloud.pump_once
         original_invoke = LocalCloud.invoke
         original_start = runners.LocalRunner.start
-        original_sqs_event = __import__("dqad_dev.local", fromlist=["sqs_event"]).sqs_event
+        original_sqs_event = local_runtime.sqs_event
         original_run = subprocess.run
         wiring = self
 
@@ -256,8 +257,7 @@ class Wiring:
         mp.setattr(runners.LocalRunner, "start", start)
         mp.setattr(runners.subprocess, "run", run)
 
-    deployed: Deployed
-    _job: str = ""
+    _job: str = ""  # the job the runner is running (its recorded outputs are keyed by name)
 
     _current: Invocation | None = None
 
@@ -359,8 +359,7 @@ def recorded_chain() -> Iterator[Recorded]:
         deployed = Deployed(PREFIX, dep.bucket, dep.model_signing_secret_arn, secret_arn)
         enforcer = Enforcer(role_policies(deployed))
         enforcer.install(mp)
-        wiring = Wiring(mp, cloud, enforcer)
-        wiring.deployed = deployed
+        wiring = Wiring(mp, cloud, enforcer, deployed)
 
         storage = Storage(cloud.client("s3"), dep.bucket)
         demo = seed_demo_dataset(storage, seed=3, tables=12, days=DAYS)
