@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: demo test lint bench package deploy clean chromium
+.PHONY: demo test lint bench lock package deploy clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +35,14 @@ chromium:
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
 
 test: $(STAMP) $(CHECKOV_STAMP) lint chromium
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# Hash-locked requirements (services/<stage>/requirements*.lock) from requirements*.txt, for Lambda's 3.12.
+lock: $(STAMP)
+	$(BIN)/python scripts/lock.py $(SERVICE)
 
 package: $(STAMP)
 	@test -n "$(SERVICE)" || { echo "usage: make package SERVICE=<fetcher|labeler|trainer|scorer|notifier>"; exit 2; }

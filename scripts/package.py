@@ -3,7 +3,9 @@
 Why this shape:
 - Each stage deploys on its own (docs/architecture.md §2), so each gets its own artifact built from exactly three
   inputs: ``services/<name>/`` (its packages), ``shared/dqad`` (the one library), and
-  ``services/<name>/requirements.txt`` installed from manylinux wheels for Lambda's x86_64 Linux.
+  ``services/<name>/requirements.lock`` (made from its ``requirements.txt`` by ``scripts/lock.py``:
+  every distribution pinned with the sha256 of its wheel) installed with ``--require-hashes`` from
+  manylinux wheels for Lambda's x86_64 Linux, so the artifact hash depends only on code and lock.
   Nothing else in the repository reaches it, so changing one service changes only its artifact hash.
 - Reproducible: files are added in sorted order with a fixed timestamp and fixed permissions, and no
   bytecode or build-machine paths are packed, so the same inputs give the same SHA-256. Terraform keys
@@ -115,6 +117,8 @@ def install_requirements(
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
         "--only-binary=:all:", "--no-compile", "--target", str(target), "-r", str(requirements),
     ]  # fmt: skip
+    if requirements.suffix == ".lock":  # the whole closure is in it, each wheel's sha256 checked
+        cmd += ["--require-hashes", "--no-deps"]
     if python_version is not None:
         cmd += ["--implementation", "cp", "--python-version", python_version]
     if platform is not None:
@@ -192,6 +196,11 @@ def stage_tree(
         requirements = root / "services" / service / "requirements.txt"
         if not requirements.exists():
             raise SystemExit(f"{requirements} is missing: every service declares its runtime needs")
+        if python_version == PYTHON_VERSION:  # the artifact: exactly the locked wheels
+            requirements = requirements.with_suffix(".lock")
+            if not requirements.exists():
+                raise SystemExit(f"{requirements} is missing: run `python scripts/lock.py {service}`")
+        # else the cold-import measurement on another interpreter, which the lock's 3.12 wheels do not fit
         install_requirements(requirements, build, python_version, PLATFORM if python_version else None)
         sizes = _record_sizes(build)
         deps = DependencyReport(sizes, trim_dependencies(build))

@@ -254,7 +254,9 @@ class NotifierOptions(_Strict):
     min_severity: Literal["low", "medium", "high"] = "low"
     realert_after_hours: float = Field(default=24, ge=0, description="a continuing incident is re-sent after this")
     heartbeat: bool = Field(default=False, description="at most one 'all clear' email per UTC day on clean runs")
-    feedback_link_expiry_hours: float = Field(default=14 * 24, gt=0, description="validity of the email's links")
+    feedback_link_expiry_hours: float = Field(
+        default=14 * 24, gt=0, le=30 * 24, description="validity of the email's links (at most 30 days)"
+    )
 
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*(?:(\d+)\s*s)?\s*$")

@@ -12,13 +12,17 @@ trainer's) imports pandas where it runs.
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from dqad.ports import ObjectStore
+from dqad.storage import AlreadyExists
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from dqad.storage import Storage
 
 Label = Literal["normal", "anomaly"]
 COLUMNS = ("series", "timestamp", "label", "note", "by", "at")
@@ -64,6 +68,29 @@ def write_label(
         },
     )
     return uri
+
+
+# Where the uses of feedback links are recorded: outside labels/<dataset>/ (dataset names start with
+# a letter), inside labels/ so that the feedback function's one write grant covers it.
+LINK_USES_PREFIX = "labels/.uses"
+
+
+def link_use_key(dataset: str, signature: str) -> str:
+    return f"{LINK_USES_PREFIX}/{dataset}/{hashlib.sha256(signature.encode()).hexdigest()[:32]}.json"
+
+
+def record_first_use(storage: Storage, dataset: str, signature: str, detail: dict[str, str]) -> bool:
+    """Record that a link was used; False when it had been used before (the record is write-once).
+
+    A link is a credential sitting in a mailbox: used once, it is spent, and a second use (a
+    forwarded mail, a replayed request) is told so instead of silently recording again.
+    """
+    body = json.dumps({**detail, "at": datetime.now(UTC).isoformat()}).encode()
+    try:
+        storage.put_new(storage.uri(link_use_key(dataset, signature)), body, "application/json")
+    except AlreadyExists:
+        return False
+    return True
 
 
 def read_labels(storage: ObjectStore, dataset: str) -> pd.DataFrame:

@@ -39,6 +39,11 @@ PURPOSE = "dqad-feedback-link"
 LINK_VERSION = "1"
 LABELS = ("normal", "anomaly")
 MIN_SECRET_BYTES = 16
+# The longest a feedback link lives: a link is a credential in a mailbox, so it must end. Links are
+# issued for at most this long, and a link claiming more is refused even when its signature holds
+# (an old or misconfigured issuer).
+MAX_LINK_TTL_S = 30 * 24 * 3600
+_CLOCK_SKEW_S = 300
 # query parameter -> FeedbackClaim field
 _PARAMS = {"d": "dataset", "s": "series", "t": "timestamp", "l": "label", "r": "run_id", "e": "expires"}
 
@@ -111,6 +116,8 @@ def feedback_link(base_url: str, keys: Sequence[bytes], claim: FeedbackClaim) ->
 def make_claim(
     dataset: str, series: str, timestamp: str, label: str, run_id: str, ttl_s: float, now: float | None = None
 ) -> FeedbackClaim:
+    if not 0 < ttl_s <= MAX_LINK_TTL_S:
+        raise ValueError(f"a feedback link lives more than 0 and at most {MAX_LINK_TTL_S // 86400} days, got {ttl_s} s")
     return FeedbackClaim(dataset, series, timestamp, label, run_id, int((now or time.time()) + ttl_s))
 
 
@@ -138,7 +145,13 @@ def verify(params: Mapping[str, str], keys: Sequence[bytes], now: float | None =
         raise LinkError("This link is not valid: it was altered or not issued by dqad.")
     if claim.label not in LABELS:  # signed, so only an old or buggy issuer could get here
         raise LinkError("This link carries an unknown verdict.")
-    if (now if now is not None else time.time()) > claim.expires:
+    current = now if now is not None else time.time()
+    if claim.expires > current + MAX_LINK_TTL_S + _CLOCK_SKEW_S:
+        raise LinkError(
+            f"This link is not valid: it claims to last beyond the {MAX_LINK_TTL_S // 86400} days "
+            "dqad issues links for."
+        )
+    if current > claim.expires:
         raise LinkError(
             f"This link expired on {claim.expires_at:%Y-%m-%d %H:%M} UTC. Use a link from a newer alert, "
             "or ask your data team to record it with `dqad feedback`."
@@ -165,9 +178,7 @@ def sign_model_ref(keys: Sequence[bytes], dataset: str, uri: str, sha256: str, v
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def verify_model_ref(
-    keys: Sequence[bytes], dataset: str, uri: str, sha256: str, version: str, signature: str
-) -> None:
+def verify_model_ref(keys: Sequence[bytes], dataset: str, uri: str, sha256: str, version: str, signature: str) -> None:
     """Raise :class:`SignatureError` unless ``signature`` was made by a holder of one of ``keys``."""
     if not signature:
         raise SignatureError(f"model reference {uri} is not signed; only the trainer's signed references load")

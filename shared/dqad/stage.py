@@ -127,6 +127,10 @@ class Clients:
         self._session = session or botocore.session.Session()
         self._cache: dict[str, Any] = {}
 
+    def credentials(self) -> Any:
+        """The credentials the clients sign with (what a presigned URL's lifetime depends on)."""
+        return self._session.get_credentials()
+
     def __call__(self, service: str) -> Any:
         if service not in self._cache:
             self._cache[service] = self._session.create_client(service)

@@ -165,3 +165,46 @@ def test_smoke_imports_are_what_the_code_imports(pkg) -> None:
     assert "pandas" not in notifier, "imports under TYPE_CHECKING are not runtime needs"
     trainer = pkg.imported_names(REPO, "trainer")
     assert "dqad_trainer.job" in trainer and "joblib" not in trainer, "the training job runs in its own image"
+
+
+# -- hash-locked requirements (scripts/lock.py) -------------------------------------------------------
+@pytest.fixture(scope="module")
+def lockmod(pkg):
+    spec = importlib.util.spec_from_file_location("dqad_scripts_lock", REPO / "scripts" / "lock.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+REQUIREMENT_FILES = sorted((REPO / "services").glob("*/requirements*.txt"))
+
+
+@pytest.mark.parametrize("requirements", REQUIREMENT_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_requirements_file_has_a_current_hash_locked_lock(lockmod, requirements: Path) -> None:
+    lock = requirements.with_suffix(".lock")
+    assert lock.is_file(), f"run `python scripts/lock.py {requirements.parent.name}`"
+    source, digest, pins = lockmod.parse_lock(lock)  # every line name==version --hash=sha256:...
+    assert source == requirements.name
+    assert digest == lockmod.sha256_file(requirements), (
+        f"{requirements} changed since it was locked: run `python scripts/lock.py {requirements.parent.name}`"
+    )
+    text = requirements.read_text()
+    lines = (line.split("#")[0].strip() for line in text.splitlines())
+    wanted = {lockmod.normalise(re.split(r"[\[<>=!~; ]", line, maxsplit=1)[0]) for line in lines if line}
+    assert wanted <= set(pins), f"not in the lock: {wanted - set(pins)}"
+
+
+def test_the_artifact_installs_the_lock_with_hashes_checked(pkg, repo_copy: Path, tmp_path: Path, monkeypatch) -> None:
+    """make package installs requirements.lock with --require-hashes; without a lock it stops."""
+    calls: list[list[str]] = []
+    monkeypatch.setattr(pkg.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    pkg.stage_tree(repo_copy, "notifier", tmp_path / "build", with_deps=True)
+    [cmd] = calls
+    assert cmd[cmd.index("-r") + 1].endswith("services/notifier/requirements.lock")
+    assert {"--require-hashes", "--no-deps", "--only-binary=:all:"} <= set(cmd)
+    assert cmd[cmd.index("--python-version") + 1] == pkg.PYTHON_VERSION
+    (repo_copy / "services" / "notifier" / "requirements.lock").unlink()
+    with pytest.raises(SystemExit, match=r"scripts/lock\.py notifier"):
+        pkg.stage_tree(repo_copy, "notifier", tmp_path / "build2", with_deps=True)

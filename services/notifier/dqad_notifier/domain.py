@@ -81,6 +81,24 @@ def report_link(rt: StageRuntime, detail: AnomaliesScored, expiry_s: int) -> str
     return rt.storage.presign(expected, expiry_s)
 
 
+def report_link_lifetime(credentials: Any, requested_s: int, now: float | None = None) -> tuple[int, bool]:
+    """How long a presigned report link really lives: ``(seconds, ends_with_the_session)``.
+
+    A URL presigned with temporary credentials stops working when they expire, whatever its
+    ``ExpiresIn`` says. When the credentials carry their expiry (assumed roles, container
+    credentials), the lifetime is the shorter of the two. A Lambda function's role credentials come
+    from the environment with no expiry to read: then the requested lifetime is only an upper bound,
+    and the email must say so (``ends_with_the_session``).
+    """
+    if credentials is None or not getattr(credentials, "token", None):
+        return requested_s, False  # long-term keys: the URL lives as long as it says
+    expiry = getattr(credentials, "_expiry_time", None)  # botocore's RefreshableCredentials
+    if expiry is None:
+        return requested_s, True
+    remaining = int(expiry.timestamp() - (now if now is not None else time.time()))
+    return max(0, min(requested_s, remaining)), False
+
+
 # -- the digest (pure) -----------------------------------------------------------------------------
 @dataclass
 class DigestContext:
@@ -101,6 +119,8 @@ class DigestContext:
     feedback: FeedbackLinker | None = None  # signed links; None: show the `dqad feedback` command
     cli_flags: str = ""  # extra flags for the command (e.g. " --aws" on a deployment)
     incidents: Sequence[Incident] = field(default_factory=tuple)  # what happened, led with (worst first)
+    report_uri: str = ""  # where the report stays when its link has expired
+    report_link_session_bound: bool = False  # the link may end earlier, with the notifier's session
 
 
 def _ascii(text: str) -> str:
@@ -155,7 +175,16 @@ def digest(alert: list[ScoredPoint], ctx: DigestContext) -> tuple[str, str]:
     shown = ranked[: ctx.max_in_body]
     if ctx.report_link:
         valid = _duration(ctx.report_link_expiry_s)
-        lines += [f"Report with a plot of every anomaly (link valid {valid}):", ctx.report_link, ""]
+        if ctx.report_link_session_bound:
+            lines += [
+                f"Report with a plot of every anomaly (link valid at most {valid}: it is signed with the notifier's",
+                "temporary AWS credentials and stops working when they expire, which can be within hours):",
+                ctx.report_link,
+                f"The report stays at {ctx.report_uri} (open it in the S3 console).",
+                "",
+            ]
+        else:
+            lines += [f"Report with a plot of every anomaly (link valid {valid}):", ctx.report_link, ""]
     if ctx.incidents and shown:
         lines += ["Metric detail:", ""]
     for group in dict.fromkeys(p.group for p in shown):  # tables in rank order
@@ -353,13 +382,16 @@ def _send_alert(rt: StageRuntime, detail: AnomaliesScored) -> dict:
     expiry = min(rt.settings.report_link_expiry_s, PRESIGN_MAX_S)
     if rt.settings.report_link_expiry_s > PRESIGN_MAX_S:
         logger.warning("DQAD_REPORT_LINK_EXPIRY_S above 7 days; presigned links are capped at 7 days")
+    lifetime, session_bound = report_link_lifetime(rt.clients.credentials(), expiry)
     ctx = DigestContext(
         dataset=ds.name,
         run_id=detail.run_id,
         scored_rows=detail.scored_rows,
         model_version=detail.model_version,
         report_link=report_link(rt, detail, expiry),
-        report_link_expiry_s=expiry,
+        report_link_expiry_s=lifetime,
+        report_uri=detail.report or "",
+        report_link_session_bound=session_bound,
         max_in_body=opts.max_in_body,
         realert_after_hours=opts.realert_after_hours,
         min_severity=opts.min_severity,

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl
 
 from aws_lambda_powertools import Logger
 
-from dqad.feedback import write_label
+from dqad.feedback import record_first_use, write_label
 from dqad.signing import FeedbackClaim, LinkError, verify
 from dqad.stage import StageRuntime
 from dqad_notifier.domain import feedback_secret_keys
@@ -114,12 +114,23 @@ def confirm_form(claim: FeedbackClaim, params: dict[str, str]) -> dict:
     return _page(200, "confirm", body)
 
 
+def already_used(claim: FeedbackClaim) -> dict:
+    verdict, _effect = VERDICTS[claim.label]
+    body = (
+        f"<h1 class=err>This link was already used</h1>{_point(claim)}"
+        f"<p>Its verdict ({html.escape(verdict.lower())}) was recorded the first time it was used; "
+        "nothing was changed now. A link records once: if this was not you, tell your data team.</p>"
+    )
+    return _page(409, "already used", body)
+
+
 def recorded(claim: FeedbackClaim) -> dict:
     verdict, effect = VERDICTS[claim.label]
     body = (
         f"<h1 class=ok>Thank you — recorded as: {html.escape(verdict.lower())}</h1>{_point(claim)}"
         f"<p>From the next run of {html.escape(claim.dataset)}, {html.escape(effect)}.</p>"
-        "<p class=small>Changed your mind? Use the other link in the email: the latest answer wins.</p>"
+        "<p class=small>Changed your mind? Use the other link in the email: the latest answer wins. "
+        "Each link records once.</p>"
     )
     return _page(200, "recorded", body)
 
@@ -161,6 +172,10 @@ def handle(rt: StageRuntime, raw_event: dict[str, Any]) -> dict:
         return refused(str(exc))
     if method == "GET":
         return confirm_form(claim, signed)
+    use = {"run_id": claim.run_id, "series": claim.series, "timestamp": claim.timestamp, "label": claim.label}
+    if not record_first_use(rt.storage, claim.dataset, signed["sig"], use):
+        logger.warning("feedback link used again", extra={"dataset": claim.dataset, "label": claim.label})
+        return already_used(claim)
     uri = write_label(
         rt.storage,
         claim.dataset,

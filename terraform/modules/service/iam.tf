@@ -52,10 +52,14 @@ data "aws_iam_policy_document" "base" {
       values   = ["dqad.${var.stage}"]
     }
   }
-  statement {
-    sid       = "ReadConfig"
-    actions   = ["s3:GetObject"]
-    resources = ["${var.bucket_arn}/config/*"]
+  dynamic "statement" {
+    # The dataset catalog (config/datasets.toml); the scorer works from its event alone.
+    for_each = var.reads_catalog ? [1] : []
+    content {
+      sid       = "ReadConfig"
+      actions   = ["s3:GetObject"]
+      resources = ["${var.bucket_arn}/config/*"]
+    }
   }
   statement {
     # Unconditional on purpose: Storage.exists() uses HeadObject, which answers 404 for a missing key
@@ -65,8 +69,9 @@ data "aws_iam_policy_document" "base" {
     resources = [var.bucket_arn]
   }
   statement {
+    # Write-only: no stage reads the event log back (`dqad replay` does, with the operator's rights).
     sid       = "LogEvents"
-    actions   = ["s3:PutObject", "s3:GetObject"]
+    actions   = ["s3:PutObject"]
     resources = ["${var.bucket_arn}/events/*"]
   }
   statement {

@@ -1,7 +1,7 @@
 # The stage's functions: the SQS-fed entry point, and the extra entry points of the same artifact.
 
 resource "aws_lambda_function" "main" {
-  #checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile per organisation; artifacts are reproducible builds pinned by SHA-256 (source_code_hash / immutable ECR tags) instead.
+  #checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile per organisation; artifacts are reproducible builds (code + hash-locked requirements.lock) pinned by SHA-256 (source_code_hash / immutable ECR tags) instead.
   #checkov:skip=CKV_AWS_117:VPC placement is a variable (subnet_ids): only stages reaching a private database need it, and a static scan cannot see the dynamic vpc_config block.
   function_name = local.function_name
   description   = "dqad ${var.stage} (SQS-fed)"
@@ -72,7 +72,7 @@ resource "aws_lambda_function" "main" {
 }
 
 resource "aws_lambda_function" "extra" {
-  #checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile per organisation; artifacts are reproducible builds pinned by SHA-256 instead.
+  #checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile per organisation; artifacts are reproducible builds (code + hash-locked requirements.lock) pinned by SHA-256 instead.
   #checkov:skip=CKV_AWS_117:VPC placement is a variable (subnet_ids); a static scan cannot see the dynamic vpc_config block.
   for_each         = var.extra_functions
   function_name    = local.extra_function_names[each.key]

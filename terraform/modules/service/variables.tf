@@ -197,3 +197,9 @@ variable "tags" {
   description = "Tags applied explicitly to every resource."
   type        = map(string)
 }
+
+variable "reads_catalog" {
+  description = "Whether the stage reads the dataset catalog (config/*): every stage but the scorer."
+  type        = bool
+  default     = true
+}

@@ -80,6 +80,12 @@ data "aws_iam_policy_document" "stage" {
     resources = ["${local.bucket_arn}/runs/*"]
   }
   statement {
+    # A dataset with a `file` source reads it from sources/ of the dqad bucket (docs/fetcher.md).
+    sid       = "ReadFileSources"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.bucket_arn}/sources/*"]
+  }
+  statement {
     # The UNLOAD parts under runs/<dataset>/<run>/unload/ are deleted once read (and before a retry).
     sid       = "ClearUnloadParts"
     actions   = ["s3:DeleteObject"]

@@ -27,8 +27,9 @@ resource "aws_secretsmanager_secret_version" "feedback" {
 
 data "aws_iam_policy_document" "stage" {
   statement {
-    sid       = "RunArtifacts"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+    # Read-only: the scores it mails and the report it links (a presigned GET); it writes no run output.
+    sid       = "ReadRunArtifacts"
+    actions   = ["s3:GetObject"]
     resources = ["${local.bucket_arn}/runs/*"]
   }
   statement {

@@ -27,11 +27,6 @@ data "aws_iam_policy_document" "stage" {
     resources = [local.shared.model_signing_secret_arn]
   }
   statement {
-    sid       = "RunArtifacts"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
-    resources = ["${local.bucket_arn}/runs/*"]
-  }
-  statement {
     sid       = "Models"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
     resources = ["${local.bucket_arn}/models/*"]

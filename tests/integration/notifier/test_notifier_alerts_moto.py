@@ -46,7 +46,9 @@ def test_digest_content_and_attributes(notifier, sns_attrs) -> None:
     assert "crm.contacts/row_count" not in body  # a normal point is not in the email
     # presigned report link with the configured expiry (7 days by default)
     assert _link_lifetime_s(body) == pytest.approx(7 * 24 * 3600, abs=120)
-    assert "(link valid 7 days)" in body
+    # signed with temporary credentials (a Lambda role's): the email says the link may end sooner
+    assert "(link valid at most 7 days: it is signed with the notifier's" in body
+    assert "The report stays at s3://" in body and "/runs/shop_dq/run-a/report.html" in body
     # no feedback URL configured (local): the email shows the exact CLI command per anomaly
     assert (
         "dqad feedback --dataset shop_dq --series sales.orders/row_count --timestamp 2026-11-02T02:16:07 --label normal"
@@ -73,7 +75,7 @@ def test_report_link_expiry_is_configurable(notifier, monkeypatch) -> None:
     notifier.deliver(notifier.scored("run-a", notifier.incident_scores()))
     [msg] = notifier.inbox()
     assert _link_lifetime_s(msg["Message"]) == pytest.approx(7200, abs=120)
-    assert "(link valid 2 hours)" in msg["Message"]
+    assert "(link valid at most 2 hours:" in msg["Message"]
 
 
 def test_max_in_body_sends_the_rest_to_the_report(notifier) -> None:

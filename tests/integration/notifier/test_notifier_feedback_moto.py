@@ -103,6 +103,21 @@ def test_signed_link_shows_confirmation_then_records_on_post(feedback_env) -> No
     assert row["by"] == "email link (run-a)"
 
 
+def test_a_link_records_once_and_a_second_use_says_so(feedback_env) -> None:
+    url = link("anomaly")
+    query = dict(parse_qsl(urlparse(url).query))
+    assert feedback_handler(url_event("POST", url, query | {"note": "first"}))["statusCode"] == 200
+    again = feedback_handler(url_event("POST", url, query | {"note": "second"}))
+    assert again["statusCode"] == 409 and "This link was already used" in again["body"]
+    [row] = labels(feedback_env).to_dict("records")
+    assert row["note"] == "first"  # the second use changed nothing
+    # the other verdict's link is another link: it still records (the latest answer wins)
+    other = link("normal")
+    assert feedback_handler(url_event("POST", other, dict(parse_qsl(urlparse(other).query))))["statusCode"] == 200
+    [row] = labels(feedback_env).to_dict("records")
+    assert row["label"] == "normal"
+
+
 def test_the_email_links_work_end_to_end(feedback_env) -> None:
     """The link in a real digest, clicked and confirmed, records the verdict."""
     feedback_env.deliver(feedback_env.scored("run-a", feedback_env.incident_scores()))

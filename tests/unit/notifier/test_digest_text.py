@@ -112,3 +112,12 @@ def test_the_digest_leads_with_incidents_and_renders_them_without_scores(points)
     assert body.startswith("dqad found 1 incident in shop_dq.\n")
     assert "  [MEDIUM] late load: sales.orders: due 02:15, late (load of 2026-11-02 04:15 UTC)" in body
     assert "Metric detail:" not in body
+
+
+def test_a_session_bound_report_link_says_it_may_end_sooner_and_where_the_report_stays(points) -> None:
+    _, exact = digest(anomalies(points), ctx())
+    assert "(link valid 7 days):" in exact and "stays at" not in exact
+    uri = "s3://bucket/runs/shop_dq/run-a/report.html"
+    _, bound = digest(anomalies(points), ctx(report_uri=uri, report_link_session_bound=True))
+    assert "(link valid at most 7 days: it is signed with the notifier's" in bound
+    assert f"The report stays at {uri}" in bound

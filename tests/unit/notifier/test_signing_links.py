@@ -83,3 +83,37 @@ def test_weak_or_malformed_secrets_are_rejected() -> None:
         parse_secret(json.dumps({"previous": "p" * 32}))
     with pytest.raises(ValueError, match="label"):
         sign_claim(KEYS, make_claim("d", "s", "t", "maybe", "r", 1))
+
+
+def test_links_are_issued_for_at_most_the_cap() -> None:
+    from dqad.signing import MAX_LINK_TTL_S
+
+    assert verify(params(ttl=MAX_LINK_TTL_S), KEYS, now=NOW).expires == int(NOW + MAX_LINK_TTL_S)
+    with pytest.raises(ValueError, match="at most 30 days"):
+        make_claim("d", "s", "t", "normal", "r", MAX_LINK_TTL_S + 1, now=NOW)
+
+
+def test_a_signed_link_claiming_more_than_the_cap_is_refused() -> None:
+    """An authentic signature does not make a year-long credential acceptable (an old issuer)."""
+    from dqad.signing import MAX_LINK_TTL_S, FeedbackClaim, _sign
+
+    claim = FeedbackClaim("shop_dq", "s", "2026-11-02T02:16:07", "normal", "run-a", int(NOW + 365 * 86400))
+    query = {"d": claim.dataset, "s": claim.series, "t": claim.timestamp, "l": claim.label, "r": claim.run_id,
+             "e": str(claim.expires), "v": "1", "sig": _sign(KEYS[0], claim)}  # fmt: skip
+    with pytest.raises(LinkError, match="beyond the 30 days"):
+        verify(query, KEYS, now=NOW)
+    assert MAX_LINK_TTL_S == 30 * 86400
+
+
+def test_the_catalog_refuses_a_link_lifetime_beyond_the_cap() -> None:
+    from dqad.datasets import DatasetConfigError, parse_catalog
+
+    base = (
+        '[datasets.dq]\nkeys = ["k"]\ntimestamp = "t"\nvalue = "v"\n[datasets.dq.trigger]\ntable_names = ["dq.t"]\n'
+        '[datasets.dq.source]\nkind = "file"\npath = "x.parquet"\n[datasets.dq.notifier]\n'
+    )
+    assert (
+        parse_catalog(base + "feedback_link_expiry_hours = 720\n").get("dq").notifier.feedback_link_expiry_hours == 720
+    )
+    with pytest.raises(DatasetConfigError, match="feedback_link_expiry_hours"):
+        parse_catalog(base + "feedback_link_expiry_hours = 721\n")
