@@ -272,25 +272,30 @@ def compute(
     # fortnightly run's other week (or a weekly rhythm of sub-daily data) does not count as noise
     rhythm = rhythm_slots(t_index, daily, slot_base)
     rhythm_med_r, rhythm_n_r = _seasonal_baseline(sc, rhythm, bv_ord, cfg.seasonal_k, R)
+    # a residual against the fallback baseline (a slot with too little history yet, compared with
+    # a trailing median of every weekday) measures the weekly cycle, not the noise: left out
     resid_r = bv_ord[R] - seas_med_r
-    resid_rhythm = np.where(rhythm_n_r >= MIN_SEASONAL_HISTORY, bv_ord[R] - rhythm_med_r, np.nan)
-    fits_rhythm = prefers_rhythm(sc[R], slot_base[R], resid_r, resid_rhythm) & np.isfinite(resid_rhythm)
-    resid_r = np.where(fits_rhythm, resid_rhythm, resid_r)
+    resid_r[seas_n_all[in_r] < MIN_SEASONAL_HISTORY] = np.nan
+    # against the second rhythm in a daily series' slot that follows it, so that a fortnightly
+    # run's other week does not count as noise (sub-daily series keep their ordinary residuals)
+    resid_rhythm = np.where((rhythm_n_r >= MIN_SEASONAL_HISTORY) & daily[R], bv_ord[R] - rhythm_med_r, np.nan)
+    follows = prefers_rhythm(sc[R], slot_base[R], resid_r, resid_rhythm) & np.isfinite(resid_rhythm)
+    resid_r = np.where(follows, resid_rhythm, resid_r)
     rbuf = np.full(pad.size, np.nan)
     rbuf[pad.pos[R]] = resid_r
-    r_med, r_q1, r_q3 = _windows(rbuf, ends, cfg.scale_window, 1, 3)
-    # the tail range leaves out residuals against the fallback baseline (a slot with too little
-    # history yet, compared with a trailing median of every weekday): they measure the weekly
-    # cycle, not the noise, and the tails would take them at face value
-    tbuf = rbuf.copy()
-    tbuf[pad.pos[R[seas_n_all[in_r] < MIN_SEASONAL_HISTORY]]] = np.nan
-    (r_lo, r_hi), t_cnt = window_quantiles(tbuf, ends, cfg.scale_window, list(TAIL_QUANTILES))
-    r_lo[t_cnt < TAIL_MIN_POINTS] = np.nan
-    r_hi[t_cnt < TAIL_MIN_POINTS] = np.nan
+    (r_med, r_q1, r_q3, r_lo, r_hi), r_cnt = window_quantiles(
+        rbuf, ends, cfg.scale_window, [0.5, 0.25, 0.75, *TAIL_QUANTILES], min_periods=1
+    )
+    for q in (r_q1, r_q3):
+        q[r_cnt < 3] = np.nan
+    for q in (r_lo, r_hi):  # daily loads only: see dqad.detect.vectorised.robust_scale
+        q[(r_cnt < TAIL_MIN_POINTS) | ~daily[T]] = np.nan
     r_med = np.nan_to_num(r_med)
     expected = seas_med + r_med
     scale = robust_scale(r_q1, r_q3, seas_med, cfg.rel_scale_floor, tails=(r_lo, r_hi))
-    scale = np.where(np.isnan(scale), wscale[wlong], scale)
+    # until the slots hold three such residuals, the trailing window's spread is the only measure
+    # of the noise there is (wide, as it should be while the series is young)
+    scale = np.where(np.isnan(scale) | (r_cnt < 3), wscale[wlong], scale)
     effects = _effects(sc, cats, bv, seas_med_all, R_all, T, scale / np.maximum(np.abs(expected), 1e-9), cfg)
     expected, scale = apply_effects(
         expected, scale, effects, cfg.rel_scale_floor, vt, cfg.effect_rules().unproven_holiday_widening

@@ -162,8 +162,9 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
         r_med = np.nan_to_num(pad.rolling(resid_b, w, "median", min_periods=1, center=True))
         q1 = pad.rolling(resid_b, w, "quantile", min_periods=3, center=True, q=0.25)
         q3 = pad.rolling(resid_b, w, "quantile", min_periods=3, center=True, q=0.75)
+        need = min(TAIL_MIN_POINTS, w)
         tails = tuple(
-            pad.rolling(resid_b, w, "quantile", min_periods=min(TAIL_MIN_POINTS, w), center=True, q=q)
+            np.where(daily, pad.rolling(resid_b, w, "quantile", min_periods=need, center=True, q=q), np.nan)
             for q in TAIL_QUANTILES
         )
         expected = med + r_med

@@ -318,10 +318,11 @@ def is_better(challenger: dict[str, float], champion: dict[str, float] | None, m
     """Champion/challenger rule (see module docstring)."""
     if not champion:
         return True, "no champion yet"
-    if challenger.get("fitted") == 0.0 and champion.get("fitted") == 0.0:
-        # nothing is fitted: the robust detector's thresholds are calibrated on the history and the
-        # feedback, so the newer calibration wins (their F1s were measured on different histories)
-        return True, "the robust detector, recalibrated on the latest history and feedback"
+    robust_both = challenger.get("fitted") == 0.0 and champion.get("fitted") == 0.0
+    if robust_both and challenger.get("n_human") != champion.get("n_human"):
+        # nothing is fitted: the robust detector's thresholds are calibrated on the feedback, so the
+        # calibration that has seen the new feedback wins (the F1s were measured on different labels)
+        return True, "the robust detector, recalibrated on new human feedback"
     cf, cp = float(challenger.get("f1", 0.0)), float(challenger.get("pr_auc", 0.0))
     hf, hp = float(champion.get("f1", 0.0)), float(champion.get("pr_auc", 0.0))
     if cf >= hf + margin:
@@ -441,7 +442,13 @@ def train_candidates(
     est = make_estimator(best_name, cfg, len(y))
     if best_name != "robust":
         _fit(est, best_name, X, y, w)
-    metrics = {**best, "n_train": float(len(y_all)), "n_positive": float(n_pos), "fitted": float(best_name != "robust")}
+    metrics = {
+        **best,
+        "n_train": float(len(y_all)),
+        "n_positive": float(n_pos),
+        "fitted": float(best_name != "robust"),
+        "n_human": float(human_all.sum()),
+    }
     bundle = ModelBundle(
         estimator=est,
         feature_names=feature_names,
