@@ -61,6 +61,11 @@ class Deployed:
     feedback_secret_arn: str
     outbox_dsn_secret_arn: str = f"arn:{PARTITION}:secretsmanager:{REGION}:{ACCOUNT}:secret:dqad-outbox-dsn-AbCdEf"
     kms_key_arn: str = f"arn:{PARTITION}:kms:{REGION}:{ACCOUNT}:key/00000000-0000-4000-8000-000000000000"
+    # the notifier's var.channel_secret_arns / var.channel_secrets_kms_key_arns (() renders no statement)
+    channel_secret_arns: tuple[str, ...] = (
+        f"arn:{PARTITION}:secretsmanager:{REGION}:{ACCOUNT}:secret:dqad-channel-slack-AbCdEf",
+    )
+    channel_secrets_kms_key_arns: tuple[str, ...] = ()
 
     @property
     def names(self) -> Names:
@@ -83,6 +88,9 @@ class Deployed:
     def log_group_arn(self, function: str) -> str:
         return f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{function}"
 
+    def function_arn(self, function: str) -> str:
+        return f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{function}"
+
 
 # --------------------------------------------------------------------------------------------------
 # Terraform policy documents -> Policy
@@ -102,6 +110,20 @@ def own_role_entries(stage: str) -> set[str]:
     return {entry for entry, spec in extra_functions(stage).items() if "policy_json" in spec}
 
 
+#: Roles a stage root gives an AWS service to invoke one of its entry points (principal -> stage,
+#: policy document, entry point): EventBridge Scheduler runs the freshness check with its own role,
+#: Aurora's ``aws_lambda.invoke`` (the trigger of sql/install.sql) calls the aurora entry point with one.
+INVOKER_ROLES: dict[str, tuple[str, str, str]] = {
+    "fetcher-freshness-schedule": ("fetcher", "freshness_schedule", "freshness"),
+    "fetcher-aurora-invoke": ("fetcher", "aurora_invoke", "aurora"),
+}
+
+
+def invoker_of(stage: str, entry: str) -> str | None:
+    """The role that invokes ``stage``'s ``entry`` on AWS (None: no role of ours, e.g. SQS, a URL)."""
+    return next((p for p, (s, _doc, e) in INVOKER_ROLES.items() if (s, e) == (stage, entry)), None)
+
+
 class _Resolver:
     """Evaluates the few expression forms the policy documents use, from a table of references."""
 
@@ -115,6 +137,10 @@ class _Resolver:
             return self.bindings[expr]
         if expr.startswith("local.") and expr[6:] in self.local_defs:
             return self.value(self.local_defs[expr[6:]])
+        # a statement present only for a non-empty list (for_each of a dynamic block): that list's value
+        only_if = re.fullmatch(r"length\(([\w.]+)\) > 0 \? \[1\] : \[\]", expr)
+        if only_if:
+            return [1] if self.ref(only_if.group(1)) else []
         raise KeyError(f"the permission tests cannot resolve Terraform expression {expr!r}: add it to the bindings")
 
     def template(self, text: str) -> str:
@@ -233,6 +259,15 @@ def _module_bindings(dep: Deployed, stage: str, entry: str = "main") -> dict[str
         '[for g in aws_cloudwatch_log_group.function : "${g.arn}:*"]': [f"{dep.log_group_arn(f)}:*" for f in functions],
         "aws_cloudwatch_log_group.function[each.key].arn": dep.log_group_arn(names.function(stage, entry)),
         "var.reads_catalog ? [1] : []": [1] if _module_argument(stage, "reads_catalog", "true") == "true" else [],
+        # the root's references to the module (the roles of the invokers, INVOKER_ROLES)
+        "module.service.dlq_arn": dep.queue_arn(names.dlq(stage)),
+        **{
+            f'module.service.extra_function_arns["{e}"]': dep.function_arn(names.function(stage, e))
+            for e in extra_functions(stage)
+        },
+        # the notifier's channels (dqad_notifier.channels)
+        "var.channel_secret_arns": list(dep.channel_secret_arns),
+        "var.channel_secrets_kms_key_arns": list(dep.channel_secrets_kms_key_arns),
     }
 
 
@@ -246,8 +281,9 @@ def role_policies(dep: Deployed) -> dict[str, Policy]:
     """Principal -> its identity policy as Terraform renders it for ``dep``.
 
     Principals: each stage's role (``modules/service`` base + the root's ``stage`` document), each
-    entry point with its own role (``<stage>-<entry>``: ``extra_logs`` + its own document), and the
-    SageMaker Processing job role (``modules/shared``).
+    entry point with its own role (``<stage>-<entry>``: ``extra_logs`` + its own document), the roles
+    an AWS service invokes an entry point with (:data:`INVOKER_ROLES`: the freshness check's schedule,
+    the Aurora trigger) and the SageMaker Processing job role (``modules/shared``).
     """
     module_docs, module_locals = _docs("modules/service")
     out: dict[str, Policy] = {}
@@ -271,6 +307,10 @@ def role_policies(dep: Deployed) -> dict[str, Policy]:
                     *_statements(root_docs, m.group(1), _Resolver(bindings_e, root_locals), m.group(1)),
                 ),
             )
+    for principal, (stage, doc, _entry) in INVOKER_ROLES.items():
+        root_docs, root_locals = _docs(f"services/{stage}")
+        bindings = {**_common_bindings(dep), **_module_bindings(dep, stage)}
+        out[principal] = Policy(principal, tuple(_statements(root_docs, doc, _Resolver(bindings, root_locals), doc)))
     shared_docs, shared_locals = _docs("modules/shared")
     out[SAGEMAKER_JOB] = Policy(
         SAGEMAKER_JOB,

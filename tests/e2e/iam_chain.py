@@ -8,6 +8,9 @@ reduced policy without running the chain again.
 Who acts for whom (docs/security.md):
 * the SQS-fed handler *and* the event source mapping's receive/delete: the stage's role;
 * an entry point with its own role in Terraform (the feedback page): that role;
+* the roles an AWS service invokes an entry point with (``INVOKER_ROLES``): the freshness check's
+  EventBridge Scheduler schedule and the Aurora trigger are authorised ``lambda:InvokeFunction``
+  on the function before it runs, which then acts as the stage's role;
 * the training job: the trainer asks SageMaker for it (``CreateProcessingJob`` with the request
   :class:`~dqad_trainer.runners.SageMakerRunner` sends, ``iam:PassRole`` of the job role); the job's
   input listing and downloads and its output uploads run as the SageMaker job role; the job-state
@@ -16,12 +19,14 @@ Who acts for whom (docs/security.md):
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,15 +41,18 @@ from dqad import signing
 from dqad.feedback import write_label
 from dqad.storage import Storage
 from dqad.topology import STAGES, stage
-from dqad_dev.demo import seed_demo_dataset
+from dqad_dev.demo import FRESHNESS_CHECK_AFTER, LOAD_LOG_KEY, demo_catalog, seed_demo_dataset
 from dqad_dev.local import LocalCloud, PumpReport
 from dqad_dev.run import drive_chain
+from dqad_notifier import channels
+from dqad_notifier.channels.http import Retry
 from dqad_trainer import runners
 from tests.iam_enforce import (
     PARTITION,
     SAGEMAKER_JOB,
     Deployed,
     Enforcer,
+    invoker_of,
     principal_of,
     requests_for,
     role_policies,
@@ -56,6 +64,8 @@ DAYS = 45  # of history: enough for the detector to find the forced incidents, s
 FEEDBACK_URL = "https://iamtest.lambda-url.us-east-1.on.aws/"
 FEEDBACK_SECRET = "feedback-hmac-for-the-permission-tests-" + "k" * 24
 TRAINER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/dqad-iam/trainer:test"
+CHANNEL_SECRET = f"{PREFIX}-channel-slack"  # the webhook URL of the demo dataset's one channel
+CHANNEL = {"kind": "slack", "secret": CHANNEL_SECRET, "name": "dq-slack"}
 
 
 @dataclass
@@ -83,6 +93,9 @@ class Recorded:
     run_id: str
     notification: dict | None
     feedback_statuses: list[int]
+    freshness: dict  # what the scheduled freshness check returned
+    freshness_notification: dict | None  # the email of its LoadLogChecked
+    webhook_posts: list[tuple[str, bytes]]  # what the channel's endpoint received (path, body)
 
     def replay(self, inv: Invocation, policy_override: dict | None = None) -> tuple:
         return _replay(self, inv, policy_override)
@@ -209,6 +222,10 @@ class Wiring:
             with wiring.invocation(principal_of(st.name, entry), f"invoke:{st.name}:{entry}") as inv:
                 wiring.snapshot()
                 inv.payload = event
+                invoker = invoker_of(st.name, entry)
+                if invoker is not None:  # the schedule / the Aurora trigger invokes it with its own role
+                    arn = wiring.deployed.function_arn(wiring.deployed.names.function(st.name, entry))
+                    enforcer.check(invoker, "lambda.Invoke", [Request("lambda:InvokeFunction", arn)])
                 result = original_invoke(cloud_, st, entry, event)
                 inv.outcome = (_comparable(result),)
                 return result
@@ -316,6 +333,35 @@ def _feedback_link(message: dict) -> str:
     return links[0]
 
 
+class _Webhook:
+    """A local HTTP endpoint standing in for Slack: it records each POST and answers 200."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, bytes]] = []
+        received = self.received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                received.append((self.path, self.rfile.read(int(self.headers.get("Content-Length", 0)))))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def url_event(method: str, url: str, body: str | None = None) -> dict:
     from urllib.parse import parse_qsl
 
@@ -349,20 +395,30 @@ def url_event(method: str, url: str, body: str | None = None) -> dict:
 @contextmanager
 def recorded_chain() -> Iterator[Recorded]:
     """Run the chain once under the enforced roles and keep the recording (module fixtures use it)."""
-    with pytest.MonkeyPatch.context() as mp, LocalCloud(PREFIX) as cloud:
+    with closing(_Webhook()) as webhook, pytest.MonkeyPatch.context() as mp, LocalCloud(PREFIX) as cloud:
         dep = cloud.dep
-        secret_arn = cloud.client("secretsmanager").create_secret(
-            Name=f"{PREFIX}-notifier-feedback-hmac", SecretString=FEEDBACK_SECRET
-        )["ARN"]
+        sm = cloud.client("secretsmanager")
+        secret_arn = sm.create_secret(Name=f"{PREFIX}-notifier-feedback-hmac", SecretString=FEEDBACK_SECRET)["ARN"]
+        # the channel's webhook URL, in the secret the deployment lists in var.channel_secret_arns
+        channel_arn = sm.create_secret(Name=CHANNEL_SECRET, SecretString=webhook.url("/slack"))["ARN"]
         mp.setenv("DQAD_FEEDBACK_SECRET_ARN", secret_arn)
         mp.setenv("DQAD_FEEDBACK_URL", FEEDBACK_URL)
-        deployed = Deployed(PREFIX, dep.bucket, dep.model_signing_secret_arn, secret_arn)
-        enforcer = Enforcer(role_policies(deployed))
+        mp.setattr(channels, "RETRY", Retry(attempts=2, backoff_s=0.01, timeout_s=5))
+        deployed = Deployed(
+            PREFIX, dep.bucket, dep.model_signing_secret_arn, secret_arn, channel_secret_arns=(channel_arn,)
+        )
+        # the catalog names the channel's secret by name: AWS authorises the secret's ARN
+        enforcer = Enforcer(role_policies(deployed), secrets={CHANNEL_SECRET: channel_arn})
         enforcer.install(mp)
         wiring = Wiring(mp, cloud, enforcer, deployed)
 
         storage = Storage(cloud.client("s3"), dep.bucket)
         demo = seed_demo_dataset(storage, seed=3, tables=12, days=DAYS)
+        # the demo's catalog with one Slack channel (the notifier delivers each alert there too)
+        catalog = demo_catalog(dep.bucket, demo.data.holidays, demo.new_window_hours, channels=[CHANNEL])
+        storage.put_bytes(storage.uri("config/datasets.toml"), catalog.encode())
+        # the scheduled freshness check reads the demo's ETL log, a CSV in the bucket (as `dqad demo`)
+        mp.setenv("DQAD_LOAD_LOG_URI", storage.uri(LOAD_LOG_KEY))
         # one earlier human label, so that the labeler and the trainer read labels/ as they do on AWS
         first = demo.data.metrics.iloc[0]
         write_label(storage, "demo_dq", f"{first['table_name']}/{first['metric_name']}",
@@ -371,6 +427,12 @@ def recorded_chain() -> Iterator[Recorded]:
         drive_chain(cloud, None, deadline_s=300)
         [run_id] = runs
         notification = next(iter(cloud.inbox()), None)
+        # the scheduled freshness check, once, an hour after the last load: the missing loads of the
+        # demo's one table go out as a LoadLogChecked, which the notifier mails
+        checked_at = demo.loaded_at + FRESHNESS_CHECK_AFTER
+        freshness = cloud.invoke(stage("fetcher"), "freshness", {"checked_at": checked_at.isoformat()})
+        drive_chain(cloud, None, deadline_s=60)
+        freshness_notification = next(iter(cloud.inbox()), None)
         # a poison record per stage: the dead-letter path runs under each role too
         for st in STAGES:
             cloud.client("sqs").send_message(QueueUrl=dep.queue_urls[st.name], MessageBody="not an event")
@@ -388,8 +450,9 @@ def recorded_chain() -> Iterator[Recorded]:
             )
         wiring.recording = False
         recorded = Recorded(
-            cloud, enforcer, deployed, wiring.invocations, wiring.job_outputs, run_id, notification, statuses
-        )
+            cloud, enforcer, deployed, wiring.invocations, wiring.job_outputs, run_id, notification, statuses,
+            freshness, freshness_notification, list(webhook.received),
+        )  # fmt: skip
         recorded._wiring = wiring  # type: ignore[attr-defined]
         try:
             yield recorded

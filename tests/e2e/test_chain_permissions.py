@@ -38,11 +38,32 @@ def test_the_chain_runs_to_the_email_under_the_deployed_roles(chain: Recorded) -
     assert "NotificationSent.json" in logged and not any("StageFailed" in k for k in logged), logged
     # every principal acted, each under its own role
     acted = {e.principal for e in chain.enforcer.log}
-    assert acted == {"fetcher", "labeler", "trainer", "scorer", "notifier", "notifier-feedback", SAGEMAKER_JOB}
+    assert acted == {"fetcher", "labeler", "trainer", "scorer", "notifier", "notifier-feedback", SAGEMAKER_JOB,
+                     "fetcher-freshness-schedule", "fetcher-aurora-invoke"}  # fmt: skip
     # the feedback link of the email: confirmation page, then the label recorded by the feedback role
     assert chain.feedback_statuses == [200, 200, 409]  # the second use of a link records nothing
     labels = read_labels(storage, "demo_dq")
     assert sorted(labels["note"]) == ["planned", "seeded"], labels
+
+
+def test_the_freshness_check_and_the_channel_run_under_their_roles(chain: Recorded) -> None:
+    """The scheduled freshness check (invoked by its schedule's role, run as the fetcher) reads the
+    ETL log under sources/ and keeps its state under freshness/; the notifier mails its
+    LoadLogChecked, and delivers the run's alert to the Slack channel whose URL is in a secret."""
+    assert chain.freshness["missing"] and chain.freshness["runs"], chain.freshness
+    mail = chain.freshness_notification
+    assert mail is not None and "missing" in mail["Subject"], mail
+    assert [path for path, _ in chain.webhook_posts] == ["/slack"], chain.webhook_posts
+    storage = Storage(chain.cloud.client("s3"), chain.cloud.dep.bucket)
+    assert storage.exists(storage.uri(f"alerts/demo_dq/deliveries/{chain.run_id}/dq-slack.json"))
+    allowed = {(e.principal, e.request.action, e.result.matched) for e in chain.enforcer.log if e.result.allowed}
+    sids = {(p, a, s) for p, a, matched in allowed for s in matched}
+    assert {
+        ("fetcher-freshness-schedule", "lambda:InvokeFunction", "freshness_schedule:InvokeFreshnessCheck"),
+        ("fetcher-aurora-invoke", "lambda:InvokeFunction", "aurora_invoke:InvokeFetcherAuroraEntry"),
+        ("fetcher", "s3:PutObject", "stage:FreshnessState"),
+        ("notifier", "secretsmanager:GetSecretValue", "stage:ChannelSecrets"),
+    } <= sids, sorted(sids)
 
 
 def test_each_request_was_decided_by_the_roles_own_statements(chain: Recorded) -> None:

@@ -53,7 +53,7 @@ data "aws_iam_policy_document" "base" {
     }
   }
   dynamic "statement" {
-    # The dataset catalog (config/datasets.toml); the scorer works from its event alone.
+    # The dataset catalog (config/datasets.toml): options per dataset (the scorer: its incident rules).
     for_each = var.reads_catalog ? [1] : []
     content {
       sid       = "ReadConfig"

@@ -199,7 +199,7 @@ variable "tags" {
 }
 
 variable "reads_catalog" {
-  description = "Whether the stage reads the dataset catalog (config/*): every stage but the scorer."
+  description = "Whether the stage reads the dataset catalog (config/*); every stage does (the scorer for its incident rules)."
   type        = bool
   default     = true
 }

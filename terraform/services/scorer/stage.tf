@@ -55,7 +55,7 @@ module "service" {
     DQAD_MODEL_SIGNING_SECRET_ARN = local.shared.model_signing_secret_arn
   }
 
-  reads_catalog = false # it works from the ModelTrained event alone
-  policy_json   = data.aws_iam_policy_document.stage.json
+  # reads_catalog (the default): the dataset's incident rules name the run's incidents (dqad.incidents)
+  policy_json = data.aws_iam_policy_document.stage.json
   tags        = local.tags
 }
