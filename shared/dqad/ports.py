@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -85,6 +85,13 @@ class JobRunner(Protocol):
     """Start a training job; its end arrives later as a job-state event, never as a return value."""
 
     def start(self, spec: JobSpecification) -> None: ...
+
+
+#: How far a long loop is: called with ``done`` steps of ``total`` (None when not known ahead, e.g. the
+#: rows of a query) after each step; a count below the previous one starts the loop over. Runtime code
+#: takes one as an optional argument (None: tell nothing) and never draws anything itself: the CLI
+#: draws a terminal bar from it (``dqad_dev.progress``), a Lambda passes none.
+ProgressCallback = Callable[[int, int | None], None]
 
 
 class NoDeadLetterQueue(RuntimeError):

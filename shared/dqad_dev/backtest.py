@@ -21,6 +21,7 @@ import argparse
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from dqad.detect.labeling import label_history
 from dqad.detect.model import train_candidates
 from dqad.detect.scoring import score_new
 from dqad.detect.vectorised import normalise
+from dqad.ports import ProgressCallback
 from dqad_dev.evaluate import (
     event_metrics,
     iforest_baseline,
@@ -49,6 +51,9 @@ DETECTORS: tuple[tuple[str, str], ...] = (
     ("dqad", "dqad"), ("zscore", "3-sigma"), ("iforest", "iforest"), ("elementary", "elementary"),
     ("elementary_dow", "elem.+dow"), ("deequ", "deequ-onl."),
 )
+
+#: the baselines and peer methods run after the blocks, one progress step each
+PEER_STEPS = len(DETECTORS) - 1
 
 SCORE_COLUMNS = ["series", "timestamp", "value", "score", "is_anomaly", "expected_low", "expected_high"]
 
@@ -140,8 +145,13 @@ def run_backtest(
     n_chunks: int = 6,
     group_by_prefix: bool = False,
     out_dir: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+    training_progress: ProgressCallback | None = None,
 ) -> BacktestResult:
     """Backtest dqad and the two baselines on one split (see module docstring).
+
+    ``progress`` is told one step per block and one per baseline or peer method (``n_chunks`` +
+    :data:`PEER_STEPS` in all); ``training_progress`` is handed to each block's ``train_candidates``.
 
     ``group_by_prefix``: without a ``group`` column, series "a/b/metric" belong to load group "a/b"
     (the fetcher's convention: the dataset's keys joined with "/", the metric name last), which
@@ -171,16 +181,23 @@ def run_backtest(
     parts = []
     trainings: list[dict[str, Any]] = []
     champion = None
+    steps = n_chunks + PEER_STEPS
+
+    def step(done: int) -> None:
+        if progress:
+            progress(done, steps)
+
     t_start = time.perf_counter()
-    for lo, hi in itertools.pairwise(edges):
+    for block, (lo, hi) in enumerate(itertools.pairwise(edges), 1):
         hist = df[pos < lo]
         new = df[(pos >= lo) & (pos < hi)]
         if len(new) == 0:
+            step(block)
             continue
         t0 = time.perf_counter()
         labeled = label_history(hist, feedback, lcfg)
         t1 = time.perf_counter()
-        res = train_candidates(labeled, dcfg, champion.metrics if champion else None)
+        res = train_candidates(labeled, dcfg, champion.metrics if champion else None, training_progress)
         if champion is None or res.promote:
             champion = res.bundle
         t2 = time.perf_counter()
@@ -203,20 +220,24 @@ def run_backtest(
             "positives": int(labeled["label"].sum()),
             "label_s": t1 - t0, "train_s": t2 - t1, "score_s": t3 - t2,
         })
+        step(block)
     elapsed = time.perf_counter() - t_start
     scores = pd.concat(parts).sort_index() if parts else df.iloc[:0].assign(score=0.0, is_anomaly=False)
 
     # baselines on the same split
-    z_alarm = zscore_baseline(df)
-    if_alarm = iforest_baseline(df, hist_mask)
     test = ~hist_mask
     scored_frame = df.loc[test, ["series", "timestamp", "value"]].copy()
     scored_frame["dqad"] = scores.reindex(scored_frame.index)["is_anomaly"].fillna(False).astype(bool)
-    scored_frame["zscore"] = z_alarm[test]
-    scored_frame["iforest"] = if_alarm[test]
-    scored_frame["elementary"] = elementary_zscore(df)[test]
-    scored_frame["elementary_dow"] = elementary_zscore(df, seasonality="day_of_week")[test]
-    scored_frame["deequ"] = deequ_online_normal(df)[test]
+    peers: list[tuple[str, Callable[[], np.ndarray]]] = [
+        ("zscore", lambda: zscore_baseline(df)),
+        ("iforest", lambda: iforest_baseline(df, hist_mask)),
+        ("elementary", lambda: elementary_zscore(df)),
+        ("elementary_dow", lambda: elementary_zscore(df, seasonality="day_of_week")),
+        ("deequ", lambda: deequ_online_normal(df)),
+    ]
+    for done, (key, alarms) in enumerate(peers, n_chunks + 1):
+        scored_frame[key] = alarms()[test]
+        step(done)
 
     metrics: dict[str, Any] = {
         "rows": len(df), "series": int(df["series"].nunique()), "history_rows": int(hist_mask.sum()),
@@ -276,6 +297,7 @@ def holidays_from_args(args: argparse.Namespace, data: pd.DataFrame) -> list[str
 
 def _cmd(args: argparse.Namespace) -> int:
     from dqad_dev.errors import UserError
+    from dqad_dev.progress import progress_bar
     from dqad_dev.run import progress_printer
 
     data = read_series_file(args.data, required=("series", "timestamp", "value"))
@@ -302,11 +324,12 @@ def _cmd(args: argparse.Namespace) -> int:
     progress = progress_printer()
     if progress:
         progress(f"  backtesting {len(data):,} rows in {args.chunks} blocks (retrain and score each)…")
-    res = run_backtest(
-        data, labels, args.train_fraction, use_labels_as_feedback=not args.no_feedback,
-        labeler_cfg=lcfg, detector_cfg=dcfg, n_chunks=args.chunks, out_dir=args.out,
-        group_by_prefix=args.group_by_prefix,
-    )
+    with progress_bar("backtest", "step") as blocks, progress_bar("training", "fit", position=1) as fits:
+        res = run_backtest(
+            data, labels, args.train_fraction, use_labels_as_feedback=not args.no_feedback,
+            labeler_cfg=lcfg, detector_cfg=dcfg, n_chunks=args.chunks, out_dir=args.out,
+            group_by_prefix=args.group_by_prefix, progress=blocks, training_progress=fits,
+        )
     print(res.table)
     print(f"scores: {Path(args.out) / 'scores.csv'}  metrics: {Path(args.out) / 'metrics.json'}")
     return 0

@@ -179,7 +179,8 @@ def drive_chain(cloud: LocalCloud, progress: Progress | None = None, deadline_s:
     total = PumpReport()
     started = time.perf_counter()
     for st in STAGES:
-        part = cloud.pump(deadline_s=deadline_s, only=(st.name,))
+        with fetch_bar(progress is not None and st.name == "fetcher"):
+            part = cloud.pump(deadline_s=deadline_s, only=(st.name,))
         _merge(total, part)
         if progress and part.invocations.get(st.name):
             failed = part.failures.get(st.name, 0)
@@ -188,6 +189,23 @@ def drive_chain(cloud: LocalCloud, progress: Progress | None = None, deadline_s:
     _merge(total, cloud.pump(deadline_s=deadline_s))
     total.wall_s = time.perf_counter() - started
     return total
+
+
+@contextmanager
+def fetch_bar(show: bool) -> Iterator[None]:
+    """With ``show``, a bar of the rows each fetch reads (on a terminal only, see dqad_dev.progress)."""
+    if not show:
+        yield
+        return
+    from dqad_dev.progress import progress_bar
+    from dqad_fetcher import domain  # the fetcher's module hook, set in this process only
+
+    with progress_bar("fetching", "rows") as tell:
+        saved, domain.FETCH_PROGRESS = domain.FETCH_PROGRESS, tell
+        try:
+            yield
+        finally:
+            domain.FETCH_PROGRESS = saved
 
 
 def _merge(total: PumpReport, part: PumpReport) -> None:

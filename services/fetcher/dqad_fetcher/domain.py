@@ -54,6 +54,7 @@ from dqad_fetcher.canonical import SchemaMismatch, arrow_scalar, to_canonical_ch
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from dqad.ports import ProgressCallback
     from dqad_fetcher.sources import Window
 
 logger = Logger(service="dqad-fetcher")
@@ -339,12 +340,21 @@ def prefetched(chunks: Iterator[pa.Table], depth: int = 1) -> Iterator[pa.Table]
         reader.join(timeout=60)
 
 
-def split_chunks(chunks: Iterable[pa.Table], ds: Any, split: WindowSplit) -> None:
-    """Canonicalise each raw chunk and route it; errors leave nothing uploaded."""
+def split_chunks(
+    chunks: Iterable[pa.Table], ds: Any, split: WindowSplit, progress: ProgressCallback | None = None
+) -> None:
+    """Canonicalise each raw chunk and route it; errors leave nothing uploaded.
+
+    ``progress`` is told ``(0, None)`` first, then the rows read so far after each chunk.
+    """
     try:
+        if progress:
+            progress(0, None)
         for raw in prefetched(iter(chunks)):
             if raw.num_rows:
                 split.add(to_canonical_chunk(raw, ds))
+                if progress:
+                    progress(split.rows_in, None)
     except BaseException:
         split.abort()
         raise
@@ -353,6 +363,9 @@ def split_chunks(chunks: Iterable[pa.Table], ds: Any, split: WindowSplit) -> Non
 #: How the Redshift Data API poller waits and reads the time (module-level so tests can drive it).
 POLL_SLEEP: Callable[[float], None] = time.sleep
 POLL_CLOCK: Callable[[], float] = time.monotonic
+#: Told how many rows a fetch has read (see :func:`split_chunks`). None on AWS; the CLI's embedded
+#: runtime (``dqad_dev.run.drive_chain``) sets a terminal progress bar here while the fetcher runs.
+FETCH_PROGRESS: ProgressCallback | None = None
 
 
 def fetch(
@@ -388,7 +401,7 @@ def fetch(
     split = WindowSplit(rt.storage, prefix, window)
     started = time.perf_counter()
     try:
-        split_chunks(iter_source(ds, window, ctx), ds, split)
+        split_chunks(iter_source(ds, window, ctx), ds, split, FETCH_PROGRESS)
         refs = split.finish()
     except (SchemaMismatch, SourceError) as exc:
         raise PermanentError(str(exc)) from exc

@@ -40,6 +40,7 @@ from dqad.detect.alarm import SeriesCalibration, calibrate_series, odds_scale
 from dqad.detect.alarm import decide as alarm_decide
 from dqad.detect.config import DetectorConfig
 from dqad.detect.features import compute
+from dqad.ports import ProgressCallback
 
 
 class RobustDetector:
@@ -348,9 +349,15 @@ def _subsample(n: int, y: np.ndarray, max_rows: int, seed: int) -> tuple[np.ndar
 
 
 def train_candidates(
-    labeled: pd.DataFrame, cfg: DetectorConfig, champion_metrics: dict | None = None
+    labeled: pd.DataFrame,
+    cfg: DetectorConfig,
+    champion_metrics: dict | None = None,
+    progress: ProgressCallback | None = None,
 ) -> TrainingResult:
-    """Train every candidate, validate by time, pick the best; fall back to the robust detector."""
+    """Train every candidate, validate by time, pick the best; fall back to the robust detector.
+
+    ``progress`` is told one step per candidate and validation fold (one per candidate without folds).
+    """
     t0 = time.perf_counter()
     if "label" not in labeled.columns:
         raise ValueError("train_candidates needs a labeled frame (column 'label')")
@@ -385,6 +392,7 @@ def train_candidates(
     # per-series alarm thresholds of a fitted model are calibrated on these (see _oof_rows)
     oof_rows = _oof_rows(ts_all, ts, usable)
     oof_full: dict[str, np.ndarray] = {}
+    steps, done = len(names) * max(len(usable), 1), 0
     for name in names:
         t_c = time.perf_counter()
         oof_s, oof_y, oof_w, oof_h = [], [], [], []
@@ -401,6 +409,13 @@ def train_candidates(
             oof_y.append(y[va])
             oof_w.append(w[va])
             oof_h.append(human[va])
+            done += 1
+            if progress:
+                progress(done, steps)
+        if not usable:
+            done += 1
+            if progress:
+                progress(done, steps)
         oof_full[name] = full
         if usable:
             m = _best_threshold(np.concatenate(oof_y), np.concatenate(oof_s), np.concatenate(oof_w), cfg.threshold_beta)

@@ -238,6 +238,19 @@ def test_window_split_without_new_rows_writes_nothing(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_split_chunks_tells_the_rows_read_after_each_chunk(tmp_path):
+    """The progress of a fetch (what the CLI's bar shows): 0 first, then the running row count."""
+    ds = ds_of('kind = "file"\npath = "m.parquet"')
+    table = pa.Table.from_pandas(raw_frame(50), preserve_index=False)
+    window = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 21, tzinfo=UTC), datetime(2026, 10, 23, tzinfo=UTC))
+    split = domain.WindowSplit(Storage(None, "unused"), f"file://{tmp_path}/run", window)
+    told: list[tuple[int, int | None]] = []
+    chunks = [table.slice(0, 20), table.slice(20, 0), table.slice(20, 20), table.slice(40, 10)]
+    domain.split_chunks(chunks, ds, split, lambda done, total: told.append((done, total)))
+    assert told == [(0, None), (20, None), (40, None), (50, None)]  # an empty chunk tells nothing
+    assert split.finish() is not None
+
+
 def test_prefetched_reraises_and_closes_the_source():
     closed = []
 
