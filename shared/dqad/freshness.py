@@ -20,7 +20,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # the incidents module is imported where a record becomes one
+    from dqad.incidents import Incident
 
 IncidentKind = Literal["late_load", "missing_load", "load_arrived", "empty_load", "slow_load"]
 INCIDENT_KINDS: tuple[str, ...] = ("late_load", "missing_load", "load_arrived", "empty_load", "slow_load")
@@ -95,7 +98,7 @@ INCIDENT_KIND_OF: dict[str, str] = {
 }
 
 
-def as_incident(record: LoadIncident, summary: str, dataset: str = "") -> Any:
+def as_incident(record: LoadIncident, summary: str, dataset: str = "") -> Incident:
     """The record as a named incident (:class:`dqad.incidents.Incident`), for lists of every kind.
 
     ``summary`` is the one line the notifier words it with (``dqad_notifier.freshness.line``).

@@ -190,11 +190,11 @@ def learn_effects(
                 # holidays: learnt from the occurrences that moved the value (see apply_effects)
                 seen = _occurrence_count(series_codes[on], r, rules.occurrences, centred)[at]
                 holiday_seen[q] = np.maximum(holiday_seen[q], seen)
-                evidence[q] = np.maximum(evidence[q], seen)
                 r = np.where(np.abs(r) > np.log1p(rules.strong_change), r, np.nan)
             med, spread, cnt, pos = _occurrence_stats(series_codes[on], r, rules.occurrences, centred)
             med, spread, cnt, pos = med[at], spread[at], cnt[at], pos[at]
-            evidence[q] = np.maximum(evidence[q], cnt)
+            # a holiday's evidence is every earlier holiday with a value, not only those that moved it
+            evidence[q] = np.maximum(evidence[q], holiday_seen[q] if c == HOLIDAY else cnt)
             noise = noise_rel[q]
             big = np.abs(med) > np.maximum(rules.noise_factor * noise, floor)
             strong = np.abs(med) > np.maximum(2 * rules.noise_factor * noise, np.log1p(rules.strong_change))

@@ -293,12 +293,8 @@ def _human_f1(y: np.ndarray, s: np.ndarray, w: np.ndarray, human: np.ndarray, th
     """
     if not human.any():
         return {"human_f1": 0.0, "human_positives": 0.0}
-    yh, ph, wh = y[human], s[human] >= threshold, w[human]
-    tp = float((wh * (yh == 1) * ph).sum())
-    prec = tp / max(float((wh * ph).sum()), 1e-12)
-    rec = tp / max(float((wh * (yh == 1)).sum()), 1e-12)
-    f1 = 2 * prec * rec / max(prec + rec, 1e-12)
-    return {"human_f1": float(f1), "human_positives": float((yh == 1).sum())}
+    at = _metrics_at(y[human], s[human], w[human], threshold)
+    return {"human_f1": at["f1"], "human_positives": float((y[human] == 1).sum())}
 
 
 def _oof_rows(ts_all: np.ndarray, ts: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:

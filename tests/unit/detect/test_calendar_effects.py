@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dqad.detect import DetectorConfig, LabelerConfig, label_history, score_new
+from dqad.detect import DetectorConfig, LabelerConfig, label_history
 from dqad.detect.calendar_effects import CATEGORIES, calendar_categories
-from dqad.detect.features import build_features, compute
+from dqad.detect.features import compute
 from dqad.detect.holiday_calendar import holiday_dates
-from dqad.detect.model import ModelBundle, RobustDetector
+
+from .robust_scoring import score_after
 
 START, CUT, END = "2024-01-01", "2025-09-01", "2026-02-28"
 
@@ -33,12 +34,7 @@ def _flag(days: pd.DatetimeIndex, category: str, holidays: tuple[dt.date, ...] =
 
 def _score(frame: pd.DataFrame, cfg: DetectorConfig) -> pd.DataFrame:
     """The robust detector (the default without enough labels) on the loads after ``CUT``."""
-    hist = frame[frame["timestamp"] < CUT]
-    new = frame[frame["timestamp"] >= CUT]
-    labeled = label_history(hist, None, LabelerConfig(holidays=cfg.holidays))
-    names = list(build_features(labeled.iloc[:50], cfg).columns)
-    bundle = ModelBundle(RobustDetector(cfg), names, 0.5, cfg, "now", {}, "robust")
-    return score_new(bundle, labeled, new)
+    return score_after(frame, cfg, CUT)
 
 
 @pytest.mark.parametrize(

@@ -12,12 +12,12 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from dqad.detect import DetectorConfig, LabelerConfig, label_history, score_new
+from dqad.detect import DetectorConfig, LabelerConfig, label_history
 from dqad.detect.calendar_effects import CATEGORIES, calendar_categories
-from dqad.detect.features import build_features
 from dqad.detect.holiday_calendar import holiday_dates
-from dqad.detect.model import ModelBundle, RobustDetector
 from dqad.detect.vectorised import robust_scale
+
+from .robust_scoring import score_after
 
 START, CUT, END = "2024-01-01", "2025-09-01", "2026-02-28"
 
@@ -28,16 +28,19 @@ def _days() -> pd.DatetimeIndex:
 
 def _score(frame: pd.DataFrame, cfg: DetectorConfig) -> pd.DataFrame:
     """The robust detector (the default without enough labels) on the loads after ``CUT``."""
-    hist = frame[frame["timestamp"] < CUT]
-    new = frame[frame["timestamp"] >= CUT]
-    labeled = label_history(hist, None, LabelerConfig(holidays=cfg.holidays))
-    names = list(build_features(labeled.iloc[:50], cfg).columns)
-    bundle = ModelBundle(RobustDetector(cfg), names, 0.5, cfg, "now", {}, "robust")
-    return score_new(bundle, labeled, new)
+    return score_after(frame, cfg, CUT)
 
 
 def _frame(name: str, values: np.ndarray, days: pd.DatetimeIndex) -> pd.DataFrame:
     return pd.DataFrame({"series": f"{name}/row_count", "group": name, "timestamp": days, "value": values})
+
+
+def _fortnightly(days: pd.DatetimeIndex, seed: int, parity: int) -> tuple[np.ndarray, np.ndarray]:
+    """Payroll every other Friday (2.2x the level), 3 % noise: which days are payroll, and the values."""
+    rng = np.random.default_rng(seed)
+    week = (days.normalize() - pd.Timestamp("2024-01-05")).days // 7
+    payroll = np.asarray((days.day_of_week == 4) & (week % 2 == parity))
+    return payroll, 50_000 * np.where(payroll, 2.2, 1.0) * np.exp(rng.normal(0, 0.03, len(days)))
 
 
 def test_the_tail_range_sees_what_an_iqr_of_zero_cannot() -> None:
@@ -69,10 +72,7 @@ def test_a_zero_inflated_count_alarms_on_an_extreme_burst_only() -> None:
 
 def test_a_fortnightly_run_is_learnt_and_an_empty_one_still_alarms() -> None:
     days = _days()
-    rng = np.random.default_rng(8)
-    week = (days.normalize() - pd.Timestamp("2024-01-05")).days // 7
-    payroll = (days.day_of_week == 4) & (week % 2 == 0)
-    values = 50_000 * np.where(payroll, 2.2, 1.0) * np.exp(rng.normal(0, 0.03, len(days)))
+    payroll, values = _fortnightly(days, seed=8, parity=0)
     df = _frame("hr.payments", values, days)
     out = _score(df, DetectorConfig())
     scored_payroll = payroll[days >= CUT]
@@ -89,10 +89,7 @@ def test_a_fortnightly_run_is_learnt_and_an_empty_one_still_alarms() -> None:
 
 def test_the_labeler_does_not_call_a_fortnightly_run_an_incident() -> None:
     days = _days()
-    rng = np.random.default_rng(9)
-    week = (days.normalize() - pd.Timestamp("2024-01-05")).days // 7
-    payroll = (days.day_of_week == 4) & (week % 2 == 1)
-    values = 50_000 * np.where(payroll, 2.2, 1.0) * np.exp(rng.normal(0, 0.03, len(days)))
+    payroll, values = _fortnightly(days, seed=9, parity=1)
     labeled = label_history(_frame("hr.payments", values, days), None, LabelerConfig())
     # a weekday median alone labelled 27 of the 56 payroll Fridays (and 31 other Fridays, whose
     # median it pulled up); what is left are month-end Fridays, judged by their calendar effect
