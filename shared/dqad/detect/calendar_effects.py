@@ -85,6 +85,9 @@ class EffectRules:
     strong_change: float = 0.3
     #: scale factor for a declared holiday the series has not shown enough of yet
     unproven_holiday_widening: float = 1.0
+    #: how far (log ratio) one holiday's effect may lie from another's: the least spread a holiday
+    #: is judged with (see :func:`apply_effects`); 0 judges holidays like every other day
+    holiday_spread: float = 0.0
 
 
 def calendar_categories(ts: pd.DatetimeIndex, holidays: Sequence[date] = ()) -> np.ndarray:
@@ -134,10 +137,14 @@ class Effects:
     log_ratio: np.ndarray
     spread: np.ndarray
     category: np.ndarray
-    #: most occurrences (with a value) any of the point's candidate categories had to learn from
+    #: fewest occurrences (with a value) any of the point's candidate categories had to learn from
+    #: (inf for an ordinary day): an effect may belong to the category that has not shown itself yet
     evidence: np.ndarray
     #: the point is a declared holiday of which the series has too few earlier occurrences to tell
     unproven_holiday: np.ndarray
+
+    #: the effect applied rests on fewer than ``min_occurrences`` occurrences (a strong first one)
+    thin: np.ndarray | None = None
 
     @property
     def applies(self) -> np.ndarray:
@@ -173,15 +180,26 @@ def learn_effects(
     best_lr = np.zeros(m)
     best_spread = np.full(m, np.inf)
     best_cat = np.full(m, -1, dtype=np.int64)
-    evidence = np.zeros(m)
+    best_cnt = np.zeros(m)
+    evidence = np.full(m, np.inf)
     holiday_seen = np.zeros(m)
     on_holiday = cats[rows, HOLIDAY]
     floor = max(np.log1p(rules.min_relative_change), 1e-9)
     business = cats[:, -1]
     for c in range(cats.shape[1] - 1):
-        for b in (True, False):
-            on = np.flatnonzero(cats[:, c] & (business == b))
-            q = np.flatnonzero(cats[rows, c] & (business[rows] == b))
+        in_cat = cats[rows, c]
+        if not in_cat.any():
+            continue
+        cat_cnt = np.zeros(m)
+        # business days and weekend days of a category first (a table closing on the last business
+        # day shows nothing on a Sunday month end), then both pooled where that split has too few
+        for b in (True, False, None):
+            if b is None:
+                on = np.flatnonzero(cats[:, c])
+                q = np.flatnonzero(in_cat & (cat_cnt < rules.min_occurrences + centred))
+            else:
+                on = np.flatnonzero(cats[:, c] & (business == b))
+                q = np.flatnonzero(in_cat & (business[rows] == b))
             if not len(on) or not len(q):
                 continue
             at = np.searchsorted(on, rows[q])
@@ -194,7 +212,7 @@ def learn_effects(
             med, spread, cnt, pos = _occurrence_stats(series_codes[on], r, rules.occurrences, centred)
             med, spread, cnt, pos = med[at], spread[at], cnt[at], pos[at]
             # a holiday's evidence is every earlier holiday with a value, not only those that moved it
-            evidence[q] = np.maximum(evidence[q], holiday_seen[q] if c == HOLIDAY else cnt)
+            cat_cnt[q] = np.maximum(cat_cnt[q], holiday_seen[q] if c == HOLIDAY else cnt)
             noise = noise_rel[q]
             big = np.abs(med) > np.maximum(rules.noise_factor * noise, floor)
             strong = np.abs(med) > np.maximum(2 * rules.noise_factor * noise, np.log1p(rules.strong_change))
@@ -205,11 +223,15 @@ def learn_effects(
             better = ok & (spread < best_spread[q])
             sel = q[better]
             best_lr[sel], best_spread[sel], best_cat[sel] = med[better], spread[better], c
+            best_cnt[sel] = cnt[better]
+        evidence[in_cat] = np.minimum(evidence[in_cat], cat_cnt[in_cat])
     best_spread[best_cat < 0] = 0.0
     # centred windows count the point itself among the occurrences
     unproven = on_holiday & (best_cat < 0) & (holiday_seen < rules.min_occurrences + centred)
+    thin = (best_cat >= 0) & (best_cnt < rules.min_occurrences + centred)
     return Effects(
-        log_ratio=best_lr, spread=best_spread, category=best_cat, evidence=evidence, unproven_holiday=unproven
+        log_ratio=best_lr, spread=best_spread, category=best_cat, evidence=evidence, unproven_holiday=unproven,
+        thin=thin,
     )
 
 
@@ -243,7 +265,7 @@ def apply_effects(
     effects: Effects,
     floor_rel: float,
     values: np.ndarray | None = None,
-    unproven_widening: float = 1.0,
+    rules: EffectRules | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Expected value and scale with the supported effects applied (unchanged elsewhere).
 
@@ -251,21 +273,51 @@ def apply_effects(
     baselines it fits better, the ordinary day's or the holiday effect's: the holidays a user
     declares are often the union of several calendars (two countries, a bank's and a shop's), so
     a series that closes on most of them may open on the next, and an ordinary value on such a day
-    is no incident. A month or quarter end is one convention of one business and keeps its effect.
-    Declared holidays the series has not shown enough of get ``unproven_widening`` times the scale.
+    is no incident. A month or quarter end is one convention of one business and keeps its effect,
+    once it has recurred: an effect resting on one strong occurrence (``Effects.thin``) is judged
+    like a holiday, because the surge may belong to another of the day's categories.
+    Declared holidays the series has not shown enough of get ``rules.unproven_holiday_widening``
+    times the scale.
+
+    A holiday is also judged on the log scale with at least ``rules.holiday_spread``: one holiday closes
+    a table to a tenth and the next to a half, so a single earlier closure says the day drops, not
+    by how much. A drop judged by ratios stays a drop however deep, while an empty load (a ratio of
+    1/1000) is still far outside; the scale returned is the linear one with the same z.
     """
+    unproven_widening = rules.unproven_holiday_widening if rules else 1.0
+    holiday_spread = rules.holiday_spread if rules else 0.0
     factor = np.exp(effects.log_ratio)
     exp2 = np.where(effects.applies, expected * factor, expected)
     spread_scale = np.abs(exp2) * np.maximum(effects.spread, floor_rel)
     scale2 = np.where(effects.applies, np.fmax(scale * factor, spread_scale), scale)
-    if values is not None:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ordinary_fits = np.abs(values - expected) / scale < np.abs(values - exp2) / scale2
-        keep = (effects.category == HOLIDAY) & ordinary_fits
-        exp2 = np.where(keep, expected, exp2)
-        scale2 = np.where(keep, scale, scale2)
     scale2 = np.where(effects.unproven_holiday, scale2 * unproven_widening, scale2)
-    return exp2, scale2
+    if values is None:
+        return exp2, scale2
+    holiday = (effects.category == HOLIDAY) | effects.unproven_holiday
+    if holiday_spread > 0 and holiday.any():
+        spread = np.where(effects.category == HOLIDAY, np.maximum(effects.spread, holiday_spread), holiday_spread)
+        # the ratio's spread replaces the linear one (which would call an empty load 2 spreads off);
+        # the series' own noise, carried to the holiday's level, stays the least scale
+        noise = np.where(effects.applies, scale * factor, scale2)
+        scale2 = np.where(holiday, np.fmax(noise, _log_equivalent_scale(values, exp2, spread)), scale2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ordinary_fits = np.abs(values - expected) / scale < np.abs(values - exp2) / scale2
+    # an effect learnt from one strong occurrence may belong to another of the day's categories
+    # (March's quarter-end surge to the month end): until it recurs, an ordinary value is no incident
+    thin = effects.thin if effects.thin is not None else np.zeros(len(exp2), dtype=bool)
+    keep = ((effects.category == HOLIDAY) | thin) & ordinary_fits
+    return np.where(keep, expected, exp2), np.where(keep, scale, scale2)
+
+
+def _log_equivalent_scale(values: np.ndarray, expected: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """The linear scale giving ``values`` the z they have on the log scale: log(v / e) / spread.
+
+    Near the expected value the two agree (``e * spread``); NaN where the ratio is undefined.
+    """
+    lz = np.abs(log_ratio(values, expected)) / spread
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.abs(values - expected) / lz
+    return np.where(lz > 1e-6, out, np.abs(expected) * spread)
 
 
 __all__ = [

@@ -88,6 +88,9 @@ class SeasonalConfig(_FromDict):
     #: occurrences is judged with its scale widened this much: the user said the day is special,
     #: and until the series shows how, an ordinary day's range is not the holiday's range
     holiday_unproven_widening: float = 3.0
+    #: how far (log ratio) one holiday's effect may lie from another's: holidays are judged by
+    #: ratios with at least this spread (0.5: a holiday 1.65x deeper than the last is one spread)
+    holiday_spread: float = 0.5
 
     def _check_seasonal(self) -> None:
         name = type(self).__name__
@@ -97,6 +100,8 @@ class SeasonalConfig(_FromDict):
         object.__setattr__(self, "holidays", tuple(sorted({_to_date(h) for h in self.holidays})))
         if self.effect_min_occurrences < 1 or self.effect_occurrences < self.effect_min_occurrences:
             raise ValueError(f"{name}: need 1 <= effect_min_occurrences <= effect_occurrences")
+        if self.holiday_spread < 0:
+            raise ValueError(f"{name}.holiday_spread must not be negative")
         if self.holiday_unproven_widening < 1:
             raise ValueError(f"{name}.holiday_unproven_widening must be at least 1")
         if not 0.5 <= self.effect_consistency <= 1:
@@ -113,6 +118,7 @@ class SeasonalConfig(_FromDict):
             consistency=self.effect_consistency,
             min_relative_change=self.min_relative_change,
             unproven_holiday_widening=self.holiday_unproven_widening,
+            holiday_spread=self.holiday_spread,
         )
 
 

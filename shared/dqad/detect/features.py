@@ -47,6 +47,8 @@ from dqad.detect.vectorised import (
 
 Z_CLIP = 50.0
 REL_CLIP = 20.0
+#: a series repeating its previous value less often than this is one where a repeat may mean stale
+STALE_REPEAT_RATE = 0.2
 MIN_SEASONAL_HISTORY = 2
 
 
@@ -224,7 +226,7 @@ def compute(
     maxw = max(max(cfg.windows), cfg.scale_window, 16)
     pad = Padded(sc, maxw + 1)
     ends = pad.pos[T] - 1  # windows strictly before each target
-    feats = _Sink(keep=("seas_z", "same_as_prev"))
+    feats = _Sink(keep=("seas_z", "same_as_prev", "same_rate"))
 
     # calendar and seasonal slots (every row: earlier rows feed the seasonal baselines)
     step = step_seconds(ts_sorted, pad, exact=tgt)
@@ -297,9 +299,7 @@ def compute(
     # of the noise there is (wide, as it should be while the series is young)
     scale = np.where(np.isnan(scale) | (r_cnt < 3), wscale[wlong], scale)
     effects = _effects(sc, cats, bv, seas_med_all, R_all, T, scale / np.maximum(np.abs(expected), 1e-9), cfg)
-    expected, scale = apply_effects(
-        expected, scale, effects, cfg.rel_scale_floor, vt, cfg.effect_rules().unproven_holiday_widening
-    )
+    expected, scale = apply_effects(expected, scale, effects, cfg.rel_scale_floor, vt, cfg.effect_rules())
     robust_z = (vt - expected) / scale
     rel_dev = (vt - expected) / np.maximum(np.abs(expected), 1e-9)
     hol_t, me_t = cats[T, 0], np.asarray(cats[T][:, list(MONTH_END)].any(axis=1))
@@ -371,7 +371,9 @@ def compute(
     # cross-metric features of one load: the same timestamp's other metrics in the group
     rows = order[T]  # frame positions of the targets, in (series, time) order
     z = np.clip(np.nan_to_num(feats.wide["seas_z"], nan=0.0), -20, 20)
-    same = feats.wide["same_as_prev"]
+    # a repeat only says "stale" in a series that rarely repeats: a table's zeros repeat every day
+    rarely_repeats = (np.nan_to_num(feats.wide["same_rate"], nan=1.0) < STALE_REPEAT_RATE).astype(np.float64)
+    same = feats.wide["same_as_prev"] * rarely_repeats
     g_codes = pd.factorize(df["group"])[0][rows]
     t_codes, _ = pd.factorize(ts_sorted[T])
     load, _ = pd.factorize(g_codes.astype(np.int64) * (int(t_codes.max(initial=0)) + 1) + t_codes)
@@ -388,7 +390,9 @@ def compute(
     feats["grp_other_dev_frac"] = feats["grp_other_dev"] / denom
     feats["grp_other_neg"] = others((z <= -3.0).astype(np.float64))
     feats["grp_other_pos"] = others((z >= 3.0).astype(np.float64))
-    feats["grp_other_same_frac"] = (others(same) / denom) * (n_other > 0)
+    # share of the load's other metrics that rarely repeat and repeated now
+    n_rare = others(rarely_repeats)
+    feats["grp_other_same_frac"] = (others(same) / np.maximum(n_rare, 1.0)) * (n_rare > 0)
 
     # key encodings (codes of the whole column, then the targets' rows: no string copies)
     for c in key_columns(df):

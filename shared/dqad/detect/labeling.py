@@ -77,7 +77,7 @@ def _with_effects(
     eff = learn_effects(sc, cats, ratios, rows, noise, rules, centred=True)
     expected, scale = expected.copy(), scale.copy()
     expected[rows], scale[rows] = apply_effects(
-        expected[rows], scale[rows], eff, cfg.rel_scale_floor, v[rows], rules.unproven_holiday_widening
+        expected[rows], scale[rows], eff, cfg.rel_scale_floor, v[rows], rules
     )
     undetermined = np.zeros(len(v), dtype=bool)
     undetermined[rows] = ~eff.applies & (eff.evidence < cfg.effect_min_occurrences + 1)  # + the point itself
@@ -151,6 +151,8 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
     rows = np.flatnonzero(special)
 
     rule = np.zeros(n, dtype=bool)
+    rv = v.copy()
+    rv[(hum == 1) | special] = np.nan
     z = np.zeros(n)
     rel = np.zeros(n)
     for _ in range(max(cfg.iterations, 1)):
@@ -163,8 +165,12 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
         q1 = pad.rolling(resid_b, w, "quantile", min_periods=3, center=True, q=0.25)
         q3 = pad.rolling(resid_b, w, "quantile", min_periods=3, center=True, q=0.75)
         need = min(TAIL_MIN_POINTS, w)
+        # the 5-95 % range is robust to the few incidents a window holds without blanking them;
+        # blanking the rule's own labels there would let a series that is mostly zero (receipts
+        # on a few days a week) label its every non-zero day, blank it, and shrink its scale to 0
+        resid_t = rv - med
         tails = tuple(
-            np.where(daily, pad.rolling(resid_b, w, "quantile", min_periods=need, center=True, q=q), np.nan)
+            np.where(daily, pad.rolling(resid_t, w, "quantile", min_periods=need, center=True, q=q), np.nan)
             for q in TAIL_QUANTILES
         )
         expected = med + r_med
@@ -175,10 +181,11 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
             expected, scale, undetermined, effect = _with_effects(sc, cats, v, hum, med, expected, scale, rows, cfg)
         # the second rhythm the detector also accepts (fortnightly for daily data, weekly for
         # sub-daily: dqad.detect.vectorised.rhythm_slots), in a series that follows it; a calendar
-        # effect, where one applies, is the better description of its day
-        med2, cnt2 = _centred_slot_median(sc, rhythm, ts, bv, cfg.seasonal_k)
+        # effect, where one applies, is the better description of its day. The rule's own labels
+        # stay in: a payroll Friday the first round labelled must not erase the rhythm explaining it
+        med2, cnt2 = _centred_slot_median(sc, rhythm, ts, rv, cfg.seasonal_k)
         expected2 = np.where(cnt2 >= cfg.min_history, med2 + r_med, np.nan)
-        follows = prefers_rhythm(sc, slot_base, bv - expected, bv - expected2, centred=True)
+        follows = prefers_rhythm(sc, slot_base, rv - expected, rv - expected2, centred=True)
         expected = np.where(follows & ~effect & np.isfinite(expected2), expected2, expected)
         z = (v - expected) / scale
         rel = (v - expected) / np.maximum(np.abs(expected), 1e-9)

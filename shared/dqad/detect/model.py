@@ -39,7 +39,7 @@ from sklearn.preprocessing import StandardScaler
 from dqad.detect.alarm import SeriesCalibration, calibrate_series, odds_scale
 from dqad.detect.alarm import decide as alarm_decide
 from dqad.detect.config import DetectorConfig
-from dqad.detect.features import compute
+from dqad.detect.features import STALE_REPEAT_RATE, compute
 from dqad.ports import ProgressCallback
 
 
@@ -78,7 +78,7 @@ class RobustDetector:
         # stuck loads: every metric of the load repeats its previous number, in series that never do
         stuck = (
             (X["same_as_prev"].to_numpy() > 0)
-            & (X["same_rate"].to_numpy() < 0.2)
+            & (X["same_rate"].to_numpy() < STALE_REPEAT_RATE)
             & (X["is_daily"].to_numpy() > 0)
             & (X["grp_other_same_frac"].to_numpy() >= 0.5)
             & (X["n_hist"].to_numpy() >= 7)

@@ -141,3 +141,87 @@ def test_the_last_three_days_of_a_quarter_are_candidates() -> None:
     q2 = cats[:, CATEGORIES.index("quarter_second_last_day")]
     assert q3.tolist() == [True, False, False, False, True]
     assert q2.tolist() == [False, True, False, False, False]
+
+
+def test_a_holiday_deeper_than_the_last_is_a_holiday_and_an_empty_one_is_an_incident() -> None:
+    """One closure says a holiday drops, not by how much: judged by ratios, a drop stays a drop."""
+    days = _days()
+    declared = tuple(holiday_dates("US", dt.date(2024, 1, 1), dt.date(2026, 2, 28)))
+    on_holiday = np.isin(days.normalize().date, list(declared))
+    rng = np.random.default_rng(12)
+    depth = rng.uniform(0.1, 0.4, len(days))  # each holiday closes the table to its own share
+    values = 30_000 * np.where(on_holiday, depth, 1.0) * np.exp(rng.normal(0, 0.02, len(days)))
+    df = _frame("pos.sales", values, days)
+    cfg = DetectorConfig(holidays=declared)
+    out = _score(df, cfg)
+    new = np.asarray(days >= CUT)
+    assert on_holiday[new].sum() >= 4
+    assert not out["is_anomaly"].to_numpy()[on_holiday[new]].any()
+    own = int(np.flatnonzero(new & on_holiday)[-1])
+    df.loc[own, "value"] = 0.0
+    assert _score(df, cfg).set_index("timestamp")["is_anomaly"][days[own]]
+
+
+def test_an_effect_seen_once_does_not_make_an_ordinary_day_an_incident() -> None:
+    """A quarter's closing surge, seen once, may belong to the quarter rather than the month end."""
+    days = pd.date_range("2025-01-01", "2025-06-10", freq="D") + pd.Timedelta(hours=2)
+    rng = np.random.default_rng(13)
+    quarter_end = np.asarray((days.month == 3) & (days.day >= 29))
+    values = 40_000 * np.where(quarter_end, 3.0, 1.0) * np.exp(rng.normal(0, 0.02, len(days)))
+    df = _frame("gl.entries", values, days)
+    out = score_after(df, DetectorConfig(), "2025-04-01").set_index("timestamp")
+    april_end = days[(days.month == 4) & (days.day == 30)][0]
+    assert not out["is_anomaly"][april_end]
+    assert not out["is_anomaly"].any()
+
+
+def test_a_quarter_end_surge_learnt_on_a_sunday_explains_the_same_day_on_a_monday() -> None:
+    """Weekend and business-day occurrences of a category pool while either alone is too few."""
+    days = pd.date_range("2026-01-01", "2026-10-20", freq="D") + pd.Timedelta(hours=2)
+    rng = np.random.default_rng(14)
+    q_end = np.asarray(np.isin(days.month, (3, 6, 9)) & (days.day > days.days_in_month - 3))
+    values = 60_000 * np.where(q_end, 3.0, 1.0) * np.exp(rng.normal(0, 0.02, len(days)))
+    df = _frame("crm.events", values, days)
+    out = score_after(df, DetectorConfig(), "2026-04-15").set_index("timestamp")
+    assert pd.Timestamp("2026-03-29").day_name() == "Sunday"
+    assert pd.Timestamp("2026-09-28").day_name() == "Monday"  # the third-last day, on a business day
+    assert not out["is_anomaly"][out.index.normalize() == pd.Timestamp("2026-09-28")].any()
+    assert not out["is_anomaly"][np.isin(out.index.month, (6, 9))].any()
+
+
+def test_a_fortnightly_run_the_first_round_labelled_is_still_learnt_by_the_labeler() -> None:
+    """The rule's own labels must not erase the rhythm that explains them (holidays on paydays)."""
+    days = _days()
+    payroll, values = _fortnightly(days, seed=15, parity=0)
+    declared = tuple(d.date() for d in days[payroll][::5])  # some paydays are also declared holidays
+    df = _frame("hr.pay", values, days)
+    labeled = label_history(df, None, LabelerConfig(holidays=declared))
+    # a declared holiday leaves a gap in the payday rhythm; when a round's labels joined it, each
+    # labelled payday widened the next one's gap (28 % of paydays labelled); now 16 %
+    assert labeled["label"].to_numpy()[payroll].mean() <= 0.2
+
+
+def test_zeros_repeating_do_not_make_a_load_stale_but_a_frozen_load_is() -> None:
+    """A table that is mostly empty repeats its zeros daily: only metrics that rarely repeat count."""
+    days = _days()
+    rng = np.random.default_rng(16)
+    n = len(days)
+    rows = np.where(rng.random(n) < 0.25, 1.0 + rng.poisson(10, n), 0.0)
+    duration = np.round(60 * np.exp(rng.normal(0, 0.1, n)), 1)
+    nulls = np.round(2.0 * np.exp(rng.normal(0, 0.2, n)), 3)
+    new = np.flatnonzero(np.asarray(days >= CUT))
+    repeat = int(new[20])
+    while rows[repeat] or rows[repeat - 1]:
+        repeat += 1
+    duration[repeat] = duration[repeat - 1]  # a coincidence: one metric repeats, the zeros as always
+    frozen = int(new[60])
+    rows[frozen - 1 : frozen + 1] = 0.0
+    duration[frozen], nulls[frozen] = duration[frozen - 1], nulls[frozen - 1]  # the whole load repeats
+    frames = [
+        pd.DataFrame({"series": f"ops.receipts/{m}", "group": "ops.receipts", "timestamp": days, "value": v})
+        for m, v in (("row_count", rows), ("load_duration_s", duration), ("null_pct", nulls))
+    ]
+    out = _score(pd.concat(frames, ignore_index=True), DetectorConfig()).set_index(["series", "timestamp"])
+    flagged = out["is_anomaly"]
+    assert not flagged[("ops.receipts/load_duration_s", days[repeat])]
+    assert flagged[("ops.receipts/load_duration_s", days[frozen])] or flagged[("ops.receipts/null_pct", days[frozen])]
