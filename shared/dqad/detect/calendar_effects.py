@@ -143,7 +143,8 @@ class Effects:
     #: the point is a declared holiday of which the series has too few earlier occurrences to tell
     unproven_holiday: np.ndarray
 
-    #: the effect applied rests on fewer than ``min_occurrences`` occurrences (a strong first one)
+    #: the effect applied rests on fewer than ``min_occurrences`` occurrences (a strong first one),
+    #: or on the other split's occurrences (business days for a weekend day, or the reverse)
     thin: np.ndarray | None = None
 
     @property
@@ -223,7 +224,8 @@ def learn_effects(
             better = ok & (spread < best_spread[q])
             sel = q[better]
             best_lr[sel], best_spread[sel], best_cat[sel] = med[better], spread[better], c
-            best_cnt[sel] = cnt[better]
+            # a pooled effect is a guess for a split not seen yet (a weekday surge on a Saturday)
+            best_cnt[sel] = 0 if b is None else cnt[better]
         evidence[in_cat] = np.minimum(evidence[in_cat], cat_cnt[in_cat])
     best_spread[best_cat < 0] = 0.0
     # centred windows count the point itself among the occurrences

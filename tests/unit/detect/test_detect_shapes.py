@@ -225,3 +225,21 @@ def test_zeros_repeating_do_not_make_a_load_stale_but_a_frozen_load_is() -> None
     flagged = out["is_anomaly"]
     assert not flagged[("ops.receipts/load_duration_s", days[repeat])]
     assert flagged[("ops.receipts/load_duration_s", days[frozen])] or flagged[("ops.receipts/null_pct", days[frozen])]
+
+
+def test_a_business_day_month_end_surge_does_not_expect_one_on_a_saturday_month_end() -> None:
+    """Weekday occurrences pooled for a weekend day are a guess: an ordinary Saturday is no incident."""
+    days = pd.date_range("2026-03-01", "2026-11-05", freq="D") + pd.Timedelta(hours=2)
+    rng = np.random.default_rng(17)
+    last_business = np.asarray(days.normalize() == (days.normalize() + pd.offsets.BMonthEnd(0)))
+    values = 25_000 * np.where(last_business, 1.8, 1.0) * np.exp(rng.normal(0, 0.02, len(days)))
+    df = _frame("ap.invoices", values, days)
+    # only May 31 falls on a weekend: too few for the weekend split, so Oct 31 (a Saturday)
+    # borrows the business days' surge (five of its six last occurrences)
+    out = score_after(df, DetectorConfig(), "2026-05-01").set_index("timestamp")
+    assert pd.Timestamp("2026-10-31").day_name() == "Saturday"
+    assert not out["is_anomaly"].any()
+    # a missing surge on a last business day is still an incident, once the surge is learnt
+    own = int(np.flatnonzero(np.asarray(days >= "2026-05-01") & last_business)[-1])
+    df.loc[own, "value"] = 25_000 * 0.4
+    assert score_after(df, DetectorConfig(), "2026-05-01").set_index("timestamp")["is_anomaly"][days[own]]
