@@ -6,8 +6,8 @@ on a laptop, and in tests:
     <input>/data/labeled.parquet      the labeled history
     <input>/config/config.json        {"detector": {...}, "version": "...", "dataset": "..."}
     <input>/champion/metrics.json     the current champion's metrics (optional)
-    <output>/model.joblib             the chosen model bundle
-    <output>/metrics.json             metrics, candidates, promote decision, sha256 of model.joblib
+    <output>/model.dqad               the chosen model bundle (dqad.detect.model_format: no pickle)
+    <output>/metrics.json             metrics, candidates, promote decision, sha256 of model.dqad
 
     python -m dqad_trainer.job [--input DIR] [--output DIR]   (defaults: /opt/ml/processing/...)
 """
@@ -41,10 +41,10 @@ def native_threads() -> int:
 
 
 def run(input_dir: Path, output_dir: Path) -> dict:
-    import joblib
     import pandas as pd
     from threadpoolctl import threadpool_limits
 
+    from dqad.detect import model_format
     from dqad.detect.config import DetectorConfig
     from dqad.detect.model import train_candidates
     from dqad.storage import sha256_file
@@ -57,8 +57,8 @@ def run(input_dir: Path, output_dir: Path) -> dict:
     with threadpool_limits(limits=native_threads()):
         result = train_candidates(labeled, DetectorConfig.from_dict(config.get("detector", {})), champion)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model_path = output_dir / "model.joblib"
-    joblib.dump(result.bundle, model_path)
+    model_path = output_dir / model_format.MODEL_FILE
+    model_format.write(result.bundle, model_path)
     report = {
         "version": config["version"],
         "dataset": config.get("dataset", ""),

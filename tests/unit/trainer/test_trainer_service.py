@@ -131,7 +131,7 @@ def test_a_challenger_that_is_not_better_leaves_the_champion(cloud, storage, lab
     rt = runtime("trainer")
     perfect = {
         "version": "v-old",
-        "uri": storage.uri("models/tiny_dq/v-old/model.joblib"),
+        "uri": storage.uri("models/tiny_dq/v-old/model.dqad"),
         "sha256": "1" * 64,
         "metrics": {"f1": 1.0, "precision": 1.0, "recall": 1.0, "pr_auc": 1.0},
         "trained_at": "2020-01-01T00:00:00+00:00",
@@ -150,6 +150,20 @@ def test_a_challenger_that_is_not_better_leaves_the_champion(cloud, storage, lab
     assert trained["model"]["version"] == "v-old" and trained["reused"] is False
 
 
+def test_a_champion_in_the_old_pickle_format_is_not_reused(cloud, storage) -> None:
+    """A signed champion.json naming a model.joblib (written before model.dqad) counts as no champion:
+    the scorer no longer loads pickles, so the run trains a new model instead of handing it that file."""
+    rt = runtime("trainer")
+    old = {"version": "v-old", "uri": storage.uri("models/tiny_dq/v-old/model.joblib"), "sha256": "1" * 64,
+           "metrics": {}, "trained_at": datetime.now(UTC).isoformat()}  # fmt: skip
+    keys = domain.signing_keys(rt)
+    storage.put_json(storage.uri("models/tiny_dq/champion.json"), domain.sign_champion(keys, "tiny_dq", old))
+    assert domain.read_champion(rt, "tiny_dq") is None
+    current = {**old, "uri": storage.uri("models/tiny_dq/v-old/model.dqad")}
+    storage.put_json(storage.uri("models/tiny_dq/champion.json"), domain.sign_champion(keys, "tiny_dq", current))
+    assert domain.read_champion(rt, "tiny_dq")["uri"].endswith("/model.dqad")
+
+
 def test_undefined_metrics_of_a_clean_history_do_not_break_the_event() -> None:
     """A history without one labelled anomaly has no F1: the event carries the metrics that exist,
     and it still parses as the scorer parses it (a NaN would reach the scorer as null)."""
@@ -160,7 +174,7 @@ def test_undefined_metrics_of_a_clean_history_do_not_break_the_event() -> None:
     event = ModelTrained(
         run_id="20261130T0301-70a07d46938c",
         dataset="shop_dq",
-        model={"uri": "s3://dqad-bucket/models/shop_dq/v1/model.joblib", "sha256": "a" * 64, "version": "v1"},
+        model={"uri": "s3://dqad-bucket/models/shop_dq/v1/model.dqad", "sha256": "a" * 64, "version": "v1"},
         reused=False,
         metrics=domain.defined_metrics(metrics),
         labeled={"uri": "s3://dqad-bucket/runs/shop_dq/r/labeled.parquet", "rows": 1, "sha256": "b" * 64},
