@@ -36,6 +36,12 @@ tree, and every feature index inside the bundle's features, so prediction cannot
 arrays or loop. Writing fails loudly (:class:`ModelFormatError`) on any value it cannot express; a
 scikit-learn release that adds a new kind of attribute then fails the trainer's round-trip tests
 instead of writing a file the scorer cannot read.
+
+Cost against joblib (``python -m bench.run --only model_format``, BENCHMARKS.md): identical scores,
+loads no slower, scoring as fast (the same scikit-learn objects), files a fifth to a seventh of the
+size. skops (``skops.io`` with a trusted-types list) was measured too and not taken: its import walks
+every scikit-learn estimator (+0.45 s on each cold start), and it loaded the forest 5x slower than
+joblib in a file 2.8x larger, for three more packages in the scorer's and the job's images.
 """
 
 from __future__ import annotations
