@@ -9,7 +9,7 @@ import pytest
 
 from dqad.contract import DatasetLabeled
 from dqad.datasets import parse_catalog
-from dqad.detect.config import LabelerConfig
+from dqad.detect.config import DetectorConfig, LabelerConfig
 from dqad.detect.labeling import label_history
 from dqad.feedback import write_label
 from dqad.settings import Settings
@@ -125,6 +125,24 @@ def test_champion_staleness_rules() -> None:
     write_label(storage, "tiny_dq", "t/row_count", "2026-10-01", "normal")
     assert "human labels" in domain.staleness(fresh, ds, "abc123", 0.02, now)
     assert "drifted" in domain.staleness(fresh, ds, "", 0.08, now)
+
+
+def test_the_local_job_tells_its_training_progress_to_the_runner(cloud, storage, labeled_event, monkeypatch) -> None:
+    """What the CLI's training bar is drawn from (dqad_dev.run.stage_bar): the job subprocess writes a
+    start and one step per candidate and fold; the local runner relays them while the job runs."""
+    from dqad_trainer import runners
+
+    told: list[tuple[int, int | None]] = []
+    monkeypatch.setattr(runners, "JOB_PROGRESS", lambda done, total: told.append((done, total)))
+    domain.on_labeled(runtime("trainer"), labeled_event)
+    cloud.pump(only=("trainer",), deadline_s=120)
+    report = storage.get_json(storage.uri(f"models/tiny_dq/v{labeled_event.run_id}/metrics.json"))
+    assert told[0] == (0, None)
+    total = told[-1][0]
+    assert told[1:] == [(i, total) for i in range(1, total + 1)]
+    assert total in (len(report["candidates"]), len(report["candidates"]) * DetectorConfig().cv_folds)
+    trained = storage.get_json(storage.uri(f"events/{labeled_event.run_id}/ModelTrained.json"))["detail"]
+    assert trained["reused"] is False and trained["model"]["uri"].endswith("/model.dqad")
 
 
 def test_a_challenger_that_is_not_better_leaves_the_champion(cloud, storage, labeled_event) -> None:
