@@ -125,7 +125,7 @@ def run_job(cmd: list[str], env: dict[str, str], progress: ProgressCallback | No
     (dqad_trainer.job.progress_channel) and closes it when training ends; this process reads them as
     they come. stdout and stderr go to files meanwhile, so a chatty job can never block on a full pipe.
     """
-    if progress is None:
+    if progress is None or os.name != "posix":  # pass_fds is POSIX's
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         return done.returncode, done.stderr
     from dqad_trainer.job import PROGRESS_FD_ENV, relay_progress
