@@ -40,7 +40,9 @@ instead of writing a file the scorer cannot read.
 Cost against joblib (``python -m bench.run --only model_format``, BENCHMARKS.md): identical scores,
 scoring as fast (the same scikit-learn objects are built), files a sixth to a seventh of the size
 (deflated), loading within a few milliseconds of joblib's either way (faster from memory; the first
-load of a process pays ~5-10 ms to inflate the arrays, less than the larger pickle takes to fetch). skops (``skops.io`` with a trusted-types list) was measured too and not taken: its import walks
+load of a process pays ~5-10 ms to inflate the arrays, less than the larger pickle takes to fetch).
+
+skops (``skops.io`` with a trusted-types list) was measured too and not taken: its import walks
 every scikit-learn estimator (+0.45 s on each cold start), and it loaded the forest 5x slower than
 joblib in a file 2.8x larger, for three more packages in the scorer's and the job's images.
 """
