@@ -3,8 +3,8 @@
 Model references: a ModelTrained event names a model by (dataset, uri, sha256, version). The sha256
 alone proves nothing, because whoever writes the event chooses it; so the trainer signs the four
 fields with an HMAC key only it and the scorer can read (a Secrets Manager secret), and the scorer
-verifies the signature before it reads a single byte of the model (joblib files are pickles: loading
-one runs code). :func:`sign_model_ref` / :func:`verify_model_ref`.
+verifies the signature before it reads a single byte of the model (and the model file itself cannot
+run code: dqad.detect.model_format). :func:`sign_model_ref` / :func:`verify_model_ref`.
 
 Feedback links: "this point is expected" from the alert email, without a login.
 

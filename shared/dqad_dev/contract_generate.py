@@ -51,7 +51,7 @@ SAMPLE_DETAILS: dict[str, dict[str, object]] = {
     },
     "ModelTrained": {
         "model": {
-            "uri": "s3://dqad-dev-bucket/models/demo_dq/v20261102T0600/model.joblib",
+            "uri": "s3://dqad-dev-bucket/models/demo_dq/v20261102T0600/model.dqad",
             "sha256": _SHA,
             "version": "v20261102T0600",
         },

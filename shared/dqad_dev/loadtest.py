@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Any
 
 from dqad.datasets import long_format_dataset, render_catalog
+from dqad.detect.model_format import MODEL_FILE
 from dqad.signing import secret_keys, sign_model_ref
 from dqad.storage import Storage
 from dqad.topology import NOTIFICATION_SENT, STAGE_FAILED, STAGES, Stage
@@ -486,7 +487,7 @@ def run_load(
         ]
         mail = emails_by_run(cloud.inbox())
         dlq = {st.name: len(cloud.dead_letters(st.name)) for st in STAGES}
-        trained = sum(1 for u in storage.list_uris(storage.uri("models/")) if u.endswith("/model.joblib"))
+        trained = sum(1 for u in storage.list_uris(storage.uri("models/")) if u.endswith(f"/{MODEL_FILE}"))
         return LoadReport(
             runs=len(run_ids),
             datasets=len({ld.dataset for ld in loads}),

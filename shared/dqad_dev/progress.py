@@ -11,6 +11,7 @@ The bar is transient (cleared when done) and appears only once the work has last
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
@@ -51,5 +52,11 @@ def progress_bar(
             if total != bar.total:
                 bar.total = total
             bar.update(done - bar.n)
+            # a start (0) moves no count, and the last steps may come closer together than
+            # MIN_INTERVAL_S: draw both, as the bar may stay a while at either (a training job
+            # starting up, or fitting its final model after the last fold)
+            ends = total is not None and done >= total and bar.last_print_n != bar.n
+            if (done == 0 or ends) and time.time() - bar.start_t >= bar.delay:
+                bar.refresh()
 
         yield tell

@@ -179,7 +179,7 @@ def drive_chain(cloud: LocalCloud, progress: Progress | None = None, deadline_s:
     total = PumpReport()
     started = time.perf_counter()
     for st in STAGES:
-        with fetch_bar(progress is not None and st.name == "fetcher"):
+        with stage_bar(st.name, progress is not None):
             part = cloud.pump(deadline_s=deadline_s, only=(st.name,))
         _merge(total, part)
         if progress and part.invocations.get(st.name):
@@ -191,21 +191,35 @@ def drive_chain(cloud: LocalCloud, progress: Progress | None = None, deadline_s:
     return total
 
 
+#: the stages whose long work draws a bar: (description, unit, module, the module's progress hook)
+STAGE_BARS = {
+    "fetcher": ("fetching", "rows", "dqad_fetcher.domain", "FETCH_PROGRESS"),  # the rows each fetch reads
+    "trainer": ("training", "fits", "dqad_trainer.runners", "JOB_PROGRESS"),  # each job's candidates x folds
+}
+
+
 @contextmanager
-def fetch_bar(show: bool) -> Iterator[None]:
-    """With ``show``, a bar of the rows each fetch reads (on a terminal only, see dqad_dev.progress)."""
-    if not show:
+def stage_bar(stage: str, show: bool) -> Iterator[None]:
+    """With ``show``, a bar of the stage's long work while it is pumped (on a terminal only, see
+    dqad_dev.progress): the rows each fetch reads, the candidates and folds each local training job
+    fits (its subprocess reports them, dqad_trainer.runners.run_job). The hook is set in this process
+    only and restored afterwards."""
+    if not show or stage not in STAGE_BARS:
         yield
         return
-    from dqad_dev.progress import progress_bar
-    from dqad_fetcher import domain  # the fetcher's module hook, set in this process only
+    import importlib
 
-    with progress_bar("fetching", "rows") as tell:
-        saved, domain.FETCH_PROGRESS = domain.FETCH_PROGRESS, tell
+    from dqad_dev.progress import progress_bar
+
+    desc, unit, module_name, hook = STAGE_BARS[stage]
+    module = importlib.import_module(module_name)
+    with progress_bar(desc, unit) as tell:
+        saved = getattr(module, hook)
+        setattr(module, hook, tell)
         try:
             yield
         finally:
-            domain.FETCH_PROGRESS = saved
+            setattr(module, hook, saved)
 
 
 def _merge(total: PumpReport, part: PumpReport) -> None:

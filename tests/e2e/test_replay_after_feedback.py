@@ -1,7 +1,7 @@
 """A replay never overwrites a model: feedback, then replay of the labeler with --follow.
 
 Before model versions were write-once, the trainer retrained the run under the champion's own
-version, rewrote its model.joblib, and the scorer then refused it (sha256 mismatch) while the replay
+version, rewrote its model file, and the scorer then refused it (sha256 mismatch) while the replay
 summary said "0 failed record(s)".
 """
 

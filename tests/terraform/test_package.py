@@ -134,7 +134,7 @@ def test_no_service_requires_a_library_its_code_never_names() -> None:
     for service in ("fetcher", "labeler", "trainer", "scorer", "notifier"):
         names = requirement_names(service)
         assert "matplotlib" not in names or service == "scorer", service
-        assert "scikit-learn" not in names or code_imports(service, "joblib"), service
+        assert "scikit-learn" not in names or code_imports(service, r"dqad\.detect\.model_format"), service
 
 
 def test_trim_drops_tests_sources_and_bookkeeping_but_keeps_licences(pkg, tmp_path: Path) -> None:
@@ -164,7 +164,7 @@ def test_smoke_imports_are_what_the_code_imports(pkg) -> None:
     assert "dqad_notifier.scores" in notifier and "pyarrow.parquet" in notifier
     assert "pandas" not in notifier, "imports under TYPE_CHECKING are not runtime needs"
     trainer = pkg.imported_names(REPO, "trainer")
-    assert "dqad_trainer.job" in trainer and "joblib" not in trainer, "the training job runs in its own image"
+    assert "dqad_trainer.job" in trainer and "sklearn" not in trainer, "the training job runs in its own image"
 
 
 # -- hash-locked requirements (scripts/lock.py) -------------------------------------------------------

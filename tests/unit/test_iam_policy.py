@@ -38,7 +38,7 @@ def test_explicit_deny_wins_over_any_allow() -> None:
     )
     result = p.evaluate(Request("s3:PutObject", f"{BUCKET}/models/d/champion.json"))
     assert result.decision == "ExplicitDeny" and result.matched == ("NoChampion",)
-    assert allowed(p, "s3:PutObject", f"{BUCKET}/models/d/v1/model.joblib")
+    assert allowed(p, "s3:PutObject", f"{BUCKET}/models/d/v1/model.dqad")
 
 
 def test_actions_match_case_insensitively_with_wildcards() -> None:
@@ -69,7 +69,7 @@ def test_resource_wildcards_are_case_sensitive_and_span_separators() -> None:
     assert not wildcard_match("arn:aws:sqs:*:123:dqad-?-dlq", "arn:aws:sqs:us-east-1:123:dqad-xy-dlq")
     assert not wildcard_match(f"{BUCKET}/Runs/*", f"{BUCKET}/runs/x")
     # models/*/*/* needs three segments after models/ (the SageMaker job's write grant)
-    assert wildcard_match(f"{BUCKET}/models/*/*/*", f"{BUCKET}/models/d/v1/model.joblib")
+    assert wildcard_match(f"{BUCKET}/models/*/*/*", f"{BUCKET}/models/d/v1/model.dqad")
     assert not wildcard_match(f"{BUCKET}/models/*/*/*", f"{BUCKET}/models/d/champion.json")
     # regex metacharacters in a resource are literal
     assert not wildcard_match(f"{BUCKET}/a.b", f"{BUCKET}/aXb")

@@ -3,7 +3,6 @@ load's incidents: its anomalies grouped and named (docs/architecture.md §6, :mo
 
 from __future__ import annotations
 
-import io
 from typing import TYPE_CHECKING, Any
 
 from dqad import incidents as inc
@@ -22,11 +21,13 @@ if TYPE_CHECKING:
 def load_model(rt: StageRuntime, detail: ModelTrained):
     """Load the model only if the trainer signed its reference and its bytes hash to that sha256.
 
-    joblib is pickle: loading runs code. The sha256 alone proves nothing (whoever writes the event
-    chooses it), so the signature over (dataset, uri, sha256, version) is checked before a byte is
-    read (docs/architecture.md §8, habit 11).
+    The sha256 alone proves nothing (whoever writes the event chooses it), so the signature over
+    (dataset, uri, sha256, version) is checked before a byte is read (docs/architecture.md §8,
+    habit 11). The bytes are then read as a ``model.dqad`` file (dqad.detect.model_format), which
+    builds data and never runs code: a pickle or joblib file, or a class outside the format's
+    trusted list, is refused.
     """
-    import joblib
+    from dqad.detect.model_format import ModelFormatError, loads
 
     rt.settings.require("model_signing_secret_arn")
     keys = secret_keys(rt.clients("secretsmanager"), rt.settings.model_signing_secret_arn)
@@ -39,7 +40,10 @@ def load_model(rt: StageRuntime, detail: ModelTrained):
         data = rt.storage.get_bytes(detail.model.uri, sha256=detail.model.sha256)
     except IntegrityError as exc:
         raise PermanentError(f"refusing to load model: {exc}") from exc
-    return joblib.load(io.BytesIO(data))
+    try:
+        return loads(data)
+    except ModelFormatError as exc:
+        raise PermanentError(f"refusing to load model {ref.uri}: {exc}") from exc
 
 
 def read_inputs(rt: StageRuntime, detail: ModelTrained) -> tuple[pa.Table, pa.Table]:

@@ -2,7 +2,7 @@
 
 Champion/challenger bookkeeping lives in S3:
 ``models/<dataset>/champion.json`` -> {version, uri, sha256, metrics, trained_at, labels_fingerprint,
-label_rate}; ``models/<dataset>/<version>/{model.joblib, metrics.json}`` for every trained model.
+label_rate}; ``models/<dataset>/<version>/{model.dqad, metrics.json}`` for every trained model.
 The job request is kept at ``jobs/<job_name>.json`` so the job-state event alone (which carries only
 the job name) is enough to finish the run.
 """
@@ -17,6 +17,7 @@ from aws_lambda_powertools import Logger
 
 from dqad.contract import DatasetLabeled, ModelRef, ModelTrained, StageFailed, parse_detail
 from dqad.datasets import Dataset
+from dqad.detect.model_format import MODEL_FILE
 from dqad.feedback import fingerprint, read_labels
 from dqad.signing import SignatureError, secret_keys, sign_model_ref, verify_model_ref
 from dqad.stage import PermanentError, StageRuntime
@@ -39,7 +40,8 @@ def read_champion(rt: StageRuntime, dataset: str) -> dict | None:
     """The champion record, or None when there is none *or it is not signed by this trainer*.
 
     An unsigned or mis-signed champion.json (written before signing existed, or by someone else)
-    is never reused: the run trains a challenger, which then becomes the champion.
+    is never reused: the run trains a challenger, which then becomes the champion. So is a champion
+    in the old pickle format (``model.joblib``), which the scorer no longer loads.
     """
     uri = champion_uri(rt, dataset)
     if not rt.storage.exists(uri):
@@ -52,6 +54,12 @@ def read_champion(rt: StageRuntime, dataset: str) -> dict | None:
         )  # fmt: skip
     except (SignatureError, KeyError, TypeError) as exc:
         logger.warning("champion.json not trusted; training a new one", extra={"dataset": dataset, "why": str(exc)})
+        return None
+    if not str(champion["uri"]).endswith(f"/{MODEL_FILE}"):
+        logger.warning(
+            "champion is not a model file the scorer loads; training a new one",
+            extra={"dataset": dataset, "uri": champion["uri"]},
+        )
         return None
     return champion
 
@@ -220,7 +228,7 @@ def on_job_state(rt: StageRuntime, event: dict) -> ModelTrained | None:
     version = job["version"]
     base = rt.storage.uri(f"models/{request.dataset}/{version}")
     report = rt.storage.get_json(f"{base}/metrics.json")
-    model_uri = f"{base}/model.joblib"
+    model_uri = f"{base}/{MODEL_FILE}"
     try:
         rt.storage.get_bytes(model_uri, sha256=report["model_sha256"])
     except IntegrityError as exc:

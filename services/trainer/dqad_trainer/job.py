@@ -6,25 +6,38 @@ on a laptop, and in tests:
     <input>/data/labeled.parquet      the labeled history
     <input>/config/config.json        {"detector": {...}, "version": "...", "dataset": "..."}
     <input>/champion/metrics.json     the current champion's metrics (optional)
-    <output>/model.joblib             the chosen model bundle
-    <output>/metrics.json             metrics, candidates, promote decision, sha256 of model.joblib
+    <output>/model.dqad               the chosen model bundle (dqad.detect.model_format: no pickle)
+    <output>/metrics.json             metrics, candidates, promote decision, sha256 of model.dqad
 
     python -m dqad_trainer.job [--input DIR] [--output DIR]   (defaults: /opt/ml/processing/...)
+
+Progress: when ``DQAD_JOB_PROGRESS_FD`` names an open file descriptor (the local runner passes the
+write end of a pipe, dqad_trainer.runners), the job writes one ``<done> <total>`` line to it per
+candidate and validation fold it fits; the CLI draws its training bar from them. SageMaker sets no
+such variable, and the job writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dqad.ports import ProgressCallback
 
 PROCESSING_ROOT = Path("/opt/ml/processing")
 #: native thread pools (OpenMP, BLAS) of the job; override with DQAD_TRAIN_THREADS
 DEFAULT_THREADS = 1
+#: the file descriptor the job writes its progress lines to (see the module docstring)
+PROGRESS_FD_ENV = "DQAD_JOB_PROGRESS_FD"
 
 
 def native_threads() -> int:
@@ -40,11 +53,48 @@ def native_threads() -> int:
     return max(1, int(raw)) if raw.strip().isdigit() else DEFAULT_THREADS
 
 
+@contextlib.contextmanager
+def progress_channel() -> Iterator[ProgressCallback | None]:
+    """A callback writing ``<done> <total>`` lines to ``$DQAD_JOB_PROGRESS_FD``; None when it is unset.
+
+    The descriptor is closed when the block ends, so a reader sees the end of the training at once.
+    Training never fails for its progress: a reader that went away just stops receiving lines.
+    """
+    raw = os.environ.get(PROGRESS_FD_ENV, "").strip()
+    if not raw.isdigit():
+        yield None
+        return
+    fd = int(raw)
+    open_ = [True]
+
+    def tell(done: int, total: int | None) -> None:
+        if open_[0]:
+            try:
+                os.write(fd, f"{int(done)} {'' if total is None else int(total)}\n".encode())
+            except OSError:  # the reader closed its end (BrokenPipe) or the descriptor is gone
+                open_[0] = False
+
+    tell(0, None)  # the job has started: the bar shows before the first fit ends
+    try:
+        yield tell
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def relay_progress(lines: Iterable[str], progress: ProgressCallback) -> None:
+    """Call ``progress`` for each ``<done> <total>`` line a job wrote (:func:`progress_channel`); skip others."""
+    for line in lines:
+        parts = line.split()
+        if 1 <= len(parts) <= 2 and all(p.isdigit() for p in parts):
+            progress(int(parts[0]), int(parts[1]) if len(parts) == 2 else None)
+
+
 def run(input_dir: Path, output_dir: Path) -> dict:
-    import joblib
     import pandas as pd
     from threadpoolctl import threadpool_limits
 
+    from dqad.detect import model_format
     from dqad.detect.config import DetectorConfig
     from dqad.detect.model import train_candidates
     from dqad.storage import sha256_file
@@ -54,11 +104,12 @@ def run(input_dir: Path, output_dir: Path) -> dict:
     champion_file = input_dir / "champion" / "metrics.json"
     champion = json.loads(champion_file.read_text()).get("metrics") if champion_file.exists() else None
     labeled = pd.read_parquet(input_dir / "data" / "labeled.parquet")
-    with threadpool_limits(limits=native_threads()):
-        result = train_candidates(labeled, DetectorConfig.from_dict(config.get("detector", {})), champion)
+    with threadpool_limits(limits=native_threads()), progress_channel() as progress:
+        cfg = DetectorConfig.from_dict(config.get("detector", {}))
+        result = train_candidates(labeled, cfg, champion, progress=progress)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model_path = output_dir / "model.joblib"
-    joblib.dump(result.bundle, model_path)
+    model_path = output_dir / model_format.MODEL_FILE
+    model_format.write(result.bundle, model_path)
     report = {
         "version": config["version"],
         "dataset": config.get("dataset", ""),

@@ -8,6 +8,7 @@ produces that event itself after the subprocess exits, so the completion path is
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -16,8 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dqad.ports import ProgressCallback
 from dqad.storage import Storage
 from dqad.topology import SAGEMAKER_JOB_STATE
+
+#: Where the local runner relays a job's progress (one step per candidate and validation fold):
+#: None, except while the CLI pumps the trainer on the embedded runtime (dqad_dev.run.drive_chain),
+#: which sets its terminal bar here, as it sets the fetcher's ``FETCH_PROGRESS``.
+JOB_PROGRESS: ProgressCallback | None = None
 
 
 @dataclass(frozen=True)
@@ -97,23 +104,11 @@ class LocalRunner:
                 target = root / "input" / channel / uri.rsplit("/", 1)[-1]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self.storage.get_file(uri, target)
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "dqad_trainer.job",
-                    "--input",
-                    str(root / "input"),
-                    "--output",
-                    str(root / "output"),
-                ],
-                capture_output=True,
-                text=True,
-                env={**_base_env(), **spec.environment},
-                check=False,
-            )
-            if proc.returncode != 0:
-                status, reason = "Failed", f"AlgorithmError: {proc.stderr.strip()[-1500:]}"
+            cmd = [sys.executable, "-m", "dqad_trainer.job", "--input", str(root / "input")]
+            cmd += ["--output", str(root / "output")]
+            returncode, stderr = run_job(cmd, {**_base_env(), **spec.environment}, JOB_PROGRESS)
+            if returncode != 0:
+                status, reason = "Failed", f"AlgorithmError: {stderr.strip()[-1500:]}"
             else:
                 for path in sorted((root / "output").rglob("*")):
                     if path.is_file():
@@ -123,9 +118,43 @@ class LocalRunner:
         self.events.put_events(Entries=[job_state_entry(spec.name, status, reason)])
 
 
-def _base_env() -> dict[str, str]:
-    import os
+def run_job(cmd: list[str], env: dict[str, str], progress: ProgressCallback | None) -> tuple[int, str]:
+    """Run the job script to its end: (exit status, stderr). With ``progress``, relay its progress lines.
 
+    The job writes them to the write end of a pipe named by ``DQAD_JOB_PROGRESS_FD``
+    (dqad_trainer.job.progress_channel) and closes it when training ends; this process reads them as
+    they come. stdout and stderr go to files meanwhile, so a chatty job can never block on a full pipe.
+    """
+    if progress is None or os.name != "posix":  # pass_fds is POSIX's
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        return done.returncode, done.stderr
+    from dqad_trainer.job import PROGRESS_FD_ENV, relay_progress
+
+    read_fd, write_fd = os.pipe()
+    with tempfile.TemporaryFile("w+") as err:
+        try:
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=err, text=True, pass_fds=(write_fd,),
+                env={**env, PROGRESS_FD_ENV: str(write_fd)},
+            )  # fmt: skip
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)  # the child holds the only write end: its exit (or close) ends the lines
+        try:
+            with open(read_fd, encoding="ascii", errors="replace") as lines:
+                relay_progress(lines, progress)
+        except BaseException:  # the bar failed or the user interrupted: the job must not outlive us
+            proc.kill()
+            proc.wait()
+            raise
+        returncode = proc.wait()
+        err.seek(0)
+        return returncode, err.read()
+
+
+def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DQAD_"))}
 
 

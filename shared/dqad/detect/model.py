@@ -99,7 +99,7 @@ class RobustDetector:
 
 @dataclass
 class ModelBundle:
-    """Everything the scorer needs; pickled with joblib (only ever load a file whose sha256 you know)."""
+    """Everything the scorer needs; written and read without pickle by dqad.detect.model_format."""
 
     estimator: Any
     feature_names: list[str]

@@ -1,7 +1,7 @@
 # The HMAC key of model references (docs/architecture.md §8, habit 11): the trainer signs the model
 # reference of every ModelTrained and champion.json, the scorer verifies it before loading a byte of
-# the model (a joblib file runs code when loaded). Only those two roles may read it; the SageMaker
-# job role and the other stages cannot, so no one else can make a reference the scorer accepts.
+# the model (whoever chose the model would choose the alarms). Only those two roles may read it; the
+# SageMaker job role and the other stages cannot, so no one else can make a reference the scorer accepts.
 resource "random_password" "model_signing" {
   length  = 64
   special = false

@@ -1,9 +1,12 @@
-"""Models cannot be forged or overwritten (docs/architecture.md §8, habit 11).
+"""Models cannot be forged or overwritten, and a model file cannot run code (docs/architecture.md §8,
+habit 11; docs/security.md).
 
 The attack this guards against: whoever can put a ModelTrained on the scorer's queue (or rewrite
-champion.json) points the scorer at a joblib file of their own, with its own sha256 in the event;
-joblib is pickle, so loading it runs their code. Here the crafted file really would run a command
-(it creates a marker file); every test checks the marker is never created.
+champion.json) points the scorer at a file of their own, with its own sha256 in the event. Were it
+loaded as a pickle (joblib), loading it would run their code. Here the crafted file really would run
+a command (it creates a marker file); every test checks the marker is never created: a forged
+reference is refused before a byte is read, and even a correctly signed pickle, or a model file
+naming a class outside the format's trusted list, is refused by the format (dqad.detect.model_format).
 """
 
 from __future__ import annotations
@@ -57,27 +60,68 @@ def test_a_forged_event_with_a_crafted_model_and_its_own_sha256_runs_no_code(
 ) -> None:
     marker = tmp_path / "pwned"
     evil = crafted_model(marker)
-    model_uri = storage.uri("models/demo_dq/evil/model.joblib")
+    model_uri = storage.uri("models/demo_dq/evil/model.dqad")
     storage.put_bytes(model_uri, evil)
     reason = send_to_scorer(cloud, forged_event(storage, model_uri, sha256_bytes(evil), signature))
     assert not marker.exists(), "the crafted model ran its command in the scorer"
     assert "refusing to load model" in reason and ("not signed" in reason or "did not make" in reason)
 
 
+def signed_event(cloud: LocalCloud, storage: Storage, model_uri: str, data: bytes) -> ModelTrained:
+    """A reference signed with the deployment's own key: only the model format stands in the way."""
+    keys = secret_keys(cloud.client("secretsmanager"), cloud.dep.model_signing_secret_arn)
+    sha = sha256_bytes(data)
+    return forged_event(storage, model_uri, sha, sign_model_ref(keys, "demo_dq", model_uri, sha, "evil"))
+
+
+def test_even_a_correctly_signed_pickle_is_refused_and_runs_no_code(
+    cloud: LocalCloud, storage: Storage, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    evil = crafted_model(marker)
+    model_uri = storage.uri("models/demo_dq/evil/model.dqad")
+    storage.put_bytes(model_uri, evil)
+    reason = send_to_scorer(cloud, signed_event(cloud, storage, model_uri, evil))
+    assert not marker.exists(), "the crafted model ran its command in the scorer"
+    assert "refusing to load model" in reason and "pickle or joblib model is never loaded" in reason
+
+
+def test_a_signed_model_file_naming_an_untrusted_class_runs_no_code(
+    cloud: LocalCloud, storage: Storage, tmp_path: Path
+) -> None:
+    import io
+    import zipfile
+
+    marker = tmp_path / "pwned"
+    system = {"object": {"class": "posix.system", "call": True, "args": [f"touch {marker}"], "state": None}}
+    doc = {"format": "dqad-model", "format_version": 1, "arrays": [],
+           "bundle": {"estimator": system, "feature_names": [], "threshold": 0.5, "kind": "robust"}}  # fmt: skip
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("bundle.json", json.dumps(doc))
+        zf.writestr("arrays.bin", b"")
+    evil = buf.getvalue()
+    model_uri = storage.uri("models/demo_dq/evil/model.dqad")
+    storage.put_bytes(model_uri, evil)
+    reason = send_to_scorer(cloud, signed_event(cloud, storage, model_uri, evil))
+    assert not marker.exists(), "the crafted model ran its command in the scorer"
+    assert "refusing to load model" in reason and "'posix.system' is not trusted" in reason
+
+
 def test_a_signature_covers_uri_sha256_dataset_and_version() -> None:
     keys = [b"k" * 32]
-    sig = sign_model_ref(keys, "ds", "s3://b/models/ds/v1/model.joblib", "a" * 64, "v1")
-    verify_model_ref(keys, "ds", "s3://b/models/ds/v1/model.joblib", "a" * 64, "v1", sig)
+    sig = sign_model_ref(keys, "ds", "s3://b/models/ds/v1/model.dqad", "a" * 64, "v1")
+    verify_model_ref(keys, "ds", "s3://b/models/ds/v1/model.dqad", "a" * 64, "v1", sig)
     for changed in (
-        ("other", "s3://b/models/ds/v1/model.joblib", "a" * 64, "v1"),
-        ("ds", "s3://b/models/ds/v2/model.joblib", "a" * 64, "v1"),
-        ("ds", "s3://b/models/ds/v1/model.joblib", "b" * 64, "v1"),
-        ("ds", "s3://b/models/ds/v1/model.joblib", "a" * 64, "v2"),
+        ("other", "s3://b/models/ds/v1/model.dqad", "a" * 64, "v1"),
+        ("ds", "s3://b/models/ds/v2/model.dqad", "a" * 64, "v1"),
+        ("ds", "s3://b/models/ds/v1/model.dqad", "b" * 64, "v1"),
+        ("ds", "s3://b/models/ds/v1/model.dqad", "a" * 64, "v2"),
     ):
         with pytest.raises(SignatureError):
             verify_model_ref(keys, *changed, sig)
     with pytest.raises(SignatureError):
-        verify_model_ref([b"x" * 32], "ds", "s3://b/models/ds/v1/model.joblib", "a" * 64, "v1", sig)
+        verify_model_ref([b"x" * 32], "ds", "s3://b/models/ds/v1/model.dqad", "a" * 64, "v1", sig)
 
 
 def test_a_rewritten_champion_is_refused_by_the_trainer(cloud: LocalCloud, storage: Storage, tmp_path: Path) -> None:
@@ -86,7 +130,7 @@ def test_a_rewritten_champion_is_refused_by_the_trainer(cloud: LocalCloud, stora
 
     marker = tmp_path / "pwned"
     evil = crafted_model(marker)
-    model_uri = storage.uri("models/demo_dq/evil/model.joblib")
+    model_uri = storage.uri("models/demo_dq/evil/model.dqad")
     storage.put_bytes(model_uri, evil)
     champion = {"version": "evil", "uri": model_uri, "sha256": sha256_bytes(evil), "metrics": {}}
     request = forged_event(storage, model_uri, sha256_bytes(evil))
@@ -102,7 +146,7 @@ def test_a_rewritten_champion_is_refused_by_the_trainer(cloud: LocalCloud, stora
 def test_model_files_are_write_once_with_a_conditional_put(cloud: LocalCloud, storage: Storage) -> None:
     sent: list[dict] = []
     storage.s3.meta.events.register("before-call.s3.PutObject", lambda params, **_: sent.append(params))
-    uri = storage.uri("models/demo_dq/v1/model.joblib")
+    uri = storage.uri("models/demo_dq/v1/model.dqad")
     storage.put_new(uri, b"first")
     with pytest.raises(AlreadyExists, match="write-once"):
         storage.put_new(uri, b"second")
@@ -126,6 +170,6 @@ def test_an_unsigned_champion_is_never_reused(cloud: LocalCloud, storage: Storag
 
     storage.put_json(
         storage.uri("models/demo_dq/champion.json"),
-        {"version": "v0", "uri": storage.uri("models/demo_dq/v0/model.joblib"), "sha256": "0" * 64},
+        {"version": "v0", "uri": storage.uri("models/demo_dq/v0/model.dqad"), "sha256": "0" * 64},
     )
     assert domain.read_champion(runtime("trainer"), "demo_dq") is None

@@ -121,3 +121,99 @@ def test_the_chain_hands_the_fetcher_a_progress_callback_while_it_runs_only() ->
     assert set(seen.values()) == {None} and domain.FETCH_PROGRESS is None
     drive_chain(Cloud())  # type: ignore[arg-type]  # no progress wanted: no bar either
     assert seen[("fetcher",)] is None
+
+
+def test_the_chain_hands_the_training_job_runner_a_progress_callback_while_it_runs_only() -> None:
+    from dqad_dev.local import PumpReport
+    from dqad_dev.run import drive_chain
+    from dqad_trainer import runners
+
+    seen: dict[tuple[str, ...] | None, object] = {}
+
+    class Cloud:
+        def pump(self, deadline_s: float = 0, only: tuple[str, ...] | None = None) -> PumpReport:
+            seen[only] = runners.JOB_PROGRESS
+            return PumpReport()
+
+    drive_chain(Cloud(), progress=lambda line: None)  # type: ignore[arg-type]
+    assert callable(seen.pop(("trainer",)))
+    assert set(seen.values()) == {None} and runners.JOB_PROGRESS is None
+    drive_chain(Cloud())  # type: ignore[arg-type]  # no progress wanted: no bar either
+    assert seen[("trainer",)] is None
+
+
+def test_training_in_the_chain_draws_a_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `dqad run` / `dqad demo` show while the trainer's job runs: the job's steps as a bar."""
+    from dqad_dev.local import PumpReport
+    from dqad_dev.run import drive_chain
+    from dqad_trainer import runners
+
+    monkeypatch.setattr(progress_module, "DELAY_S", 0)
+    monkeypatch.setattr(progress_module, "MIN_INTERVAL_S", 0)
+    tty = Tty()
+    monkeypatch.setattr("sys.stderr", tty)
+
+    class Cloud:
+        def pump(self, deadline_s: float = 0, only: tuple[str, ...] | None = None) -> PumpReport:
+            if only == ("trainer",):  # what the local runner relays from the job's progress lines
+                assert runners.JOB_PROGRESS is not None
+                for step in [(0, None), *((i, 4) for i in range(1, 5))]:
+                    runners.JOB_PROGRESS(*step)
+            return PumpReport()
+
+    drive_chain(Cloud(), progress=lambda line: None)  # type: ignore[arg-type]
+    drawn = tty.getvalue().replace(" ", "")
+    assert "training:" in drawn and "0fits" in drawn and "4/4" in drawn
+    assert runners.JOB_PROGRESS is None
+
+
+def test_a_local_training_job_in_a_terminal_draws_its_bar(tmp_path) -> None:
+    """A real pseudo-terminal: a job subprocess writes its progress lines, the runner relays them to
+    the bar the chain draws on stderr (the steps of train_candidates, here a stand-in job)."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    job = "; ".join([
+        "import time", "from dqad_trainer.job import progress_channel",
+        "ch = progress_channel()", "tell = ch.__enter__()",
+        "[(tell(i, 5), time.sleep(0.15)) for i in range(1, 6)]", "ch.__exit__(None, None, None)",
+    ])  # fmt: skip
+    parent = "\n".join([
+        "import os, sys",
+        "from dqad_dev import progress",
+        "from dqad_dev.run import stage_bar",
+        "from dqad_trainer import runners",
+        "progress.DELAY_S = 0.2",
+        "with stage_bar('trainer', True):",
+        f"    code, err = runners.run_job([sys.executable, '-c', {job!r}], dict(os.environ), runners.JOB_PROGRESS)",
+        "print('exit', code, repr(err), flush=True)",
+    ])
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=slave, cwd=tmp_path, text=True)  # fmt: skip
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the terminal closed: the parent exited
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out.strip() == "exit 0 ''"
+    drawn = seen.decode(errors="replace").replace(" ", "")
+    assert "training:" in drawn and "5/5" in drawn and "fits" in drawn

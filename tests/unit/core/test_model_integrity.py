@@ -1,4 +1,4 @@
-"""joblib is pickle: the scorer loads a model only when its bytes match the sha256 in the event.
+"""The scorer parses a model file only when its bytes match the sha256 in the event.
 
 Here the reference is signed with the deployment's key, so it is the sha256 check that refuses
 (forged and unsigned references: tests/integration/security/test_model_forgery.py).
@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import json
 
-import joblib
 import pytest
 
 from dqad.bus import envelope
+from dqad.detect import model_format
 from dqad.signing import secret_keys, sign_model_ref
 from dqad.storage import Storage, sha256_bytes
 from dqad_dev.local import LocalCloud
 from tests.model_events import model_trained_event
 
 
-def test_a_model_whose_sha256_differs_is_never_unpickled(cloud: LocalCloud, storage: Storage, monkeypatch) -> None:
+def test_a_model_whose_sha256_differs_is_never_parsed(cloud: LocalCloud, storage: Storage, monkeypatch) -> None:
     evil = b"cos\nsystem\n(S'echo pwned'\ntR."  # a pickle that would run a command if loaded
-    model_uri = storage.uri("models/demo_dq/v1/model.joblib")
+    model_uri = storage.uri("models/demo_dq/v1/model.dqad")
     storage.put_bytes(model_uri, evil)
     loads: list[object] = []
-    monkeypatch.setattr(joblib, "load", lambda *a, **k: loads.append(a) or pytest.fail("unpickled"))
+    monkeypatch.setattr(model_format, "loads", lambda *a, **k: loads.append(a) or pytest.fail("parsed"))
     claimed = sha256_bytes(b"the model we wrote")
     keys = secret_keys(cloud.client("secretsmanager"), cloud.dep.model_signing_secret_arn)
     signature = sign_model_ref(keys, "demo_dq", model_uri, claimed, "v1")

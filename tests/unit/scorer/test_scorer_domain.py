@@ -3,12 +3,10 @@ model file whose sha256 is not the one in the event is never loaded."""
 
 from __future__ import annotations
 
-import io
-
-import joblib
 import pytest
 
 from dqad.contract import AnomaliesScored, ModelTrained
+from dqad.detect import model_format
 from dqad.detect.config import DetectorConfig, LabelerConfig
 from dqad.detect.labeling import label_history
 from dqad.detect.model import train_candidates
@@ -24,9 +22,7 @@ from tests.unit.stage_inputs import DATASET, RUN_ID, fetched_run, synthetic
 def model_bytes() -> bytes:
     data, frame = synthetic()
     labeled = label_history(frame, None, LabelerConfig(holidays=data.holidays))
-    buf = io.BytesIO()
-    joblib.dump(train_candidates(labeled, DetectorConfig()).bundle, buf)
-    return buf.getvalue()
+    return model_format.dumps(train_candidates(labeled, DetectorConfig()).bundle)
 
 
 def trained_run(model: bytes, sha256: str | None = None) -> tuple[StageRuntime, ModelTrained]:
@@ -34,7 +30,7 @@ def trained_run(model: bytes, sha256: str | None = None) -> tuple[StageRuntime, 
     rt, fetched = fetched_run("scorer", frame)
     labeled = label_history(rt.storage.read_parquet(fetched.history), None, LabelerConfig(holidays=data.holidays))
     labeled_ref = rt.storage.write_parquet(f"{rt.run_prefix(DATASET, RUN_ID)}/labeled.parquet", labeled)
-    model_uri = rt.storage.uri(f"models/{DATASET}/v1/model.joblib")
+    model_uri = rt.storage.uri(f"models/{DATASET}/v1/model.dqad")
     written = rt.storage.put_bytes(model_uri, model)
     event = ModelTrained(
         run_id=RUN_ID,

@@ -9,7 +9,7 @@ import pytest
 
 from dqad.contract import DatasetLabeled
 from dqad.datasets import parse_catalog
-from dqad.detect.config import LabelerConfig
+from dqad.detect.config import DetectorConfig, LabelerConfig
 from dqad.detect.labeling import label_history
 from dqad.feedback import write_label
 from dqad.settings import Settings
@@ -127,11 +127,29 @@ def test_champion_staleness_rules() -> None:
     assert "drifted" in domain.staleness(fresh, ds, "", 0.08, now)
 
 
+def test_the_local_job_tells_its_training_progress_to_the_runner(cloud, storage, labeled_event, monkeypatch) -> None:
+    """What the CLI's training bar is drawn from (dqad_dev.run.stage_bar): the job subprocess writes a
+    start and one step per candidate and fold; the local runner relays them while the job runs."""
+    from dqad_trainer import runners
+
+    told: list[tuple[int, int | None]] = []
+    monkeypatch.setattr(runners, "JOB_PROGRESS", lambda done, total: told.append((done, total)))
+    domain.on_labeled(runtime("trainer"), labeled_event)
+    cloud.pump(only=("trainer",), deadline_s=120)
+    report = storage.get_json(storage.uri(f"models/tiny_dq/v{labeled_event.run_id}/metrics.json"))
+    assert told[0] == (0, None)
+    total = told[-1][0]
+    assert told[1:] == [(i, total) for i in range(1, total + 1)]
+    assert total in (len(report["candidates"]), len(report["candidates"]) * DetectorConfig().cv_folds)
+    trained = storage.get_json(storage.uri(f"events/{labeled_event.run_id}/ModelTrained.json"))["detail"]
+    assert trained["reused"] is False and trained["model"]["uri"].endswith("/model.dqad")
+
+
 def test_a_challenger_that_is_not_better_leaves_the_champion(cloud, storage, labeled_event) -> None:
     rt = runtime("trainer")
     perfect = {
         "version": "v-old",
-        "uri": storage.uri("models/tiny_dq/v-old/model.joblib"),
+        "uri": storage.uri("models/tiny_dq/v-old/model.dqad"),
         "sha256": "1" * 64,
         "metrics": {"f1": 1.0, "precision": 1.0, "recall": 1.0, "pr_auc": 1.0},
         "trained_at": "2020-01-01T00:00:00+00:00",
@@ -150,6 +168,20 @@ def test_a_challenger_that_is_not_better_leaves_the_champion(cloud, storage, lab
     assert trained["model"]["version"] == "v-old" and trained["reused"] is False
 
 
+def test_a_champion_in_the_old_pickle_format_is_not_reused(cloud, storage) -> None:
+    """A signed champion.json naming a model.joblib (written before model.dqad) counts as no champion:
+    the scorer no longer loads pickles, so the run trains a new model instead of handing it that file."""
+    rt = runtime("trainer")
+    old = {"version": "v-old", "uri": storage.uri("models/tiny_dq/v-old/model.joblib"), "sha256": "1" * 64,
+           "metrics": {}, "trained_at": datetime.now(UTC).isoformat()}  # fmt: skip
+    keys = domain.signing_keys(rt)
+    storage.put_json(storage.uri("models/tiny_dq/champion.json"), domain.sign_champion(keys, "tiny_dq", old))
+    assert domain.read_champion(rt, "tiny_dq") is None
+    current = {**old, "uri": storage.uri("models/tiny_dq/v-old/model.dqad")}
+    storage.put_json(storage.uri("models/tiny_dq/champion.json"), domain.sign_champion(keys, "tiny_dq", current))
+    assert domain.read_champion(rt, "tiny_dq")["uri"].endswith("/model.dqad")
+
+
 def test_undefined_metrics_of_a_clean_history_do_not_break_the_event() -> None:
     """A history without one labelled anomaly has no F1: the event carries the metrics that exist,
     and it still parses as the scorer parses it (a NaN would reach the scorer as null)."""
@@ -160,7 +192,7 @@ def test_undefined_metrics_of_a_clean_history_do_not_break_the_event() -> None:
     event = ModelTrained(
         run_id="20261130T0301-70a07d46938c",
         dataset="shop_dq",
-        model={"uri": "s3://dqad-bucket/models/shop_dq/v1/model.joblib", "sha256": "a" * 64, "version": "v1"},
+        model={"uri": "s3://dqad-bucket/models/shop_dq/v1/model.dqad", "sha256": "a" * 64, "version": "v1"},
         reused=False,
         metrics=domain.defined_metrics(metrics),
         labeled={"uri": "s3://dqad-bucket/runs/shop_dq/r/labeled.parquet", "rows": 1, "sha256": "b" * 64},
