@@ -3,7 +3,7 @@
 It speaks only the Processing directory contract, no AWS API, so the same file runs on SageMaker,
 on a laptop, and in tests:
 
-    <input>/data/labeled.parquet      the labeled history
+    <input>/data/labeled.parquet      the labeled history (a sharded run: data/part-*.parquet, one per shard)
     <input>/config/config.json        {"detector": {...}, "version": "...", "dataset": "..."}
     <input>/champion/metrics.json     the current champion's metrics (optional)
     <output>/model.joblib             the chosen model bundle
@@ -42,18 +42,18 @@ def native_threads() -> int:
 
 def run(input_dir: Path, output_dir: Path) -> dict:
     import joblib
-    import pandas as pd
     from threadpoolctl import threadpool_limits
 
     from dqad.detect.config import DetectorConfig
     from dqad.detect.model import train_candidates
     from dqad.storage import sha256_file
+    from dqad_trainer.sample import read_training_data, sample_rows
 
     started = time.perf_counter()
     config = json.loads((input_dir / "config" / "config.json").read_text())
     champion_file = input_dir / "champion" / "metrics.json"
     champion = json.loads(champion_file.read_text()).get("metrics") if champion_file.exists() else None
-    labeled = pd.read_parquet(input_dir / "data" / "labeled.parquet")
+    labeled, sample = read_training_data(input_dir / "data", sample_rows())
     with threadpool_limits(limits=native_threads()):
         result = train_candidates(labeled, DetectorConfig.from_dict(config.get("detector", {})), champion)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -73,6 +73,7 @@ def run(input_dir: Path, output_dir: Path) -> dict:
         "label_rate": float(labeled["label"].mean()) if len(labeled) else 0.0,
         # whether labels let a supervised model replace the robust detector: events, margin, decision, reason
         "label_decision": result.label_decision,
+        "sample": sample,  # what it trained on: every labelled series, a stratified sample of the rest
     }
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=1, sort_keys=True))
     return report
