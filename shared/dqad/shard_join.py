@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from dqad.contract import EventDetail, Shard
@@ -40,13 +39,13 @@ def item_id(run_id: str, stage: str, join: str) -> str:
     return f"{run_id}#{stage}#{join}"
 
 
-@dataclass
 class ShardJoin:
     """The shards table: record a shard's completion, claim and mark the joined event."""
 
-    dynamodb: Any
-    table: str
-    clock: Callable[[], float] = time.time
+    def __init__(self, dynamodb: Any, table: str, clock: Callable[[], float] = time.time) -> None:
+        self.dynamodb = dynamodb
+        self.table = table
+        self.clock = clock
 
     def record(self, run_id: str, stage: str, shard: Shard) -> int:
         """Count ``shard`` as done; return how many distinct shards of its fan-out are done now."""
