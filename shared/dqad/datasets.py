@@ -249,7 +249,7 @@ class TrainerOptions(_Strict):
     # trains on at most (every series with a labelled anomaly, a stratified sample of the others).
     instance_type: str | None = Field(default=None, pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
     instance_count: int = Field(default=1, ge=1, le=20)
-    sample_rows: int = Field(default=2_000_000, ge=1_000)
+    sample_rows: int = Field(default=1_000_000, ge=1_000)
 
 
 class ShardOptions(_Strict):

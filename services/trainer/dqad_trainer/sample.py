@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SAMPLE_ROWS_ENV = "DQAD_TRAIN_SAMPLE_ROWS"
-DEFAULT_SAMPLE_ROWS = 2_000_000
+DEFAULT_SAMPLE_ROWS = 1_000_000
 
 
 def sample_rows() -> int:
