@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -29,7 +28,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
-RESULTS = ROOT / "bench" / "results" / "scale.json"
 METRICS = ("row_count", "null_pct", "distinct_count", "sum_amount", "duration_s")
 DAYS = 180
 DATASET = "scale_dq"
@@ -247,47 +245,52 @@ def measure(series: int, max_rows: int | None, parallel: int) -> dict:
     }
 
 
+def shape_measurements(series: list[int]) -> dict[str, list[dict]]:
+    """One labeler and one scorer invocation's own work on the real shape (``bench.stages``), each
+    in a fresh interpreter: the scorer against its pyarrow floor, the labeler's rows per second."""
+    from bench.run import measure as stage_measure
+
+    return {
+        "scorer": [stage_measure("scorer_shape", str(n)) for n in series],
+        "labeler": [stage_measure("labeler_shape", str(n)) for n in series],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("series", nargs="*", type=int, default=[10_000, 100_000])
-    parser.add_argument(
-        "--max-rows", type=int, default=None, help="the dataset's [shards] max_rows (default: its default)"
-    )
+    parser.add_argument("--max-rows", type=int, default=None, help="the dataset's [shards] max_rows (default: default)")
     parser.add_argument("--parallel", type=int, default=2, help="invocations of one stage at once")
     parser.add_argument("--record", action="store_true", help="write bench/results/scale.json")
+    parser.add_argument(
+        "--shape", type=int, nargs="*", default=None, metavar="SERIES",
+        help="also measure one labeler / scorer invocation's own work at these series counts (bench.stages)",
+    )  # fmt: skip
     parser.add_argument("--invoke", metavar="STAGE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.invoke:
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
         print(json.dumps(invoke(args.invoke)))
         return 0
+    from bench.recorded import provenance, save_result
+
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    started = provenance()
     results = []
     for n in args.series:
         r = measure(n, args.max_rows, args.parallel)
         results.append(r)
         print(json.dumps({k: v for k, v in r.items() if k != "invocations"}), flush=True)
+    shape = shape_measurements(args.shape) if args.shape else {}
+    command = "python -m bench.scale " + " ".join(str(n) for n in args.series)
+    if args.shape:
+        command += " --shape " + " ".join(str(n) for n in args.shape)
+    doc = {"command": command, "sizes": results, "shape": shape}
     OUT.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": _commit(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "command": "python -m bench.scale " + " ".join(str(n) for n in args.series),
-        "results": results,
-    }
-    (OUT / "scale.json").write_text(json.dumps(doc, indent=1))
+    (OUT / "scale.json").write_text(json.dumps({**started, "result": doc}, indent=1))
     if args.record:
-        RESULTS.write_text(json.dumps(doc, indent=1) + "\n")
+        save_result("scale", doc, started)
     return 0
-
-
-def _commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
-        return sha.strip() + ("+changes" if dirty.strip() else "")
-    except OSError:
-        return "unknown"
 
 
 if __name__ == "__main__":

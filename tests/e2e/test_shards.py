@@ -114,6 +114,8 @@ def test_a_failed_shard_is_dead_lettered_named_and_replayed_alone(monkeypatch: p
         assert failed["input_event"].endswith("/DatasetFetched-shard0002.json")
         operator = [m for m in run.cloud.inbox() if m["TopicArn"] == run.cloud.dep.operator_topic_arn]
         assert len(operator) == 1 and "shard 2 of 4" in operator[0]["Message"]
+        assert f"dqad replay --run-id {run.run_id} --stage labeler --shard 2" in operator[0]["Message"]
+        assert "FAILED labeler shard 2:" in operator[0]["Subject"]
 
         # fixed, shard 2 alone is replayed: the join completes and the run is mailed once
         failing.clear()

@@ -79,11 +79,24 @@ def run(input_dir: Path, output_dir: Path) -> dict:
     return report
 
 
+def first_host(config: Path = Path("/opt/ml/config/resourceconfig.json")) -> bool:
+    """True on the job's first instance (and off SageMaker). A dataset may give its job several
+    instances ([trainer] instance_count); the sampled data fits one, which alone writes the output,
+    so two instances never upload a model and a metrics.json of different fits under one version."""
+    if not config.is_file():
+        return True
+    hosts = json.loads(config.read_text())
+    return hosts.get("current_host") == sorted(hosts.get("hosts") or [hosts.get("current_host")])[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", type=Path, default=PROCESSING_ROOT / "input")
     parser.add_argument("--output", type=Path, default=PROCESSING_ROOT / "output")
     args = parser.parse_args(argv)
+    if not first_host():
+        print(json.dumps({"skipped": "not the first instance of the job: it trains on the first one"}))
+        return 0
     report = run(args.input, args.output)
     print(json.dumps({k: report[k] for k in ("version", "promote", "reason", "metrics")}))
     return 0
