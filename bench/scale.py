@@ -6,8 +6,8 @@
 The chain runs on the embedded runtime's deployment (bus rules, queues, DLQs, tables) on a moto server
 in its own process, as AWS would be. Every stage invocation is its own Python process, one SQS
 message each (the deployed batch size of the sharded stages), as a Lambda's container would be:
-its peak RSS (``ru_maxrss``) is that invocation's alone, and the training job's (a subprocess of
-the trainer's job-state invocation) is reported apart. Up to ``--parallel`` invocations of one stage
+its peak RSS (VmHWM) is that invocation's alone, and the training job's (a subprocess of the
+trainer's job-state invocation, ``RUSAGE_CHILDREN``) is reported apart. Up to ``--parallel`` invocations of one stage
 run at once, as Lambda runs a queue's messages. Item 3 of the targets: no invocation above 3 GB.
 """
 
@@ -91,6 +91,18 @@ def catalog(bucket: str, max_rows: int | None) -> str:
 
 
 # -- one invocation, in its own process ---------------------------------------------------------------
+def peak_rss_mb() -> float:
+    """This process's peak RSS since it started: VmHWM, which exec resets (ru_maxrss keeps the peak of
+    the process that forked it, here the harness, so small invocations would read the harness's size)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def invoke(stage_name: str) -> dict:
     """Run the stage's handler on the SQS event read from stdin; print time and peak RSS."""
     from dqad.topology import stage
@@ -103,7 +115,7 @@ def invoke(stage_name: str) -> dict:
     return {
         "stage": stage_name,
         "seconds": time.perf_counter() - started,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "failed": len(result.get("batchItemFailures", [])),
     }

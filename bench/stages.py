@@ -179,11 +179,14 @@ def scorer_shape(series: int) -> dict:
         scores_table = score_table(bundle, history_table, new_table)
         storage.write_parquet(str(out_path), scores_table)
         seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        pq.read_table(hist_path)
-        new_table = pq.read_table(new_path)
-        pq.write_table(scores_table, floor_path)
-        floor = time.perf_counter() - started
+        floors = []
+        for _ in range(3):  # a floor is a lower bound: the best of three, on a machine shared with others
+            started = time.perf_counter()
+            pq.read_table(hist_path)
+            new_table = pq.read_table(new_path)
+            pq.write_table(scores_table, floor_path)
+            floors.append(time.perf_counter() - started)
+        floor = min(floors)
     return {
         "series": series,
         "rows": int(new_table.num_rows),
