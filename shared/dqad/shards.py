@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -55,8 +56,14 @@ def part_uri(prefix: str, name: str, index: int) -> str:
 
 
 def join_id(*parts: str) -> str:
-    """A fan-out's id: a digest of what it was made from (the same inputs, the same join)."""
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+    """A new fan-out's id: a digest of what it was made from and of a nonce.
+
+    Every fan-out joins apart, as every unsharded message is handled apart: a producer's message
+    handled again (a redelivery, ``dqad replay --follow``) fans out anew and its join emits the next
+    event again, exactly as the unsharded chain re-emits it (and the notifier sends a run once).
+    Within one fan-out, a shard handled twice counts once (:mod:`dqad.shard_join`).
+    """
+    return hashlib.sha256("\x1f".join((*parts, uuid.uuid4().hex)).encode()).hexdigest()[:16]
 
 
 def parts_ref(prefix: str, name: str, refs: Sequence[DataRef]) -> DataRef:

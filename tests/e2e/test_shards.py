@@ -131,3 +131,10 @@ def test_a_failed_shard_is_dead_lettered_named_and_replayed_alone(monkeypatch: p
         drive_chain(run.cloud, deadline_s=60)
         assert alerts(run.cloud, run.run_id) == []
         assert run.cloud.depth("trainer") == 0
+        # the trainer replayed with --follow fans out anew: its shards join apart and score again,
+        # and the notifier, which mails a run once, sends nothing more
+        replay_in(run.cloud, run.storage, run.run_id, "trainer", follow=True)
+        items = run.cloud.client("dynamodb").scan(TableName=run.cloud.dep.names.shards_table)["Items"]
+        scorer_joins = [i for i in items if f"{run.run_id}#scorer#" in i["id"]["S"]]
+        assert len(scorer_joins) == 2 and all("emitted_at" in i for i in scorer_joins), scorer_joins
+        assert alerts(run.cloud, run.run_id) == []

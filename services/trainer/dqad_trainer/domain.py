@@ -251,7 +251,7 @@ def publish_trained(rt: StageRuntime, event: ModelTrained, request: DatasetLabel
     """Hand the run to the scorer: one ModelTrained, or one per shard of a sharded run.
 
     Each shard's message carries that shard's labelled history and new rows; the scorer's shards
-    join on a fan-out id that includes the model, so a replay with a new model is a new join.
+    of this fan-out join on its id (:func:`dqad.shards.join_id`).
     """
     if not request.shards:
         rt.publisher.publish(event)

@@ -55,8 +55,8 @@ JOIN_PATTERN = r"^[0-9a-f]{16}$"
 class Shard(_Strict):
     """Which part of a sharded run one message carries (docs/architecture.md §12).
 
-    ``join`` names the fan-out the shard belongs to (a digest of its inputs): the shards of one
-    fan-out complete one join, and a new fan-out of the same run (a retrained model) is a new join.
+    ``join`` names the fan-out the shard belongs to: the shards of one fan-out complete one join,
+    and a new fan-out of the same run (a redelivered or replayed producer) is a new join.
     """
 
     index: int = Field(ge=0, lt=MAX_SHARDS)
