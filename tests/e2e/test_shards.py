@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
+from dqad import incidents as inc
 from dqad.stage import PermanentError
 from dqad.storage import Storage
 from dqad.topology import stage
@@ -33,6 +34,11 @@ class Run:
 
     def events(self) -> list[str]:
         return sorted(u.rsplit("/", 1)[-1] for u in self.storage.list_uris(self.storage.uri(f"events/{self.run_id}/")))
+
+    def incidents(self) -> list[str]:
+        """The run's incidents as named (kind, summary), in a stable order."""
+        found = inc.loads(self.storage.get_bytes(self.storage.uri(f"runs/{DATASET}/{self.run_id}/incidents.json")))
+        return sorted(f"{i.kind.words}: {i.summary}" for i in found)
 
     def scores(self) -> pd.DataFrame:
         uri = self.storage.uri(f"runs/{DATASET}/{self.run_id}/scores.parquet")
@@ -59,7 +65,7 @@ def alerts(cloud: LocalCloud, run_id: str) -> list[dict]:
 def test_a_sharded_run_scores_what_the_unsharded_run_scores() -> None:
     with chain(None, "dqad-one") as one:
         drive_chain(one.cloud, deadline_s=300)
-        expected = one.scores()
+        expected, expected_incidents = one.scores(), one.incidents()
         assert len(alerts(one.cloud, one.run_id)) == 1
     with chain(SHARDED, "dqad-shards") as sharded:
         drive_chain(sharded.cloud, deadline_s=300)
@@ -78,8 +84,9 @@ def test_a_sharded_run_scores_what_the_unsharded_run_scores() -> None:
         )
         assert len(labeled["detail"]["shards"]) == 4 and labeled["detail"]["labeled"]["uri"].endswith("/labeled/")
         assert labeled["detail"]["labeled"]["rows"] == sum(s["labeled"]["rows"] for s in labeled["detail"]["shards"])
-        got = sharded.scores()
+        got, got_incidents = sharded.scores(), sharded.incidents()
     assert sharded.run_id == one.run_id
+    assert got_incidents == expected_incidents and expected_incidents
     assert expected["is_anomaly"].any()
     pd.testing.assert_frame_equal(got, expected, check_like=True)
 
