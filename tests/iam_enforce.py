@@ -228,6 +228,7 @@ def _common_bindings(dep: Deployed) -> dict[str, Any]:
         "local.shared.idempotency_table_arn": (
             f"arn:{PARTITION}:dynamodb:{REGION}:{ACCOUNT}:table/{names.idempotency_table}"
         ),
+        "local.shared.shards_table_arn": f"arn:{PARTITION}:dynamodb:{REGION}:{ACCOUNT}:table/{names.shards_table}",
         "local.topology.sagemaker_job_prefix": SAGEMAKER_JOB_PREFIX,
         "aws_secretsmanager_secret.feedback.arn": dep.feedback_secret_arn,
         # no subnet_ids in the test deployment

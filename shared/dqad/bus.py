@@ -24,9 +24,22 @@ class PublishError(RuntimeError):
     """EventBridge rejected an entry (FailedEntryCount > 0)."""
 
 
-def event_key(run_id: str, detail_type: str, stage: str | None = None) -> str:
+def event_key(run_id: str, detail_type: str, stage: str | None = None, shard: int | None = None) -> str:
+    """Where an event is archived: ``events/<run_id>/<DetailType>[-<stage>][-shard<NNNN>].json``.
+
+    Each message of a sharded run has its own copy (``-shard0003``), which is what ``dqad replay
+    --shard`` re-sends and what the StageFailed of a failed shard points to.
+    """
     suffix = f"-{stage}" if detail_type == STAGE_FAILED and stage else ""
+    if shard is not None:
+        suffix += f"-shard{shard:04d}"
     return f"events/{run_id}/{detail_type}{suffix}.json"
+
+
+def shard_of(detail: EventDetail) -> int | None:
+    """The shard index a message carries (a StageFailed: the shard that failed), None when unsharded."""
+    shard = getattr(detail, "shard", None)
+    return shard if isinstance(shard, int) or shard is None else shard.index
 
 
 def envelope(detail: EventDetail, source: str, region: str = "us-east-1", account: str = "000000000000") -> dict:
@@ -53,7 +66,7 @@ class EventPublisher:
 
     def archive_uri(self, detail: EventDetail) -> str:
         stage = getattr(detail, "stage", None)
-        return self.storage.uri(event_key(detail.run_id, detail.detail_type, stage))
+        return self.storage.uri(event_key(detail.run_id, detail.detail_type, stage, shard_of(detail)))
 
     def publish(self, detail: EventDetail) -> str:
         """Store the event under events/<run_id>/ then put it on the bus. Returns the stored URI."""

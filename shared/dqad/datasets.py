@@ -245,6 +245,22 @@ class TrainerOptions(_Strict):
     max_model_age_days: float = Field(default=7, gt=0)
     retrain_on_new_labels: bool = True
     drift_threshold: float = Field(default=0.25, gt=0, description="relative shift of the median score")
+    # The training job (docs/architecture.md §12): SageMaker Processing instances, and the rows it
+    # trains on at most (every series with a labelled anomaly, a stratified sample of the others).
+    instance_type: str | None = Field(default=None, pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    instance_count: int = Field(default=1, ge=1, le=20)
+    sample_rows: int = Field(default=1_000_000, ge=1_000)
+
+
+class ShardOptions(_Strict):
+    """When a run is split into shards (docs/architecture.md §12).
+
+    A run whose fetched rows (history + new, i.e. series × history points) exceed ``max_rows`` is
+    written as ``ceil(rows / max_rows)`` shards by load group; the labeler and the scorer process
+    each shard as its own message.
+    """
+
+    max_rows: int = Field(default=1_000_000, ge=1, description="rows (history + new) one stage invocation holds")
 
 
 class NotifierOptions(_Strict):
@@ -455,6 +471,7 @@ class Dataset(_Strict):
     detector: dict[str, Any] = Field(default_factory=dict)
     holidays: Holidays | None = None
     trainer: TrainerOptions = TrainerOptions()
+    shards: ShardOptions = ShardOptions()
     notifier: NotifierOptions = NotifierOptions()
     freshness: FreshnessOptions = FreshnessOptions()
     incidents: IncidentOptions = IncidentOptions()

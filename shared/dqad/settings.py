@@ -25,6 +25,7 @@ class Settings:
     alerts_topic_arn: str = ""
     operator_topic_arn: str = ""
     idempotency_table: str = ""
+    shards_table: str = ""  # labeler and scorer: the join of a sharded run's shards (dqad.shard_join)
     job_runner: str = "sagemaker"  # "sagemaker" on AWS; "local" runs the job script as a subprocess
     trainer_image_uri: str = ""
     trainer_instance_type: str = "ml.m5.xlarge"

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import botocore.session
 from aws_lambda_powertools import Logger
 
-from dqad.bus import EventPublisher, event_key
+from dqad.bus import EventPublisher, event_key, shard_of
 from dqad.contract import ContractError, EventDetail, StageFailed, parse_event
 from dqad.datasets import DatasetCatalog, load_catalog
 from dqad.ports import DeadLetter, DeadLetters, EventPublishing, SqsDeadLetters
@@ -170,15 +170,23 @@ def publish_failure(rt: StageRuntime, detail: EventDetail, exc: BaseException) -
     if isinstance(detail, StageFailed):
         logger.error("could not deliver a StageFailed; leaving it to the DLQ alarm", extra={"run_id": detail.run_id})
         return
-    stored_input = rt.storage.uri(event_key(detail.run_id, detail.detail_type, getattr(detail, "stage", None)))
+    shard = shard_of(detail)
+    stored_input = rt.storage.uri(
+        event_key(detail.run_id, detail.detail_type, getattr(detail, "stage", None), shard)
+    )
+    message = redact(str(exc)) or type(exc).__name__
+    count = getattr(getattr(detail, "shard", None), "count", None)
+    if shard is not None:
+        message = f"shard {shard} of {count}: {message}"
     rt.publisher.publish(
         StageFailed(
             run_id=detail.run_id,
             dataset=detail.dataset,
             stage=rt.stage,  # type: ignore[arg-type]
             error_type=type(exc).__name__,
-            message=redact(str(exc)) or type(exc).__name__,
+            message=message,
             input_event=stored_input,
+            shard=shard,
         )
     )
 

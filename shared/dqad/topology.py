@@ -180,6 +180,10 @@ class Names:
     def idempotency_table(self) -> str:
         return f"{self.prefix}-idempotency"
 
+    @property
+    def shards_table(self) -> str:
+        return f"{self.prefix}-shards"
+
     def queue(self, stage_name: str) -> str:
         return f"{self.prefix}-{stage_name}"
 

@@ -18,6 +18,7 @@ from dqad.topology import STAGE_FAILED, STAGE_NAMES, stage
 
 if TYPE_CHECKING:
     from dqad.storage import Storage
+    from dqad_dev.local import LocalCloud, PumpReport
 
 # Modules that register their own subcommand with ``add_parser(subparsers)``.
 PLUGIN_COMMANDS = (
@@ -53,24 +54,79 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def input_event_key(storage: Storage, run_id: str, stage_name: str) -> str:
     """The stored event a stage consumed for this run (for the notifier: its StageFailed if any)."""
+    return input_event_keys(storage, run_id, stage_name)[0]
+
+
+def input_event_keys(storage: Storage, run_id: str, stage_name: str, shard: int | None = None) -> list[str]:
+    """The stored event(s) a stage consumed for this run: one, or one per shard of a sharded run
+    (docs/architecture.md §12); with ``shard``, that shard's only."""
+    from dqad.bus import event_key
     from dqad_dev.errors import UserError
 
     st = stage(stage_name)
     stored = {u.rsplit("/", 1)[-1]: u for u in storage.list_uris(storage.uri(f"events/{run_id}/"))}
-    for detail_type in st.consumes:
-        if detail_type == STAGE_FAILED:
-            continue
-        if f"{detail_type}.json" in stored:
-            return stored[f"{detail_type}.json"]
-    failures = sorted(u for name, u in stored.items() if name.startswith(f"{STAGE_FAILED}-"))
-    if STAGE_FAILED in st.consumes and failures:
-        return failures[0]
     if not stored:
         raise UserError(f"no run {run_id!r} in this state (no stored events): check the run id `dqad run` printed")
+    wanted = [t for t in st.consumes if t != STAGE_FAILED]
+    for detail_type in wanted:
+        if shard is not None:
+            name = event_key(run_id, detail_type, shard=shard).rsplit("/", 1)[-1]
+            if name in stored:
+                return [stored[name]]
+            continue
+        if f"{detail_type}.json" in stored:
+            return [stored[f"{detail_type}.json"]]
+        shards = sorted(u for name, u in stored.items() if name.startswith(f"{detail_type}-shard"))
+        if shards:
+            return shards
+    if shard is not None:
+        raise UserError(
+            f"no stored input event for shard {shard} of stage {stage_name!r} in run {run_id} "
+            f"(found: {', '.join(sorted(stored))})"
+        )
+    failures = sorted(u for name, u in stored.items() if name.startswith(f"{STAGE_FAILED}-"))
+    if STAGE_FAILED in st.consumes and failures:
+        return failures[:1]
     raise UserError(
         f"no stored input event for stage {stage_name!r} in run {run_id} "
         f"(found: {', '.join(sorted(stored))}); wanted one of {', '.join(st.consumes)}"
     )
+
+
+def reopen_shards(dynamodb: object, table: str, stage_name: str, events: list[dict]) -> None:
+    """Before shards are re-sent, take them out of their join (dqad.shard_join), so that their
+    completion joins again: the replayed stage then emits its next event once more."""
+    from dqad.contract import parse_event
+    from dqad.shard_join import item_id
+
+    for event in events:
+        detail = parse_event(event)
+        shard = getattr(detail, "shard", None)
+        if shard is None or not table:
+            continue
+        dynamodb.update_item(  # type: ignore[attr-defined]
+            TableName=table,
+            Key={"id": {"S": item_id(detail.run_id, stage_name, shard.join)}},
+            UpdateExpression="DELETE #done :index REMOVE #emitted, #claimed",
+            ExpressionAttributeNames={"#done": "done", "#emitted": "emitted_at", "#claimed": "claimed_until"},
+            ExpressionAttributeValues={":index": {"NS": [str(shard.index)]}},
+        )
+
+
+def replay_in(
+    cloud: LocalCloud, storage: Storage, run_id: str, stage_name: str, shard: int | None = None, *, follow: bool = False
+) -> tuple[list[str], PumpReport]:
+    """Re-send a stage's stored input event(s) of a run on the embedded runtime and pump: that stage
+    only, or with ``follow`` the chain downstream too. Returns the events' URIs and the pump report."""
+    from dqad_dev.run import drive_chain
+
+    uris = input_event_keys(storage, run_id, stage_name, shard)
+    events = [storage.get_json(uri) for uri in uris]
+    reopen_shards(cloud.client("dynamodb"), cloud.dep.names.shards_table, stage_name, events)
+    for event in events:
+        cloud.client("sqs").send_message(QueueUrl=cloud.dep.queue_urls[stage_name], MessageBody=json.dumps(event))
+    report = drive_chain(cloud) if follow else cloud.pump(only=(stage_name,))
+    return uris, report
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -85,15 +141,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
         settings = Settings.from_env()
         storage = Storage(boto3.client("s3"), settings.bucket)
-        uri = input_event_key(storage, args.run_id, args.stage)
+        uris = input_event_keys(storage, args.run_id, args.stage, args.shard)
+        events = [storage.get_json(uri) for uri in uris]
+        reopen_shards(
+            boto3.client("dynamodb"), settings.shards_table or Names(args.prefix).shards_table, args.stage, events
+        )
         sqs = boto3.client("sqs")
         url = sqs.get_queue_url(QueueName=Names(args.prefix).queue(args.stage))["QueueUrl"]
-        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(storage.get_json(uri)))
-        print(f"sent {uri} to {url}")
+        for uri, event in zip(uris, events, strict=True):
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))
+            print(f"sent {uri} to {url}")
         return 0
 
     from dqad_dev.errors import UserError
-    from dqad_dev.run import DEFAULT_PORT, collect, drive_chain, embedded, inbox_by_run, resolve_state, save_outputs
+    from dqad_dev.run import DEFAULT_PORT, collect, embedded, inbox_by_run, resolve_state, save_outputs
 
     state = resolve_state(args.state)
     if not state.root.is_dir():
@@ -101,11 +162,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     links = DEFAULT_PORT if (state.local / "feedback-secret").is_file() else None  # a `dqad run` state
     with embedded(state, port=links) as cloud:
         storage = Storage(cloud.client("s3"), cloud.dep.bucket)
-        uri = input_event_key(storage, args.run_id, args.stage)
-        event = storage.get_json(uri)
-        cloud.client("sqs").send_message(QueueUrl=cloud.dep.queue_urls[args.stage], MessageBody=json.dumps(event))
-        report = drive_chain(cloud) if args.follow else cloud.pump(only=(args.stage,))
-        print(f"replayed {args.stage} for run {args.run_id} from {uri.split('/', 3)[-1]}")
+        uris, report = replay_in(cloud, storage, args.run_id, args.stage, args.shard, follow=args.follow)
+        event = storage.get_json(uris[0])
+        sources = ", ".join(uri.split("/", 3)[-1] for uri in uris)
+        print(f"replayed {args.stage} for run {args.run_id} from {sources}")
         # A record that failed for good is acknowledged and parked in the DLQ, so it never shows in
         # the retry count: the summary counts both, or a dead-lettered run reads "0 failed".
         parked = {name: cloud.dead_letters(name) for name in STAGE_NAMES}
@@ -171,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="local state folder (default: ./dqad-state if it exists, else ./dqad-demo/state)",
     )
     replay.add_argument("--follow", action="store_true", help="locally, let the chain continue downstream")
+    replay.add_argument(
+        "--shard",
+        type=int,
+        metavar="N",
+        help="a sharded run: re-run only shard N (as named by the run's StageFailed); default: every shard",
+    )
     replay.set_defaults(func=cmd_replay)
 
     for module in PLUGIN_COMMANDS:

@@ -48,8 +48,15 @@ FRESHNESS_CHECK_AFTER = dt.timedelta(hours=1)  # the demo's check runs this long
 EXPECTED_KIND = {"empty": inc.Kind.EMPTY, "duplicated": inc.Kind.DUPLICATED, "null_spike": inc.Kind.NULL_SPIKE}
 
 
-def demo_catalog(bucket: str, holidays: tuple, new_window_hours: float = 20, channels: list[dict] | None = None) -> str:
-    """The demo dataset's catalog; ``channels`` (Slack / Teams / webhook, docs/alerts.md): none by default."""
+def demo_catalog(
+    bucket: str,
+    holidays: tuple,
+    new_window_hours: float = 20,
+    channels: list[dict] | None = None,
+    shards: dict | None = None,
+) -> str:
+    """The demo dataset's catalog; ``channels`` (Slack / Teams / webhook, docs/alerts.md): none by default;
+    ``shards``: its ``[shards]`` section (e.g. ``{"max_rows": 1000}`` shards the demo's run)."""
     return render_catalog(
         {
             DATASET: long_format_dataset(
@@ -62,6 +69,7 @@ def demo_catalog(bucket: str, holidays: tuple, new_window_hours: float = 20, cha
                 labeler={"holidays": [d.isoformat() for d in holidays]},
                 freshness={"tables": ["*"]},  # every table in the demo's ETL log
                 channels=channels,
+                shards=shards,
             )
         }
     )

@@ -1,7 +1,7 @@
 """The embedded runtime: the whole deployment on moto, in this process, from ``dqad.topology``.
 
 It provisions what Terraform provisions (bus + archive, one rule → queue + DLQ per consuming stage,
-SageMaker job-state rule on the default bus, topics, bucket, idempotency table), then *pumps*: it
+SageMaker job-state rule on the default bus, topics, bucket, idempotency and shards tables), then *pumps*: it
 receives each stage queue's messages and calls the stage's real handler with a Lambda-shaped SQS
 event, deleting what succeeded and leaving failures for SQS to redeliver (and eventually redrive to
 the DLQ), until every queue is quiet. Events travel through moto's EventBridge → SQS delivery, so
@@ -33,6 +33,7 @@ from dqad.topology import MAX_RECEIVE_COUNT, STAGES, Names, Stage
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 LOCAL_VISIBILITY_S = 1  # failed records come back after a second, not the 15 minutes used on AWS
+SHARDS_FILE = ".dqad-local/shards-table.json"  # the shards table's items, kept beside an exported bucket
 
 
 def load_entry_point(spec: str) -> Callable[..., Any]:
@@ -61,6 +62,7 @@ class Deployment:
             alerts_topic_arn=self.alerts_topic_arn,
             operator_topic_arn=self.operator_topic_arn,
             idempotency_table=self.names.idempotency_table,
+            shards_table=self.names.shards_table,
             job_runner="local",
             model_signing_secret_arn=self.model_signing_secret_arn,
         )
@@ -106,6 +108,12 @@ def provision(session: boto3.session.Session, prefix: str = "dqad-local") -> Dep
     )["ARN"]
     ddb.create_table(
         TableName=names.idempotency_table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.create_table(  # the join of a sharded run's shards (dqad.shard_join)
+        TableName=names.shards_table,
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
@@ -297,8 +305,14 @@ class LocalCloud:
 
     # -- persistence between processes (demo → replay) -------------------------------------------
     def export_bucket(self, target: Path) -> int:
+        """Write the bucket into a folder, and the shards table's joins beside it (``.dqad-local/``),
+        so that ``dqad replay --shard`` in a later process finds the run's join where it was left."""
         s3 = self.client("s3")
         count = 0
+        items = self.client("dynamodb").scan(TableName=self.dep.names.shards_table).get("Items", [])
+        if items:
+            (target / SHARDS_FILE).parent.mkdir(parents=True, exist_ok=True)
+            (target / SHARDS_FILE).write_text(json.dumps(items, sort_keys=True))
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.dep.bucket):
             for obj in page.get("Contents", []):
                 path = target / obj["Key"]
@@ -312,6 +326,10 @@ class LocalCloud:
         the folder's own (``dqad run`` keeps its signing secret there) and never enters the bucket."""
         s3 = self.client("s3")
         count = 0
+        if (source / SHARDS_FILE).is_file():
+            ddb = self.client("dynamodb")
+            for item in json.loads((source / SHARDS_FILE).read_text()):
+                ddb.put_item(TableName=self.dep.names.shards_table, Item=item)
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
             key = path.relative_to(source)
             if key.parts[0].startswith("."):

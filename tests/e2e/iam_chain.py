@@ -61,6 +61,7 @@ from tests.iam_policy import Request
 
 PREFIX = "dqad-iam"
 DAYS = 45  # of history: enough for the detector to find the forced incidents, small enough to replay fast
+SHARDS = {"max_rows": 1000}  # 12 tables × 5 metrics × 45 days: 3 shards, so the shard joins run under the roles
 FEEDBACK_URL = "https://iamtest.lambda-url.us-east-1.on.aws/"
 FEEDBACK_SECRET = "feedback-hmac-for-the-permission-tests-" + "k" * 24
 TRAINER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/dqad-iam/trainer:test"
@@ -76,7 +77,7 @@ class Invocation:
     kind: str  # "sqs:<stage>" or "invoke:<stage>:<entry>"
     payload: Any  # the SQS message bodies, or the event of a direct invocation
     bucket: dict[str, str]  # key -> ETag (bytes in _BODIES)
-    table: list[dict]
+    table: dict[str, list[dict]]  # the DynamoDB tables' items (idempotency, shards)
     dlq: int = 0
     outcome: tuple = ()
     seconds: float = 0.0  # how long it took: the grant-removal test replays the quickest one it can
@@ -134,11 +135,16 @@ def _snapshot(cloud: LocalCloud) -> dict[str, str]:
     return listing
 
 
-def _table(cloud: LocalCloud) -> list[dict]:
-    return _client(cloud, "dynamodb").scan(TableName=cloud.dep.names.idempotency_table).get("Items", [])
+def _tables(cloud: LocalCloud) -> tuple[str, ...]:
+    return cloud.dep.names.idempotency_table, cloud.dep.names.shards_table
 
 
-def _restore(cloud: LocalCloud, bucket: dict[str, str], table: list[dict]) -> None:
+def _table(cloud: LocalCloud) -> dict[str, list[dict]]:
+    ddb = _client(cloud, "dynamodb")
+    return {name: ddb.scan(TableName=name).get("Items", []) for name in _tables(cloud)}
+
+
+def _restore(cloud: LocalCloud, bucket: dict[str, str], table: dict[str, list[dict]]) -> None:
     s3, ddb, sqs = _client(cloud, "s3"), _client(cloud, "dynamodb"), _client(cloud, "sqs")
     current = _bucket(cloud)
     for key in current:
@@ -147,11 +153,12 @@ def _restore(cloud: LocalCloud, bucket: dict[str, str], table: list[dict]) -> No
     for key, etag in bucket.items():
         if current.get(key) != etag:
             s3.put_object(Bucket=cloud.dep.bucket, Key=key, Body=_BODIES[etag])
-    name = cloud.dep.names.idempotency_table
-    for item in _table(cloud):
-        ddb.delete_item(TableName=name, Key={"id": item["id"]})
-    for item in table:
-        ddb.put_item(TableName=name, Item=item)
+    for name, items in _table(cloud).items():
+        for item in items:
+            ddb.delete_item(TableName=name, Key={"id": item["id"]})
+    for name, items in table.items():
+        for item in items:
+            ddb.put_item(TableName=name, Item=item)
     for url in [*cloud.dep.queue_urls.values(), *cloud.dep.dlq_urls.values(), cloud.dep.inbox_url]:
         _empty_queue(sqs, url)
 
@@ -287,7 +294,7 @@ class Wiring:
 
     @contextmanager
     def invocation(self, principal: str, kind: str) -> Iterator[Invocation]:
-        inv = Invocation(principal, kind, None, {}, [])
+        inv = Invocation(principal, kind, None, {}, {})
         self._current = inv
         # Keys cached by one stage must not serve another: on AWS each function is its own process,
         # and each fetches the key with its own role (a warm container did so at its cold start).
@@ -415,7 +422,7 @@ def recorded_chain() -> Iterator[Recorded]:
         storage = Storage(cloud.client("s3"), dep.bucket)
         demo = seed_demo_dataset(storage, seed=3, tables=12, days=DAYS)
         # the demo's catalog with one Slack channel (the notifier delivers each alert there too)
-        catalog = demo_catalog(dep.bucket, demo.data.holidays, demo.new_window_hours, channels=[CHANNEL])
+        catalog = demo_catalog(dep.bucket, demo.data.holidays, demo.new_window_hours, channels=[CHANNEL], shards=SHARDS)
         storage.put_bytes(storage.uri("config/datasets.toml"), catalog.encode())
         # the scheduled freshness check reads the demo's ETL log, a CSV in the bucket (as `dqad demo`)
         mp.setenv("DQAD_LOAD_LOG_URI", storage.uri(LOAD_LOG_KEY))

@@ -164,6 +164,7 @@ def test_shared_names_follow_the_topology(tfkit) -> None:
     assert tfkit.render(loc["alerts_topic"], values) == names.alerts_topic
     assert tfkit.render(loc["operator_topic"], values) == names.operator_topic
     assert tfkit.render(loc["idempotency_table"], values) == names.idempotency_table
+    assert tfkit.render(loc["shards_table"], values) == names.shards_table
 
 
 def test_trainer_rule_follows_sagemaker_job_prefix(topo_json: dict) -> None:

@@ -436,5 +436,37 @@ def fetch(
         window=TimeWindow(history_start=history_start, new_start=new_start, new_end=new_end),
         load_log_id=detail.log_id,
     )
-    rt.publisher.publish(event)
+    shards = shard_run(rt, event, ds.shards.max_rows)
+    for shard_event in shards or [event]:
+        rt.publisher.publish(shard_event)
     return event
+
+
+def shard_run(rt: StageRuntime, event: DatasetFetched, max_rows: int) -> list[DatasetFetched]:
+    """The run as shard messages when it holds more than ``max_rows`` rows (docs/architecture.md §12).
+
+    The fetched files are read back batch by batch and written as parts by load group
+    (:func:`dqad.shards.partition`); one DatasetFetched per shard carries that shard's two parts.
+    An empty list: the run is small enough for one message.
+    """
+    from dqad.contract import Shard
+    from dqad.shards import TooManyShards, join_id, partition, shard_count
+
+    try:
+        count = shard_count(event.history.rows + event.new.rows, max_rows)
+    except TooManyShards as exc:
+        raise PermanentError(str(exc)) from exc
+    if count == 1:
+        return []
+    prefix = rt.run_prefix(event.dataset, event.run_id)
+    parts = partition(rt.storage, prefix, {"history": event.history, "new": event.new}, count)
+    if len(parts) == 1:  # every load group hashed to one shard: the run is one message after all
+        return []
+    join = join_id("fetcher", *(p[name].sha256 for p in parts for name in ("history", "new")))
+    logger.info("sharded", extra={"run_id": event.run_id, "shards": len(parts), "join": join})
+    return [
+        event.model_copy(
+            update={"history": p["history"], "new": p["new"], "shard": Shard(index=i, count=len(parts), join=join)}
+        )
+        for i, p in enumerate(parts)
+    ]

@@ -271,6 +271,8 @@ def heartbeat_message(dataset: str, run_id: str, scored_rows: int, suppressed: i
 def operator_message(detail: StageFailed, prefix: str, local: bool) -> tuple[str, str]:
     """Subject and body for a failed stage: what, where, and the command that re-runs it."""
     replay = f"dqad replay --run-id {detail.run_id} --stage {detail.stage}"
+    if detail.shard is not None:  # a sharded run: the failed shard alone (docs/architecture.md §12)
+        replay += f" --shard {detail.shard}"
     aws_replay = f"{replay} --aws --prefix {prefix}"
     names = Names(prefix)
     lines = [
@@ -288,7 +290,10 @@ def operator_message(detail: StageFailed, prefix: str, local: bool) -> tuple[str
     if local:
         lines.append(f"  (on a deployment: {aws_replay})")
     lines += ["Add --follow (locally) to let the chain continue downstream."] if local else []
-    subject = _ascii(f"[dqad] FAILED {detail.stage}: {detail.dataset} run {detail.run_id} ({detail.error_type})")
+    where = f" shard {detail.shard}" if detail.shard is not None else ""
+    subject = _ascii(
+        f"[dqad] FAILED {detail.stage}{where}: {detail.dataset} run {detail.run_id} ({detail.error_type})"
+    )
     return subject, "\n".join(lines)
 
 

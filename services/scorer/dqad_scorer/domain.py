@@ -54,17 +54,57 @@ def read_inputs(rt: StageRuntime, detail: ModelTrained) -> tuple[pa.Table, pa.Ta
     )
 
 
-def score(rt: StageRuntime, detail: ModelTrained) -> AnomaliesScored:
+def score(rt: StageRuntime, detail: ModelTrained) -> AnomaliesScored | None:
+    """Score the run's new rows; a sharded run's shard scores its part and the last one joins them.
+
+    A shard writes its scores and the history of its flagged series as parts; the join
+    (:func:`dqad.shard_join.complete`) concatenates them and names the incidents, writes the report
+    and publishes AnomaliesScored exactly as an unsharded run does, from the same rows.
+    """
     from dqad.detect.scoring import keep_freed_memory, score_table
 
     keep_freed_memory()  # this process only scores: reuse freed memory instead of faulting it in again
     bundle = load_model(rt, detail)
     history, new = read_inputs(rt, detail)
     table = score_table(bundle, history, new)
+    del new
     prefix = rt.run_prefix(detail.dataset, detail.run_id)
-    ref = rt.storage.write_parquet(f"{prefix}/scores.parquet", table)
-    scores = table.to_pandas()
-    flagged_history = _report_history(history, scores)
+    shard = detail.shard
+    if shard is None:
+        ref = rt.storage.write_parquet(f"{prefix}/scores.parquet", table)
+        scores = table.to_pandas()
+        return publish_scored(rt, detail, ref, scores, _report_history(history, scores))
+
+    from dqad.shard_join import complete
+    from dqad.shards import part_uri
+
+    ref = rt.storage.write_parquet(part_uri(prefix, "scores", shard.index), table)
+    flagged = _flagged_history(history, table)
+    del history
+    flagged_ref = rt.storage.write_parquet(part_uri(prefix, "flagged", shard.index), flagged)
+
+    def assemble(results: list[dict]) -> None:
+        import pyarrow as pa
+
+        from dqad.detect.scoring import plain_strings
+
+        parts = [rt.storage.read_table(DataRef.model_validate(r["scores"])) for r in results]
+        joined = pa.concat_tables([plain_strings(p) for p in parts], promote_options="default")
+        whole = rt.storage.write_parquet(f"{prefix}/scores.parquet", joined)
+        flagged_parts = [plain_strings(rt.storage.read_table(DataRef.model_validate(r["flagged"]))) for r in results]
+        flagged_history = pa.concat_tables(flagged_parts, promote_options="default").to_pandas()
+        publish_scored(rt, detail, whole, joined.to_pandas(), flagged_history)
+
+    result = {"scores": ref.model_dump(mode="json"), "flagged": flagged_ref.model_dump(mode="json")}
+    complete(rt, detail, shard, result, assemble)
+    return None
+
+
+def publish_scored(
+    rt: StageRuntime, detail: ModelTrained, ref: DataRef, scores: pd.DataFrame, flagged_history: pd.DataFrame
+) -> AnomaliesScored:
+    """The run's incidents, report and AnomaliesScored, from all its scores."""
+    prefix = rt.run_prefix(detail.dataset, detail.run_id)
     found = find_incidents(rt.catalog.get(detail.dataset), scores, flagged_history)
     incidents_uri = f"{prefix}/incidents.json"
     incidents_ref = DataRef(
@@ -130,15 +170,30 @@ def find_incidents(ds: Dataset, scores: pd.DataFrame, history: pd.DataFrame) -> 
 
 def _report_history(history: pa.Table, scores: pd.DataFrame) -> pd.DataFrame:
     """The history the report plots: the flagged series' rows only, with plain string columns."""
-    import pyarrow as pa
+    from dqad.detect.scoring import plain_strings
+
+    wanted = scores.loc[scores["is_anomaly"], "series"].unique().tolist()
+    return plain_strings(_history_of(history, wanted)).to_pandas()
+
+
+def _flagged_history(history: pa.Table, scores: pa.Table) -> pa.Table:
+    """A shard's part of the report's history: its flagged series' rows, plain string columns."""
     import pyarrow.compute as pc
 
     from dqad.detect.scoring import plain_strings
 
-    wanted = scores.loc[scores["is_anomaly"], "series"].unique().tolist()
+    flagged = scores.filter(pc.equal(scores.column("is_anomaly"), True)).column("series")
+    wanted = [str(s) for s in pc.unique(flagged.cast("string")).to_pylist()] if len(flagged) else []
+    return plain_strings(_history_of(history, wanted))
+
+
+def _history_of(history: pa.Table, wanted: list[str]) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if history.num_rows == 0 or not wanted:
-        return plain_strings(history.slice(0, 0)).to_pandas()
+        return history.slice(0, 0)
     series = history["series"]
     if pa.types.is_dictionary(series.type):
         series = series.cast(series.type.value_type)
-    return plain_strings(history.filter(pc.is_in(series, value_set=pa.array(wanted, type=series.type)))).to_pandas()
+    return history.filter(pc.is_in(series, value_set=pa.array(wanted, type=series.type)))

@@ -15,7 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from dqad.contract import DatasetLabeled, ModelRef, ModelTrained, StageFailed, parse_detail
+from dqad.contract import DatasetLabeled, ModelRef, ModelTrained, Shard, StageFailed, parse_detail
 from dqad.datasets import Dataset
 from dqad.detect.model_format import MODEL_FILE
 from dqad.feedback import fingerprint, read_labels
@@ -143,7 +143,7 @@ def on_labeled(rt: StageRuntime, detail: DatasetLabeled) -> ModelTrained | None:
     if not why:
         assert champion is not None
         event = model_trained(rt, detail, champion, reused=True)
-        rt.publisher.publish(event)
+        publish_trained(rt, event, detail)
         return event
     logger.info("training a challenger", extra={"run_id": detail.run_id, "reason": why})
     start_job(rt, ds, detail, champion, labels_fp, label_rate)
@@ -173,7 +173,9 @@ def start_job(
         name=name,
         inputs=inputs,
         output_uri=rt.storage.uri(f"models/{ds.name}/{version}"),
-        environment={"DQAD_JOB_VERSION": version},
+        environment={"DQAD_JOB_VERSION": version, "DQAD_TRAIN_SAMPLE_ROWS": str(ds.trainer.sample_rows)},
+        instance_type=ds.trainer.instance_type,
+        instance_count=ds.trainer.instance_count,
     )
     runner_for(rt).start(spec)
     return name
@@ -249,5 +251,30 @@ def on_job_state(rt: StageRuntime, event: dict) -> ModelTrained | None:
     else:
         logger.info("challenger not better; champion kept", extra={"reason": report.get("reason")})
     trained = model_trained(rt, request, champion, reused=False, job_name=name)
-    rt.publisher.publish(trained)
+    publish_trained(rt, trained, request)
     return trained
+
+
+def publish_trained(rt: StageRuntime, event: ModelTrained, request: DatasetLabeled) -> None:
+    """Hand the run to the scorer: one ModelTrained, or one per shard of a sharded run.
+
+    Each shard's message carries that shard's labelled history and new rows; the scorer's shards
+    of this fan-out join on its id (:func:`dqad.shards.join_id`).
+    """
+    if not request.shards:
+        rt.publisher.publish(event)
+        return
+    from dqad.shards import join_id
+
+    count = len(request.shards)
+    join = join_id("trainer", event.model.sha256, event.model.version, request.labeled.sha256, request.new.sha256)
+    for part in request.shards:
+        rt.publisher.publish(
+            event.model_copy(
+                update={
+                    "labeled": part.labeled,
+                    "new": part.new,
+                    "shard": Shard(index=part.index, count=count, join=join),
+                }
+            )
+        )

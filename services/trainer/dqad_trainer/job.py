@@ -3,7 +3,7 @@
 It speaks only the Processing directory contract, no AWS API, so the same file runs on SageMaker,
 on a laptop, and in tests:
 
-    <input>/data/labeled.parquet      the labeled history
+    <input>/data/labeled.parquet      the labeled history (a sharded run: data/part-*.parquet, one per shard)
     <input>/config/config.json        {"detector": {...}, "version": "...", "dataset": "..."}
     <input>/champion/metrics.json     the current champion's metrics (optional)
     <output>/model.dqad               the chosen model bundle (dqad.detect.model_format: no pickle)
@@ -91,19 +91,19 @@ def relay_progress(lines: Iterable[str], progress: ProgressCallback) -> None:
 
 
 def run(input_dir: Path, output_dir: Path) -> dict:
-    import pandas as pd
     from threadpoolctl import threadpool_limits
 
     from dqad.detect import model_format
     from dqad.detect.config import DetectorConfig
     from dqad.detect.model import train_candidates
     from dqad.storage import sha256_file
+    from dqad_trainer.sample import read_training_data, sample_rows
 
     started = time.perf_counter()
     config = json.loads((input_dir / "config" / "config.json").read_text())
     champion_file = input_dir / "champion" / "metrics.json"
     champion = json.loads(champion_file.read_text()).get("metrics") if champion_file.exists() else None
-    labeled = pd.read_parquet(input_dir / "data" / "labeled.parquet")
+    labeled, sample = read_training_data(input_dir / "data", sample_rows())
     with threadpool_limits(limits=native_threads()), progress_channel() as progress:
         cfg = DetectorConfig.from_dict(config.get("detector", {}))
         result = train_candidates(labeled, cfg, champion, progress=progress)
@@ -124,9 +124,20 @@ def run(input_dir: Path, output_dir: Path) -> dict:
         "label_rate": float(labeled["label"].mean()) if len(labeled) else 0.0,
         # whether labels let a supervised model replace the robust detector: events, margin, decision, reason
         "label_decision": result.label_decision,
+        "sample": sample,  # what it trained on: every labelled series, a stratified sample of the rest
     }
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=1, sort_keys=True))
     return report
+
+
+def first_host(config: Path = Path("/opt/ml/config/resourceconfig.json")) -> bool:
+    """True on the job's first instance (and off SageMaker). A dataset may give its job several
+    instances ([trainer] instance_count); the sampled data fits one, which alone writes the output,
+    so two instances never upload a model and a metrics.json of different fits under one version."""
+    if not config.is_file():
+        return True
+    hosts = json.loads(config.read_text())
+    return hosts.get("current_host") == sorted(hosts.get("hosts") or [hosts.get("current_host")])[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", type=Path, default=PROCESSING_ROOT / "input")
     parser.add_argument("--output", type=Path, default=PROCESSING_ROOT / "output")
     args = parser.parse_args(argv)
+    if not first_host():
+        print(json.dumps({"skipped": "not the first instance of the job: it trains on the first one"}))
+        return 0
     report = run(args.input, args.output)
     print(json.dumps({k: report[k] for k in ("version", "promote", "reason", "metrics")}))
     return 0

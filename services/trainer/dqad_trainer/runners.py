@@ -33,6 +33,8 @@ class JobSpec:
     inputs: dict[str, str]  # channel -> S3 URI (file) ; channel "champion" may be absent
     output_uri: str  # S3 prefix the output directory is uploaded to
     environment: dict[str, str]
+    instance_type: str | None = None  # the dataset's [trainer] instance_type; None: the deployment's default
+    instance_count: int = 1
 
 
 class SageMakerRunner:
@@ -73,7 +75,11 @@ class SageMakerRunner:
                 ]
             },
             "ProcessingResources": {
-                "ClusterConfig": {"InstanceCount": 1, "InstanceType": self.instance_type, "VolumeSizeInGB": 30}
+                "ClusterConfig": {
+                    "InstanceCount": spec.instance_count,
+                    "InstanceType": spec.instance_type or self.instance_type,
+                    "VolumeSizeInGB": 30,
+                }
             },
             "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
             "AppSpecification": {
@@ -101,9 +107,16 @@ class LocalRunner:
         with tempfile.TemporaryDirectory(prefix="dqad-job-") as tmp:
             root = Path(tmp)
             for channel, uri in spec.inputs.items():
-                target = root / "input" / channel / uri.rsplit("/", 1)[-1]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self.storage.get_file(uri, target)
+                # an S3Prefix input, as SageMaker copies it: every object under the prefix
+                # (a sharded run's labelled parts sit under .../labeled/)
+                if uri.endswith("/"):
+                    files = [(source, source[len(uri) :]) for source in self.storage.list_uris(uri)]
+                else:
+                    files = [(uri, uri.rsplit("/", 1)[-1])]
+                for source, name in files:
+                    target = root / "input" / channel / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    self.storage.get_file(source, target)
             cmd = [sys.executable, "-m", "dqad_trainer.job", "--input", str(root / "input")]
             cmd += ["--output", str(root / "output")]
             returncode, stderr = run_job(cmd, {**_base_env(), **spec.environment}, JOB_PROGRESS)

@@ -48,6 +48,38 @@ class ModelRef(_Strict):
     signature: str = Field(default="", max_length=128)
 
 
+MAX_SHARDS = 256
+JOIN_PATTERN = r"^[0-9a-f]{16}$"
+
+
+class Shard(_Strict):
+    """Which part of a sharded run one message carries (docs/architecture.md §12).
+
+    ``join`` names the fan-out the shard belongs to: the shards of one fan-out complete one join,
+    and a new fan-out of the same run (a redelivered or replayed producer) is a new join.
+    """
+
+    index: int = Field(ge=0, lt=MAX_SHARDS)
+    count: int = Field(ge=1, le=MAX_SHARDS)
+    join: str = Field(pattern=JOIN_PATTERN)
+
+    @field_validator("count")
+    @classmethod
+    def _index_in_range(cls, v: int, info) -> int:
+        index = info.data.get("index")
+        if index is not None and index >= v:
+            raise ValueError(f"shard index {index} is not below the shard count {v}")
+        return v
+
+
+class ShardFiles(_Strict):
+    """One shard's labelled history and new rows, as the labeler's join lists them."""
+
+    index: int = Field(ge=0, lt=MAX_SHARDS)
+    labeled: DataRef
+    new: DataRef
+
+
 class TimeWindow(_Strict):
     history_start: datetime
     new_start: datetime
@@ -115,6 +147,8 @@ class DatasetFetched(EventDetail):
     new: DataRef
     window: TimeWindow
     load_log_id: str = Field(min_length=1, max_length=64)
+    # Set on each message of a sharded run: history and new are then this shard's files.
+    shard: Shard | None = None
 
 
 class DatasetLabeled(EventDetail):
@@ -122,6 +156,9 @@ class DatasetLabeled(EventDetail):
     new: DataRef
     label_counts: dict[str, int] = Field(description="anomaly labels by source: human, seasonal_rule, ...")
     window: TimeWindow
+    # A sharded run's join: ``labeled`` and ``new`` are then the prefixes holding every shard's part
+    # (uri ending in "/", rows the total, sha256 the digest of the parts'), and ``shards`` the parts.
+    shards: tuple[ShardFiles, ...] = Field(default=(), max_length=MAX_SHARDS)
 
 
 class ModelTrained(EventDetail):
@@ -132,6 +169,8 @@ class ModelTrained(EventDetail):
     new: DataRef
     window: TimeWindow
     job_name: str | None = Field(default=None, max_length=63)
+    # Set on each message of a sharded run: labeled and new are then this shard's files.
+    shard: Shard | None = None
 
 
 class AnomaliesScored(EventDetail):
@@ -187,6 +226,8 @@ class StageFailed(EventDetail):
     error_type: str = Field(min_length=1, max_length=128)
     message: str = Field(max_length=4000)
     input_event: Uri | None = None
+    # The shard that failed, in a sharded run (``dqad replay --shard`` re-runs it alone).
+    shard: int | None = Field(default=None, ge=0, lt=MAX_SHARDS)
 
     @field_validator("message", mode="before")
     @classmethod

@@ -15,6 +15,6 @@ outbox_dsn_secret_arn     = "arn:aws:secretsmanager:eu-west-1:123456789012:secre
 aurora_cluster_identifier = "acme-etl-logs"
 
 # The sweeper reaches Aurora: run the fetcher in the database's private subnets.
-subnet_ids         = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
-security_group_ids = ["sg-0123456789abcdef0"]
+subnet_ids                = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
+security_group_ids        = ["sg-0123456789abcdef0"]
 redshift_unload_role_name = "acme-warehouse-unload"

@@ -130,7 +130,7 @@ resource "aws_iam_role" "extra" {
 }
 
 data "aws_iam_policy_document" "extra_logs" {
-  for_each = local.own_role_functions
+  for_each                = local.own_role_functions
   source_policy_documents = [data.aws_iam_policy_document.vpc.json] # it shares the stage's subnets
   statement {
     sid       = "WriteOwnLogs"

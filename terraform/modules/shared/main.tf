@@ -16,6 +16,7 @@ locals {
     alerts_topic      = "${var.name_prefix}-alerts"
     operator_topic    = "${var.name_prefix}-operator"
     idempotency_table = "${var.name_prefix}-idempotency"
+    shards_table      = "${var.name_prefix}-shards"
     sagemaker_role    = "${var.name_prefix}-sagemaker"
     kms_alias         = "alias/${var.name_prefix}"
   }
@@ -108,6 +109,31 @@ resource "aws_cloudwatch_event_archive" "this" {
   event_source_arn = aws_cloudwatch_event_bus.this.arn
   retention_days   = var.archive_retention_days
   description      = "Every dqad event, so any stage can be replayed from its input"
+}
+
+# --- DynamoDB shards table (labeler, scorer: the join of a sharded run, docs/architecture.md §12) -------
+resource "aws_dynamodb_table" "shards" {
+  name                        = local.names.shards_table
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "id"
+  deletion_protection_enabled = true
+
+  attribute {
+    name = "id"
+    type = "S"
+  }
+  ttl {
+    attribute_name = "expires_at"
+    enabled        = true
+  }
+  point_in_time_recovery {
+    enabled = true
+  }
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = local.kms_key_arn
+  }
+  tags = var.tags
 }
 
 # --- DynamoDB idempotency table (notifier: never send the same run twice) ------------------------------

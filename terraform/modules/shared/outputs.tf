@@ -31,6 +31,12 @@ output "idempotency_table_name" {
 output "idempotency_table_arn" {
   value = aws_dynamodb_table.idempotency.arn
 }
+output "shards_table_name" {
+  value = aws_dynamodb_table.shards.name
+}
+output "shards_table_arn" {
+  value = aws_dynamodb_table.shards.arn
+}
 output "sagemaker_role_arn" {
   value = aws_iam_role.sagemaker.arn
 }

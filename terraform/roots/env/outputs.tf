@@ -31,6 +31,12 @@ output "idempotency_table_name" {
 output "idempotency_table_arn" {
   value = module.shared.idempotency_table_arn
 }
+output "shards_table_name" {
+  value = module.shared.shards_table_name
+}
+output "shards_table_arn" {
+  value = module.shared.shards_table_arn
+}
 output "sagemaker_role_arn" {
   value = module.shared.sagemaker_role_arn
 }

@@ -15,9 +15,9 @@ data "aws_region" "current" {}
 data "aws_partition" "current" {}
 
 locals {
-  shared    = data.terraform_remote_state.shared.outputs
-  account   = data.aws_caller_identity.current.account_id
-  partition = data.aws_partition.current.partition
+  shared     = data.terraform_remote_state.shared.outputs
+  account    = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
   aws_region = data.aws_region.current.name
 
   # The one topology (generated from shared/dqad/topology.py by terraform/gen_topology.py).

@@ -127,7 +127,7 @@ data "aws_iam_policy_document" "stage" {
     content {
       sid       = "RedshiftClusterIamCredentials"
       actions   = ["redshift:GetClusterCredentialsWithIAM"]
-      resources = [for db in (length(var.redshift.databases) > 0 ? var.redshift.databases : ["*"]) : "arn:${local.partition}:redshift:${local.aws_region}:${local.account}:dbname:${var.redshift.cluster_identifier}/${db}"]
+      resources = [for db in(length(var.redshift.databases) > 0 ? var.redshift.databases : ["*"]) : "arn:${local.partition}:redshift:${local.aws_region}:${local.account}:dbname:${var.redshift.cluster_identifier}/${db}"]
     }
   }
   dynamic "statement" {

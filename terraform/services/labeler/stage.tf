@@ -15,6 +15,12 @@ data "aws_iam_policy_document" "stage" {
     actions   = ["s3:GetObject"]
     resources = ["${local.bucket_arn}/labels/*"]
   }
+  statement {
+    # The join of a sharded run (dqad.shard_join): count a shard done, claim and mark the joined event.
+    sid       = "ShardJoin"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [local.shared.shards_table_arn]
+  }
 }
 
 module "service" {
@@ -44,6 +50,10 @@ module "service" {
   security_group_ids   = var.security_group_ids
   log_level            = var.log_level
   log_retention_days   = var.log_retention_days
+
+  environment = {
+    DQAD_SHARDS_TABLE = local.shared.shards_table_name
+  }
 
   policy_json = data.aws_iam_policy_document.stage.json
   tags        = local.tags

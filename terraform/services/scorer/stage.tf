@@ -21,6 +21,12 @@ data "aws_iam_policy_document" "stage" {
     actions   = ["s3:GetObject"]
     resources = ["${local.bucket_arn}/models/*"]
   }
+  statement {
+    # The join of a sharded run (dqad.shard_join): count a shard done, claim and mark the joined event.
+    sid       = "ShardJoin"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [local.shared.shards_table_arn]
+  }
 }
 
 module "service" {
@@ -53,6 +59,7 @@ module "service" {
 
   environment = {
     DQAD_MODEL_SIGNING_SECRET_ARN = local.shared.model_signing_secret_arn
+    DQAD_SHARDS_TABLE             = local.shared.shards_table_name
   }
 
   # reads_catalog (the default): the dataset's incident rules name the run's incidents (dqad.incidents)
