@@ -36,7 +36,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from dqad.detect.alarm import SeriesCalibration, calibrate_series, odds_scale
+from dqad.detect.alarm import EXPLICIT_FEEDBACK_SHARE, SeriesCalibration, calibrate_series, odds_scale
 from dqad.detect.alarm import decide as alarm_decide
 from dqad.detect.config import DetectorConfig
 from dqad.detect.features import STALE_REPEAT_RATE, compute
@@ -373,7 +373,12 @@ def train_candidates(
         human_all = (labeled["label_source"].astype(str) == "human").to_numpy()
     else:
         human_all = np.zeros(len(y_all), dtype=bool)
-    human_normal = (human_all & (y_all == 0))[idx]
+    # explicit feedback only: in a series whose history is mostly human-labelled (a complete labels
+    # file), "normal" means "no incident here", not "expected" (the same rule as the per-series
+    # calibration, dqad.detect.alarm); it raised the global threshold to its cap on every series
+    share = pd.Series(human_all.astype(np.float64)).groupby(labeled["series"].to_numpy()).transform("mean")
+    explicit = share.to_numpy() < EXPLICIT_FEEDBACK_SHARE
+    human_normal = (human_all & (y_all == 0) & explicit)[idx]
     human = human_all[idx]
     now = pd.Timestamp.now("UTC").isoformat()
 
@@ -525,7 +530,8 @@ def _robust_threshold(
     corpus it raised the threshold and halved the recall of sub-daily tables for no gain overall).
     Human feedback does help: the threshold is raised just above the highest score of a point a
     human called normal, so what a person confirmed as normal in the past does not alarm in the
-    future.
+    future (explicit feedback only: ``human_normal`` leaves out series whose history is mostly
+    labelled, where a complete labels file's "normal" says only "no incident here").
 
     Either way the global threshold stays at most ``odds_scale(0.5, calibration_margin)`` (0.6 by
     default, |z| = 9 sigma): it is the floor of *every* series' threshold, and pooled validation is

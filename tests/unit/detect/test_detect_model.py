@@ -224,6 +224,22 @@ def test_robust_global_threshold_is_capped_at_the_calibration_margin(loads_facto
     assert m["threshold"] == pytest.approx(0.6)
 
 
+def test_a_complete_labels_file_does_not_raise_the_global_threshold_but_explicit_feedback_does(loads_factory) -> None:
+    """ "Normal" in a file labelling a whole history means "no incident here", not "expected"."""
+    df = loads_factory(days=120)
+    odd = (df["series"] == "sales.t0/row_count") & (df["timestamp"].dt.day == 15) & (df["timestamp"].dt.month == 3)
+    df.loc[odd, "value"] *= 1.6  # a far-out point (z well above the robust threshold)
+    when = df.loc[odd, "timestamp"].iloc[0]
+    complete = df[["series", "timestamp"]].assign(label="normal")
+    explicit = pd.DataFrame({"series": ["sales.t0/row_count"], "timestamp": [when], "label": ["normal"]})
+    thresholds = {}
+    for name, feedback in (("complete", complete), ("explicit", explicit)):
+        labeled = label_history(df, feedback, LabelerConfig())
+        thresholds[name] = train_candidates(labeled, FAST, None).candidates["robust"]["threshold"]
+    assert thresholds["complete"] == pytest.approx(0.5)
+    assert thresholds["explicit"] > 0.5
+
+
 def test_label_decision_needs_enough_events_and_a_win_worth_more_than_one_event() -> None:
     cands = {"robust": {"human_f1": 0.50}, "random_forest": {"human_f1": 0.80}, "logistic": {"human_f1": 0.53}}
     few = label_decision(cands, MIN_HUMAN_EVENTS - 1, 0.01)
