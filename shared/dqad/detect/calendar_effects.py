@@ -281,7 +281,8 @@ def apply_effects(
     Declared holidays the series has not shown enough of get ``rules.unproven_holiday_widening``
     times the scale.
 
-    A holiday is also judged on the log scale with at least ``rules.holiday_spread``: one holiday closes
+    A holiday is also judged on the log scale with at least ``rules.holiday_spread`` (one the
+    series has not shown yet only when it drops): one holiday closes
     a table to a tenth and the next to a half, so a single earlier closure says the day drops, not
     by how much. A drop judged by ratios stays a drop however deep, while an empty load (a ratio of
     1/1000) is still far outside; the scale returned is the linear one with the same z.
@@ -295,7 +296,9 @@ def apply_effects(
     scale2 = np.where(effects.unproven_holiday, scale2 * unproven_widening, scale2)
     if values is None:
         return exp2, scale2
-    holiday = (effects.category == HOLIDAY) | effects.unproven_holiday
+    # a holiday the series has not shown yet is tolerated a drop (closed), not a surge: a doubled
+    # load on another country's holiday is still a duplicated load
+    holiday = (effects.category == HOLIDAY) | (effects.unproven_holiday & (values < exp2))
     if holiday_spread > 0 and holiday.any():
         spread = np.where(effects.category == HOLIDAY, np.maximum(effects.spread, holiday_spread), holiday_spread)
         # the ratio's spread replaces the linear one (which would call an empty load 2 spreads off);
@@ -304,6 +307,9 @@ def apply_effects(
         scale2 = np.where(holiday, np.fmax(noise, _log_equivalent_scale(values, exp2, spread)), scale2)
     with np.errstate(divide="ignore", invalid="ignore"):
         ordinary_fits = np.abs(values - expected) / scale < np.abs(values - exp2) / scale2
+    # a value on the far side of the ordinary day from the effect (a surge on a day that closes)
+    # is judged against the ordinary day: the effect's ratio spread must not make it look near
+    ordinary_fits |= (values - expected) * effects.log_ratio < 0
     # an effect learnt from one strong occurrence may belong to another of the day's categories
     # (March's quarter-end surge to the month end): until it recurs, an ordinary value is no incident
     thin = effects.thin if effects.thin is not None else np.zeros(len(exp2), dtype=bool)

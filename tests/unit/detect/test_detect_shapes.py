@@ -243,3 +243,18 @@ def test_a_business_day_month_end_surge_does_not_expect_one_on_a_saturday_month_
     own = int(np.flatnonzero(np.asarray(days >= "2026-05-01") & last_business)[-1])
     df.loc[own, "value"] = 25_000 * 0.4
     assert score_after(df, DetectorConfig(), "2026-05-01").set_index("timestamp")["is_anomaly"][days[own]]
+
+
+def test_a_doubled_load_on_a_holiday_the_series_has_not_shown_is_still_an_incident() -> None:
+    """An unproven holiday is tolerated a drop (the table may close), not a surge."""
+    days = _days()
+    new = days[days >= CUT]
+    dropped, doubled = new[10], new[40]
+    cfg = DetectorConfig(holidays=(dropped.date(), doubled.date()))
+    rng = np.random.default_rng(18)
+    values = 20_000 * np.exp(rng.normal(0, 0.02, len(days)))
+    values[days.get_loc(dropped)] *= 0.3
+    values[days.get_loc(doubled)] *= 2.0
+    out = _score(_frame("fx.rates", values, days), cfg).set_index("timestamp")["is_anomaly"]
+    assert not out[dropped]
+    assert out[doubled]
