@@ -48,7 +48,7 @@ from dqad.detect.vectorised import (
 Z_CLIP = 50.0
 REL_CLIP = 20.0
 #: a series repeating its previous value less often than this is one where a repeat may mean stale
-STALE_REPEAT_RATE = 0.2
+STALE_REPEAT_RATE = 0.05
 MIN_SEASONAL_HISTORY = 2
 
 
