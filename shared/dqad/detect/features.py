@@ -100,6 +100,13 @@ def _crc01(names: np.ndarray) -> np.ndarray:
     return np.array([zlib.crc32(str(u).encode()) / 2**32 for u in names], dtype=np.float64)
 
 
+def _mark(n: int, rows: np.ndarray) -> np.ndarray:
+    """A mask of ``n`` rows, true at ``rows``."""
+    out = np.zeros(n, dtype=bool)
+    out[rows] = True
+    return out
+
+
 def _within_before(gid: np.ndarray, tgt: np.ndarray, width: int) -> np.ndarray:
     """Rows that are a target or lie at most ``width`` rows before a target of their own group."""
     n = len(gid)
@@ -232,7 +239,7 @@ def compute(
     step = step_seconds(ts_sorted, pad, exact=tgt)
     daily = ~(step < 20 * 3600)
     cats = calendar_categories(t_index, cfg.holidays) & daily[:, None]  # daily series only
-    candidate = cats[:, :-1].any(axis=1)
+    candidate = np.logical_or.reduce([cats[:, c] for c in range(cats.shape[1] - 1)]) if n else np.zeros(0, bool)
     slot_base = slot_codes(t_index, step, cfg.slots)
 
     # seasonal baseline of the ordinary slot; candidate calendar days are left out of it and judged
@@ -241,7 +248,7 @@ def compute(
     # targets' scale) and at the earlier candidate days (their ratios form the effects).
     bv_ord = np.where(candidate, np.nan, bv)
     R = np.flatnonzero(_within_before(pad.gid, tgt, cfg.scale_window)) if targets is not None else T
-    R_all = np.union1d(R, np.flatnonzero(candidate)) if candidate.any() else R
+    R_all = np.flatnonzero(_mark(n, R) | candidate)  # sorted, as np.union1d gives it (without its sort)
     seas_med_all, seas_n_all = _seasonal_baseline(sc, slot_base, bv_ord, cfg.seasonal_k, R_all)
 
     # trailing windows (non-seasonal)
@@ -374,7 +381,7 @@ def compute(
     # a repeat only says "stale" in a series that rarely repeats: a table's zeros repeat every day
     rarely_repeats = (np.nan_to_num(feats.wide["same_rate"], nan=1.0) < STALE_REPEAT_RATE).astype(np.float64)
     same = feats.wide["same_as_prev"] * rarely_repeats
-    g_codes = pd.factorize(df["group"])[0][rows]
+    g_codes = pd.factorize(df["group"].iloc[rows])[0]  # the targets' groups only (same loads)
     t_codes, _ = pd.factorize(ts_sorted[T])
     load, _ = pd.factorize(g_codes.astype(np.int64) * (int(t_codes.max(initial=0)) + 1) + t_codes)
     n_loads = int(load.max(initial=-1)) + 1
@@ -398,8 +405,9 @@ def compute(
     for c in key_columns(df):
         if df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
             feats[f"key_{c}"] = _hash01(df[c].iloc[rows].fillna(""))  # the targets' rows only
-    metric_of_series = np.array([str(s).rsplit("/", 1)[-1] for s in series_names], dtype=object)
-    feats["key_metric"] = _crc01(metric_of_series)[sc[T]] if len(series_names) else np.zeros(0)
+    used, at_used = np.unique(sc[T], return_inverse=True)  # the targets' series only
+    metric_of_series = np.array([str(s).rsplit("/", 1)[-1] for s in series_names[used]], dtype=object)
+    feats["key_metric"] = _crc01(metric_of_series)[at_used] if len(used) else np.zeros(0)
 
     # one float32 matrix, a column per feature (contiguous), rows put back in frame order once
     back = np.argsort(rows, kind="stable")
