@@ -31,6 +31,7 @@ from dqad.detect.calendar_effects import (
 )
 from dqad.detect.config import DetectorConfig
 from dqad.detect.vectorised import (
+    DAILY_STEP_S,
     TAIL_MIN_POINTS,
     TAIL_QUANTILES,
     Padded,
@@ -237,7 +238,7 @@ def compute(
 
     # calendar and seasonal slots (every row: earlier rows feed the seasonal baselines)
     step = step_seconds(ts_sorted, pad, exact=tgt)
-    daily = ~(step < 20 * 3600)
+    daily = ~(step < DAILY_STEP_S)
     cats = calendar_categories(t_index, cfg.holidays) & daily[:, None]  # daily series only
     candidate = np.logical_or.reduce([cats[:, c] for c in range(cats.shape[1] - 1)]) if n else np.zeros(0, bool)
     slot_base = slot_codes(t_index, step, cfg.slots)

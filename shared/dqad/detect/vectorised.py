@@ -23,6 +23,10 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 STANDARD_COLUMNS = ("series", "group", "timestamp", "value", "is_rerun", "load_delay_s")
+#: a series whose points are at least this far apart (seconds) is daily data (or coarser): a
+#: nightly load that runs a few hours early or late is still one load a day
+DAILY_STEP_S = 20 * 3600
+DAY_S = 86_400
 DERIVED_COLUMNS = ("label", "label_source")
 _STR = pd.Series([], dtype=str).dtype  # the dtype ``astype(str)`` gives
 
@@ -321,7 +325,7 @@ def robust_scale(
     return np.fmax(s, floor)
 
 
-DAY_NS = 86_400 * 10**9
+DAY_NS = DAY_S * 10**9
 MINUTE_NS = 60 * 10**9
 #: 1970-01-01, day 0 of datetime64, was a Thursday (Monday = 0)
 _EPOCH_WEEKDAY = 3
@@ -406,7 +410,7 @@ def step_seconds(ts_ns: np.ndarray, pad: Padded, window: int = 16, exact: np.nda
         return med
     step = buf[pad.pos]
     short = np.zeros(len(buf) + 1, dtype=np.int64)
-    np.cumsum(buf < 20 * 3600, out=short[1:])  # NaN compares False
+    np.cumsum(buf < DAILY_STEP_S, out=short[1:])  # NaN compares False
     need = exact | (short[pad.pos + 1] - short[pad.pos + 1 - window] > 0)
     out = step.copy()  # a daily step of the window, where every step in it is daily
     (out[need],), _ = window_quantiles(buf, pad.pos[need], window, [0.5])
@@ -424,7 +428,7 @@ def slot_codes(
     rounded to the series' step ("hour"). Calendar days (month ends, holidays) are not slots: their
     effects are learnt per series (dqad.detect.calendar_effects).
     """
-    daily = ~(step_s < 20 * 3600)  # NaN step (first point) counts as daily
+    daily = ~(step_s < DAILY_STEP_S)  # NaN step (first point) counts as daily
     code = np.zeros(len(ts), dtype=np.int64)
     if "dow" in slots:
         base = weekdays(ts)
