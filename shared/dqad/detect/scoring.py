@@ -20,7 +20,7 @@ from dqad.detect.alarm import odds_scale
 from dqad.detect.calendar_effects import CATEGORIES, WORDS
 from dqad.detect.config import DetectorConfig
 from dqad.detect.controls import Control, Controlled, apply_controls, sensitivity, why_text
-from dqad.detect.features import STALE_REPEAT_RATE, compute
+from dqad.detect.features import DEVIATING_Z, STALE_REPEAT_RATE, compute
 from dqad.detect.model import ModelBundle
 from dqad.detect.vectorised import (
     DAILY_STEP_S,
@@ -101,8 +101,6 @@ def _metric_words(series: str) -> str:
     return series.rsplit("/", 1)[-1].replace("_", " ")
 
 
-#: |seas_z| from which a metric counts as deviating in the "moved together" summary
-DEVIATING_Z = 3.0
 #: intervals since the previous load, in typical steps, from which a late load is named
 LONG_GAP = 1.9
 #: load-delay z from which a slow or late load run is named
