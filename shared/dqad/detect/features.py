@@ -31,6 +31,7 @@ from dqad.detect.calendar_effects import (
 )
 from dqad.detect.config import DetectorConfig
 from dqad.detect.vectorised import (
+    DAILY_STEP_S,
     TAIL_MIN_POINTS,
     TAIL_QUANTILES,
     Padded,
@@ -50,6 +51,11 @@ REL_CLIP = 20.0
 #: a series repeating its previous value less often than this is one where a repeat may mean stale
 STALE_REPEAT_RATE = 0.05
 MIN_SEASONAL_HISTORY = 2
+#: |seas_z| from which a load's other metric counts as deviating, and the clip of the z it averages
+DEVIATING_Z = 3.0
+LOAD_Z_CLIP = 20.0
+#: least relative scale of a load's delay (a run that always takes the same time)
+LOAD_DELAY_REL_FLOOR = 0.05
 
 
 @dataclass
@@ -98,6 +104,13 @@ def _hash01(values: pd.Series) -> np.ndarray:
 
 def _crc01(names: np.ndarray) -> np.ndarray:
     return np.array([zlib.crc32(str(u).encode()) / 2**32 for u in names], dtype=np.float64)
+
+
+def _mark(n: int, rows: np.ndarray) -> np.ndarray:
+    """A mask of ``n`` rows, true at ``rows``."""
+    out = np.zeros(n, dtype=bool)
+    out[rows] = True
+    return out
 
 
 def _within_before(gid: np.ndarray, tgt: np.ndarray, width: int) -> np.ndarray:
@@ -230,9 +243,9 @@ def compute(
 
     # calendar and seasonal slots (every row: earlier rows feed the seasonal baselines)
     step = step_seconds(ts_sorted, pad, exact=tgt)
-    daily = ~(step < 20 * 3600)
+    daily = ~(step < DAILY_STEP_S)
     cats = calendar_categories(t_index, cfg.holidays) & daily[:, None]  # daily series only
-    candidate = cats[:, :-1].any(axis=1)
+    candidate = np.logical_or.reduce([cats[:, c] for c in range(cats.shape[1] - 1)]) if n else np.zeros(0, bool)
     slot_base = slot_codes(t_index, step, cfg.slots)
 
     # seasonal baseline of the ordinary slot; candidate calendar days are left out of it and judged
@@ -241,7 +254,7 @@ def compute(
     # targets' scale) and at the earlier candidate days (their ratios form the effects).
     bv_ord = np.where(candidate, np.nan, bv)
     R = np.flatnonzero(_within_before(pad.gid, tgt, cfg.scale_window)) if targets is not None else T
-    R_all = np.union1d(R, np.flatnonzero(candidate)) if candidate.any() else R
+    R_all = np.flatnonzero(_mark(n, R) | candidate)  # sorted, as np.union1d gives it (without its sort)
     seas_med_all, seas_n_all = _seasonal_baseline(sc, slot_base, bv_ord, cfg.seasonal_k, R_all)
 
     # trailing windows (non-seasonal)
@@ -353,66 +366,13 @@ def compute(
     feats["calendar_effect"] = np.expm1(effects.log_ratio)
     feats["is_daily"] = daily[T].astype(np.float64)
 
-    # load-run context
-    if "is_rerun" in df.columns:
-        rerun = df["is_rerun"].fillna(False).astype(bool).to_numpy(dtype=np.float64)
-        feats["is_rerun"] = rerun[order[T]]
-    else:
-        feats["is_rerun"] = np.zeros(len(T))
-    if "load_delay_s" in df.columns:
-        d = pd.to_numeric(df["load_delay_s"], errors="coerce").to_numpy(dtype=np.float64)[order]
-        dm, dq1, dq3 = _windows(pad.buffer(d), ends, wlong, 1, 2)
-        feats["load_delay_z"] = (d[T] - dm) / robust_scale(dq1, dq3, dm, 0.05)
-    else:
-        feats["load_delay_z"] = np.zeros(len(T))
-
+    _load_run_features(feats, df, order, T, ends, pad, wlong)
     feats.clip = False  # cross-metric features below are not clipped
-
-    # cross-metric features of one load: the same timestamp's other metrics in the group
     rows = order[T]  # frame positions of the targets, in (series, time) order
-    z = np.clip(np.nan_to_num(feats.wide["seas_z"], nan=0.0), -20, 20)
-    # a repeat only says "stale" in a series that rarely repeats: a table's zeros repeat every day
-    rarely_repeats = (np.nan_to_num(feats.wide["same_rate"], nan=1.0) < STALE_REPEAT_RATE).astype(np.float64)
-    same = feats.wide["same_as_prev"] * rarely_repeats
-    g_codes = pd.factorize(df["group"])[0][rows]
-    t_codes, _ = pd.factorize(ts_sorted[T])
-    load, _ = pd.factorize(g_codes.astype(np.int64) * (int(t_codes.max(initial=0)) + 1) + t_codes)
-    n_loads = int(load.max(initial=-1)) + 1
-
-    def others(x: np.ndarray) -> np.ndarray:
-        return np.bincount(load, weights=x, minlength=n_loads)[load] - x
-
-    n_other = np.bincount(load, minlength=n_loads)[load] - 1.0
-    denom = np.maximum(n_other, 1.0)
-    feats["grp_n_metrics"] = n_other
-    feats["grp_other_mean_z"] = others(z) / denom
-    feats["grp_other_dev"] = others((np.abs(z) >= 3.0).astype(np.float64))
-    feats["grp_other_dev_frac"] = feats["grp_other_dev"] / denom
-    feats["grp_other_neg"] = others((z <= -3.0).astype(np.float64))
-    feats["grp_other_pos"] = others((z >= 3.0).astype(np.float64))
-    # share of the load's other metrics that rarely repeat and repeated now
-    n_rare = others(rarely_repeats)
-    feats["grp_other_same_frac"] = (others(same) / np.maximum(n_rare, 1.0)) * (n_rare > 0)
-
-    # key encodings (codes of the whole column, then the targets' rows: no string copies)
-    for c in key_columns(df):
-        if df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
-            feats[f"key_{c}"] = _hash01(df[c].iloc[rows].fillna(""))  # the targets' rows only
-    metric_of_series = np.array([str(s).rsplit("/", 1)[-1] for s in series_names], dtype=object)
-    feats["key_metric"] = _crc01(metric_of_series)[sc[T]] if len(series_names) else np.zeros(0)
-
-    # one float32 matrix, a column per feature (contiguous), rows put back in frame order once
-    back = np.argsort(rows, kind="stable")
-    identity = bool(len(rows) < 2 or (np.diff(rows) > 0).all())
-    names = [c for c in (column_order or ()) if c in feats]
-    names += [c for c in feats if c not in set(names)]
-    matrix = np.empty((len(names), len(rows)), dtype=np.float32)
-    for j, c in enumerate(names):
-        x = feats.pop(c)
-        matrix[j] = x if identity else x[back]
-    out_rows = rows if identity else rows[back]
-    out_index = idx[out_rows]
-    features = pd.DataFrame(matrix.T, index=out_index, columns=names, copy=False)
+    load = _cross_metric_features(feats, df, rows, ts_sorted[T])
+    _key_features(feats, df, rows, series_names, sc[T])
+    features, out_rows, back, identity = _assemble(feats, rows, idx, column_order)
+    out_index = features.index
     series_min = np.fmin.reduceat(v, pad.starts)[pad.gid[T]] if n else np.zeros(0)
     aux_cols = {
         "expected": shown_expected,
@@ -433,6 +393,84 @@ def compute(
         keep = np.asarray(targets, dtype=bool)[out_rows]
         features, aux = features[keep], aux[keep]
     return Computed(features=features, aux=aux)
+
+
+def _load_run_features(
+    feats: _Sink, df: pd.DataFrame, order: np.ndarray, T: np.ndarray, ends: np.ndarray, pad: Padded, wlong: int
+) -> None:
+    """Rerun flag and load-delay z of the targets (zero where the frame has no such column)."""
+    if "is_rerun" in df.columns:
+        rerun = df["is_rerun"].fillna(False).astype(bool).to_numpy(dtype=np.float64)
+        feats["is_rerun"] = rerun[order[T]]
+    else:
+        feats["is_rerun"] = np.zeros(len(T))
+    if "load_delay_s" in df.columns:
+        d = pd.to_numeric(df["load_delay_s"], errors="coerce").to_numpy(dtype=np.float64)[order]
+        dm, dq1, dq3 = _windows(pad.buffer(d), ends, wlong, 1, 2)
+        feats["load_delay_z"] = (d[T] - dm) / robust_scale(dq1, dq3, dm, LOAD_DELAY_REL_FLOOR)
+    else:
+        feats["load_delay_z"] = np.zeros(len(T))
+
+
+def _cross_metric_features(feats: _Sink, df: pd.DataFrame, rows: np.ndarray, ts_t: np.ndarray) -> np.ndarray:
+    """Features of the same load's other metrics (same group and timestamp); returns each target's load code.
+
+    ``rows`` are the targets' frame positions and ``ts_t`` their timestamps, in (series, time) order.
+    """
+    z = np.clip(np.nan_to_num(feats.wide["seas_z"], nan=0.0), -LOAD_Z_CLIP, LOAD_Z_CLIP)
+    # a repeat only says "stale" in a series that rarely repeats: a table's zeros repeat every day
+    rarely_repeats = (np.nan_to_num(feats.wide["same_rate"], nan=1.0) < STALE_REPEAT_RATE).astype(np.float64)
+    same = feats.wide["same_as_prev"] * rarely_repeats
+    g_codes = pd.factorize(df["group"].iloc[rows])[0]  # the targets' groups only (same loads)
+    t_codes, _ = pd.factorize(ts_t)
+    load, _ = pd.factorize(g_codes.astype(np.int64) * (int(t_codes.max(initial=0)) + 1) + t_codes)
+    n_loads = int(load.max(initial=-1)) + 1
+
+    def others(x: np.ndarray) -> np.ndarray:
+        return np.bincount(load, weights=x, minlength=n_loads)[load] - x
+
+    n_other = np.bincount(load, minlength=n_loads)[load] - 1.0
+    denom = np.maximum(n_other, 1.0)
+    feats["grp_n_metrics"] = n_other
+    feats["grp_other_mean_z"] = others(z) / denom
+    feats["grp_other_dev"] = others((np.abs(z) >= DEVIATING_Z).astype(np.float64))
+    feats["grp_other_dev_frac"] = feats["grp_other_dev"] / denom
+    feats["grp_other_neg"] = others((z <= -DEVIATING_Z).astype(np.float64))
+    feats["grp_other_pos"] = others((z >= DEVIATING_Z).astype(np.float64))
+    # share of the load's other metrics that rarely repeat and repeated now
+    n_rare = others(rarely_repeats)
+    feats["grp_other_same_frac"] = (others(same) / np.maximum(n_rare, 1.0)) * (n_rare > 0)
+    return load
+
+
+def _key_features(feats: _Sink, df: pd.DataFrame, rows: np.ndarray, series_names: pd.Index, sc_t: np.ndarray) -> None:
+    """Stable encodings of the targets' key columns and metric name (the targets' rows only: no string copies)."""
+    for c in key_columns(df):
+        if df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
+            feats[f"key_{c}"] = _hash01(df[c].iloc[rows].fillna(""))
+    used, at_used = np.unique(sc_t, return_inverse=True)  # the targets' series only
+    metric_of_series = np.array([str(s).rsplit("/", 1)[-1] for s in series_names[used]], dtype=object)
+    feats["key_metric"] = _crc01(metric_of_series)[at_used] if len(used) else np.zeros(0)
+
+
+def _assemble(
+    feats: _Sink, rows: np.ndarray, idx: pd.Index, column_order: Sequence[str] | None
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, bool]:
+    """One float32 matrix, a column per feature (contiguous), rows put back in frame order once.
+
+    Returns the features, their frame positions, the permutation from (series, time) order to
+    frame order, and whether that permutation is the identity.
+    """
+    back = np.argsort(rows, kind="stable")
+    identity = bool(len(rows) < 2 or (np.diff(rows) > 0).all())
+    names = [c for c in (column_order or ()) if c in feats]
+    names += [c for c in feats if c not in set(names)]
+    matrix = np.empty((len(names), len(rows)), dtype=np.float32)
+    for j, c in enumerate(names):
+        x = feats.pop(c)
+        matrix[j] = x if identity else x[back]
+    out_rows = rows if identity else rows[back]
+    return pd.DataFrame(matrix.T, index=idx[out_rows], columns=names, copy=False), out_rows, back, identity
 
 
 def _effects(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,9 +20,11 @@ from dqad.detect.alarm import odds_scale
 from dqad.detect.calendar_effects import CATEGORIES, WORDS
 from dqad.detect.config import DetectorConfig
 from dqad.detect.controls import Control, Controlled, apply_controls, sensitivity, why_text
-from dqad.detect.features import compute
+from dqad.detect.features import DEVIATING_Z, STALE_REPEAT_RATE, compute
 from dqad.detect.model import ModelBundle
 from dqad.detect.vectorised import (
+    DAILY_STEP_S,
+    DAY_S,
     DERIVED_COLUMNS,
     STANDARD_COLUMNS,
     Padded,
@@ -63,15 +66,15 @@ def _tail_positions(codes: np.ndarray, ts: np.ndarray, cfg: DetectorConfig) -> n
     step[pad.starts] = np.nan
     last = np.r_[pad.starts[1:], len(codes)] - 1
     (med_step,), _ = window_quantiles(pad.buffer(step), pad.pos[last], 64, [0.5])
-    med_step = np.nan_to_num(med_step, nan=86400.0)
-    cycle = np.where(med_step >= 20 * 3600, 7, np.ceil(86400 / np.maximum(med_step, 1.0)))
+    med_step = np.nan_to_num(med_step, nan=float(DAY_S))
+    cycle = np.where(med_step >= DAILY_STEP_S, 7, np.ceil(DAY_S / np.maximum(med_step, 1.0)))
     need = max(*cfg.windows, cfg.scale_window, 16) + 2 + (cfg.seasonal_k + 1) * cycle + cfg.scale_window
-    need = np.where(med_step < 20 * 3600, need + (cfg.seasonal_k + 1) * 6 * cycle, need)  # weekly slot (week_z)
+    need = np.where(med_step < DAILY_STEP_S, need + (cfg.seasonal_k + 1) * 6 * cycle, need)  # weekly slot (week_z)
     from_end = last[pad.gid] - np.arange(len(codes))
     # daily series keep their whole history (the dataset's history_days: a few hundred rows): the
     # ratio of an earlier calendar day to its ordinary baseline, which their calendar effects are
     # learnt from, needs the ordinary days before it, as it had at training time
-    keep = (from_end < need[pad.gid]) | (med_step >= 20 * 3600)[pad.gid]
+    keep = (from_end < need[pad.gid]) | (med_step >= DAILY_STEP_S)[pad.gid]
     return order[keep]
 
 
@@ -98,6 +101,41 @@ def _metric_words(series: str) -> str:
     return series.rsplit("/", 1)[-1].replace("_", " ")
 
 
+#: intervals since the previous load, in typical steps, from which a late load is named
+LONG_GAP = 1.9
+#: load-delay z from which a slow or late load run is named
+LATE_LOAD_Z = 4.0
+#: weights ranking the reasons of a row (at most three are shown); the value's own deviation
+#: weighs its |z|
+MISSING_WEIGHT = 100.0
+TOGETHER_WEIGHT = 50.0
+STALE_WEIGHT = 40.0
+GAP_WEIGHT = 20.0
+DELAY_WEIGHT = 15.0
+RERUN_WEIGHT = 5.0
+REASONS_SHOWN = 3
+
+
+@dataclass(frozen=True)
+class _Flagged:
+    """What the reasons of one anomalous row are written from (plain Python values)."""
+
+    load: int
+    value: float
+    expected: float
+    abs_z: float
+    dow: int
+    hour: int
+    minute: int
+    daily: bool
+    effect: int
+    same: float
+    same_rate: float
+    gap: float
+    delay: float
+    rerun: float
+
+
 def _reasons(
     out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, anomalies: np.ndarray
 ) -> tuple[np.ndarray, list[str]]:
@@ -108,16 +146,17 @@ def _reasons(
     deviating rows of loads that hold an anomaly: nothing here walks every new row in Python.
     """
     rows = np.flatnonzero(anomalies)
-    texts: list[str] = []
     if not len(rows):
-        return rows, texts
-    ts_ns = out["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
-    z = feats["seas_z"].to_numpy(dtype=np.float64)
+        return rows, []
+    together = _moved_together(out, feats, aux, rows)
+    return rows, [_row_text(r, together) for r in _flagged(out, feats, aux, rows)]
 
-    # metrics deviating (|seas_z| >= 3) in the loads (group, timestamp) that hold an anomaly
+
+def _moved_together(out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, rows: np.ndarray) -> dict[int, str]:
+    """Per load (group, timestamp) holding an anomaly: the sentence naming its metrics that deviate together."""
+    z = feats["seas_z"].to_numpy(dtype=np.float64)
     load = aux["load"].to_numpy()
-    keys = load[rows].tolist()
-    dev = np.flatnonzero(np.abs(z) >= 3.0)
+    dev = np.flatnonzero(np.abs(z) >= DEVIATING_Z)
     dev = dev[np.isin(load[dev], load[rows])]
     moved: dict[int, tuple[set[str], list[bool]]] = {}
     metric_names = out["series"].iloc[dev].tolist()
@@ -131,74 +170,68 @@ def _reasons(
             ordered = sorted(name_set)
             verb = "dropped" if sum(negs) / len(negs) >= 0.5 else "rose"
             together[key] = f"{', '.join(ordered[:-1])} and {ordered[-1]} {verb} together in this load"
+    return together
 
+
+def _flagged(out: pd.DataFrame, feats: pd.DataFrame, aux: pd.DataFrame, rows: np.ndarray) -> list[_Flagged]:
+    """The anomalous ``rows`` as records, taken column by column (one ``tolist`` per column)."""
+    ts_ns = out["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
     t_rows = pd.DatetimeIndex(ts_ns[rows].view("datetime64[ns]"))
-    f = {
-        c: feats[c].to_numpy(dtype=np.float64)[rows].tolist()
-        for c in ("same_as_prev", "same_rate", "gap_ratio", "load_delay_z", "is_rerun")
-    }
-    daily_rows = aux["daily"].to_numpy(dtype=bool)[rows].tolist()
-    effect_rows = aux["effect"].to_numpy(dtype=np.int64)[rows].tolist()
-    per_row = zip(
-        keys,
-        out["value"].to_numpy(dtype=np.float64)[rows].tolist(),
-        aux["expected"].to_numpy(dtype=np.float64)[rows].tolist(),
-        np.abs(z[rows]).tolist(),
+
+    def col(frame: pd.DataFrame, name: str, dtype: type = np.float64) -> list[Any]:
+        return frame[name].to_numpy(dtype=dtype)[rows].tolist()
+
+    columns = (
+        aux["load"].to_numpy()[rows].tolist(),
+        col(out, "value"),
+        col(aux, "expected"),
+        np.abs(feats["seas_z"].to_numpy(dtype=np.float64)[rows]).tolist(),
         np.asarray(t_rows.day_of_week).tolist(),
         np.asarray(t_rows.hour).tolist(),
         np.asarray(t_rows.minute).tolist(),
-        daily_rows,
-        effect_rows,
-        f["same_as_prev"],
-        f["same_rate"],
-        f["gap_ratio"],
-        f["load_delay_z"],
-        f["is_rerun"],
-        strict=True,
+        col(aux, "daily", bool),
+        col(aux, "effect", np.int64),
+        *(col(feats, c) for c in ("same_as_prev", "same_rate", "gap_ratio", "load_delay_z", "is_rerun")),
     )
-    for (
-        key,
-        v,
-        exp,
-        az,
-        dow,
-        hour,
-        minute,
-        daily,
-        effect,
-        same,
-        same_rate,
-        gap,
-        delay,
-        rerun,
-    ) in per_row:
-        parts: list[tuple[float, str]] = []
-        if math.isnan(v):
-            parts.append((100.0, "value is missing (NULL) where a number was expected"))
-        elif math.isfinite(exp):
-            slot = _slot_name(dow, hour, minute, daily, effect)
-            where = f"for {slot}" if slot[0].isalpha() else f"at {slot}"
-            if effect >= 0:
-                where += " (a calendar effect this series shows)"
-            if abs(exp) > 1e-9:
-                pct = (v - exp) / abs(exp) * 100
-                word = "below" if pct < 0 else "above"
-                parts.append((az, f"value {_fmt(v)} is {abs(pct):.0f}% {word} the usual {_fmt(exp)} {where}"))
-            else:
-                parts.append((az, f"value {_fmt(v)} where {_fmt(exp)} is usual {where}"))
-        if key in together:
-            parts.append((50.0, together[key]))
-        if same > 0 and same_rate < 0.2:
-            parts.append((40.0, f"same value as the previous load ({_fmt(v)}): the data may be stale"))
-        if gap > 1.9:
-            parts.append((20.0, f"{gap:.0f}x the usual interval since the previous load"))
-        if delay > 4:
-            parts.append((15.0, "the load ran much later/slower than usual"))
-        if rerun > 0:
-            parts.append((5.0, "this load is a rerun"))
-        parts.sort(key=lambda p: -p[0])
-        texts.append("; ".join(p[1] for p in parts[:3]) or "unusual combination of recent behaviour")
-    return rows, texts
+    return [_Flagged(*values) for values in zip(*columns, strict=True)]
+
+
+def _value_reason(r: _Flagged) -> tuple[float, str] | None:
+    """The value against its expected one, in words (missing, or how far above/below), ranked by |z|."""
+    if math.isnan(r.value):
+        return MISSING_WEIGHT, "value is missing (NULL) where a number was expected"
+    if not math.isfinite(r.expected):
+        return None
+    slot = _slot_name(r.dow, r.hour, r.minute, r.daily, r.effect)
+    where = f"for {slot}" if slot[0].isalpha() else f"at {slot}"
+    if r.effect >= 0:
+        where += " (a calendar effect this series shows)"
+    v, exp = r.value, r.expected
+    if abs(exp) > 1e-9:
+        pct = (v - exp) / abs(exp) * 100
+        word = "below" if pct < 0 else "above"
+        return r.abs_z, f"value {_fmt(v)} is {abs(pct):.0f}% {word} the usual {_fmt(exp)} {where}"
+    return r.abs_z, f"value {_fmt(v)} where {_fmt(exp)} is usual {where}"
+
+
+def _row_text(r: _Flagged, together: dict[int, str]) -> str:
+    """The row's strongest reasons (at most ``REASONS_SHOWN``), joined."""
+    parts: list[tuple[float, str]] = []
+    value = _value_reason(r)
+    if value is not None:
+        parts.append(value)
+    if r.load in together:
+        parts.append((TOGETHER_WEIGHT, together[r.load]))
+    if r.same > 0 and r.same_rate < STALE_REPEAT_RATE:
+        parts.append((STALE_WEIGHT, f"same value as the previous load ({_fmt(r.value)}): the data may be stale"))
+    if r.gap > LONG_GAP:
+        parts.append((GAP_WEIGHT, f"{r.gap:.0f}x the usual interval since the previous load"))
+    if r.delay > LATE_LOAD_Z:
+        parts.append((DELAY_WEIGHT, "the load ran much later/slower than usual"))
+    if r.rerun > 0:
+        parts.append((RERUN_WEIGHT, "this load is a rerun"))
+    parts.sort(key=lambda p: -p[0])
+    return "; ".join(p[1] for p in parts[:REASONS_SHOWN]) or "unusual combination of recent behaviour"
 
 
 def _sparse_strings(n: int, rows: np.ndarray, texts: list[str]) -> pa.Array:

@@ -23,6 +23,10 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 STANDARD_COLUMNS = ("series", "group", "timestamp", "value", "is_rerun", "load_delay_s")
+#: a series whose points are at least this far apart (seconds) is daily data (or coarser): a
+#: nightly load that runs a few hours early or late is still one load a day
+DAILY_STEP_S = 20 * 3600
+DAY_S = 86_400
 DERIVED_COLUMNS = ("label", "label_source")
 _STR = pd.Series([], dtype=str).dtype  # the dtype ``astype(str)`` gives
 
@@ -321,20 +325,61 @@ def robust_scale(
     return np.fmax(s, floor)
 
 
+DAY_NS = DAY_S * 10**9
+MINUTE_NS = 60 * 10**9
+#: 1970-01-01, day 0 of datetime64, was a Thursday (Monday = 0)
+_EPOCH_WEEKDAY = 3
+
+
+def _naive_ns(t: pd.DatetimeIndex) -> np.ndarray | None:
+    """Nanoseconds of tz-naive timestamps without NaT (whose calendar is plain integer arithmetic), else None."""
+    if t.tz is not None or t.hasnans:
+        return None
+    if t.unit == "ns":
+        return t.asi8
+    try:  # pandas 3 parses strings to seconds
+        return t.as_unit("ns").asi8
+    except (OverflowError, pd.errors.OutOfBoundsDatetime):
+        return None
+
+
+def day_numbers(t: pd.DatetimeIndex) -> np.ndarray:
+    """Days since 1970-01-01 of each timestamp (its calendar day, as ``normalize`` gives it)."""
+    ns = _naive_ns(t)
+    if ns is None:
+        return t.normalize().to_numpy().astype("datetime64[D]").astype(np.int64)
+    return ns // DAY_NS
+
+
+def weekdays(t: pd.DatetimeIndex) -> np.ndarray:
+    """``day_of_week`` (Monday = 0) as int64, by arithmetic on the day numbers where it can be."""
+    ns = _naive_ns(t)
+    if ns is None:
+        return np.asarray(t.day_of_week, dtype=np.int64)
+    return (ns // DAY_NS + _EPOCH_WEEKDAY) % 7
+
+
+def minute_of_day(t: pd.DatetimeIndex) -> np.ndarray:
+    """``hour * 60 + minute`` as int64."""
+    ns = _naive_ns(t)
+    if ns is None:
+        return np.asarray(t.hour * 60 + t.minute, dtype=np.int64)
+    return (ns // MINUTE_NS) % 1440
+
+
 def calendar_days(t: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
     """Distinct calendar days (datetime64[D]) and each timestamp's index into them.
 
     Timestamps of a few months span a few hundred days: a table over that span replaces sorting a
     million timestamps (``np.unique``); the table may hold days nobody uses, which is harmless.
     """
-    d = t.normalize().to_numpy().astype("datetime64[D]")
     if t.tz is None and not t.hasnans:
-        num = d.astype(np.int64)
+        num = day_numbers(t)
         lo = int(num.min())
         span = int(num.max()) - lo + 1
         if span <= 4 * len(num) + 1000:
             return (np.arange(span) + lo).astype("datetime64[D]"), num - lo
-    return np.unique(d, return_inverse=True)
+    return np.unique(t.normalize().to_numpy().astype("datetime64[D]"), return_inverse=True)
 
 
 def holiday_flag(ts: pd.DatetimeIndex | pd.Series, holidays: Sequence[date]) -> np.ndarray:
@@ -365,7 +410,7 @@ def step_seconds(ts_ns: np.ndarray, pad: Padded, window: int = 16, exact: np.nda
         return med
     step = buf[pad.pos]
     short = np.zeros(len(buf) + 1, dtype=np.int64)
-    np.cumsum(buf < 20 * 3600, out=short[1:])  # NaN compares False
+    np.cumsum(buf < DAILY_STEP_S, out=short[1:])  # NaN compares False
     need = exact | (short[pad.pos + 1] - short[pad.pos + 1 - window] > 0)
     out = step.copy()  # a daily step of the window, where every step in it is daily
     (out[need],), _ = window_quantiles(buf, pad.pos[need], window, [0.5])
@@ -383,17 +428,17 @@ def slot_codes(
     rounded to the series' step ("hour"). Calendar days (month ends, holidays) are not slots: their
     effects are learnt per series (dqad.detect.calendar_effects).
     """
-    daily = ~(step_s < 20 * 3600)  # NaN step (first point) counts as daily
+    daily = ~(step_s < DAILY_STEP_S)  # NaN step (first point) counts as daily
     code = np.zeros(len(ts), dtype=np.int64)
     if "dow" in slots:
-        base = np.asarray(ts.day_of_week, dtype=np.int64)
+        base = weekdays(ts)
     elif "dom" in slots:
         base = np.asarray(ts.day, dtype=np.int64)
     else:
         base = np.zeros(len(ts), dtype=np.int64)
     code[daily] = base[daily]
     if "hour" in slots:
-        minute = np.asarray(ts.hour * 60 + ts.minute, dtype=np.int64)
+        minute = minute_of_day(ts)
         step_min = np.clip(np.nan_to_num(step_s / 60.0, nan=60.0), 1, 1440)
         code_sub = 100 + np.floor(minute / step_min).astype(np.int64)
         code[~daily] = code_sub[~daily]
@@ -411,9 +456,9 @@ def rhythm_slots(ts: pd.DatetimeIndex, daily: np.ndarray, slot_base: np.ndarray)
     ordinary slot in the same week parity (a fortnightly rhythm: payroll every other Friday).
     The codes of the two kinds never collide, so a series that mixes cadences keeps them apart.
     """
-    days = ts.normalize().to_numpy().astype("datetime64[D]").astype(np.int64)
+    days = day_numbers(ts)
     parity = ((days - _PARITY_EPOCH_DAYS) // 7) % 2
-    weekday = np.asarray(ts.day_of_week, dtype=np.int64)
+    weekday = weekdays(ts)
     return np.where(daily, 30_000 + parity * 1000 + slot_base, 10_000 + weekday * 2000 + slot_base)
 
 
@@ -444,12 +489,16 @@ def prefers_rhythm(
     o = np.where(both, np.abs(ordinary), np.nan)[order]
     r = np.where(both, np.abs(rhythm), np.nan)[order]
     pad = Padded(key[order], RHYTHM_WINDOW + 1)
-    o_med, r_med = (
-        pad.rolling(
-            x, RHYTHM_WINDOW, "median", min_periods=RHYTHM_MIN_POINTS, strictly_before=not centred, center=centred
+    if centred:
+        o_med, r_med = (
+            pad.rolling(x, RHYTHM_WINDOW, "median", min_periods=RHYTHM_MIN_POINTS, strictly_before=False, center=True)
+            for x in (o, r)
         )
-        for x in (o, r)
-    )
+    else:  # the same medians as pandas' rolling ones, read at the rows only (see window_quantiles)
+        o_med, r_med = (
+            window_quantiles(pad.buffer(x), pad.pos - 1, RHYTHM_WINDOW, [0.5], min_periods=RHYTHM_MIN_POINTS)[0][0]
+            for x in (o, r)
+        )
     out = np.zeros(len(codes), dtype=bool)
     out[order] = r_med < RHYTHM_GAIN * o_med
     return out
