@@ -138,27 +138,16 @@ def scorer_shape(series: int) -> dict:
     What one scorer invocation does with one shard (or a whole unsharded run of that size): Parquet
     in (labelled history + new) → ``score_table`` → Parquet out, against the same pyarrow floor.
     """
-    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from bench.scale import generate
     from dqad.detect.config import DetectorConfig, LabelerConfig
     from dqad.detect.labeling import label_history
     from dqad.detect.model import train_candidates
     from dqad.detect.scoring import keep_freed_memory, score_table
     from dqad.storage import Storage
 
-    raw = generate(series).to_pandas()
-    frame = pd.DataFrame(
-        {
-            "series": raw["table_name"].astype(str) + "/" + raw["metric_name"].astype(str),
-            "group": raw["table_name"].astype(str),
-            "timestamp": raw["load_ts"].astype("datetime64[ns]"),
-            "value": raw["metric_value"].astype("float64"),
-        }
-    )
-    del raw
+    frame = _shape_frame(series)
     last = frame["timestamp"].max()
     is_new = frame["timestamp"] == last
     small, holidays = canonical(20 * METRICS * 180)
@@ -197,16 +186,15 @@ def scorer_shape(series: int) -> dict:
     }
 
 
-def labeler_shape(series: int) -> dict:
-    """``label_history`` on a real run's history: ``series`` daily series × 180 days."""
+
+def _shape_frame(series: int):  # type: ignore[no-untyped-def]
+    """A real run's shape as the stages see it: ``series`` daily series x 180 days (bench.scale's data)."""
     import pandas as pd
 
     from bench.scale import generate
-    from dqad.detect.config import LabelerConfig
-    from dqad.detect.labeling import label_history
 
     raw = generate(series).to_pandas()
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "series": raw["table_name"].astype(str) + "/" + raw["metric_name"].astype(str),
             "group": raw["table_name"].astype(str),
@@ -214,7 +202,14 @@ def labeler_shape(series: int) -> dict:
             "value": raw["metric_value"].astype("float64"),
         }
     )
-    del raw
+
+def labeler_shape(series: int) -> dict:
+    """``label_history`` on a real run's history: ``series`` daily series × 180 days."""
+
+    from dqad.detect.config import LabelerConfig
+    from dqad.detect.labeling import label_history
+
+    frame = _shape_frame(series)
     started = time.perf_counter()
     labeled = label_history(frame, None, LabelerConfig())
     seconds = time.perf_counter() - started
