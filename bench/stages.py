@@ -74,13 +74,9 @@ def trainer(rows: int) -> dict:
 
 
 def scorer(rows: int) -> dict:
-    import pyarrow.parquet as pq
-
     from dqad.detect.config import DetectorConfig, LabelerConfig
     from dqad.detect.labeling import label_history
     from dqad.detect.model import train_candidates
-    from dqad.detect.scoring import keep_freed_memory, score_table
-    from dqad.storage import Storage
 
     series_tables = 2000  # 2,000 tables × 5 metrics = 10,000 series
     new_loads = max(1, rows // (series_tables * METRICS))
@@ -105,23 +101,8 @@ def scorer(rows: int) -> dict:
         history.to_parquet(hist_path, index=False)
         frame[is_new].reset_index(drop=True).to_parquet(new_path, index=False)
 
-        # The stage's own calls (dqad_scorer.domain.read_inputs / score): its heap setting, Storage
-        # reads (strings dictionary-encoded), score_table, Storage.write_parquet (zstd, sha256).
-        storage = Storage(None, "")
-        keep_freed_memory()
-        started = time.perf_counter()
-        history_table = storage.read_table(str(hist_path), strings_as_dictionary=True)
-        new_table = storage.read_table(str(new_path), strings_as_dictionary=True)
-        scores_table = score_table(bundle, history_table, new_table)
-        storage.write_parquet(str(out_path), scores_table)
-        seconds = time.perf_counter() - started
-
-        # The floor: the same bytes in and out with nothing in between.
-        started = time.perf_counter()
-        pq.read_table(hist_path)
-        new_table = pq.read_table(new_path)
-        pq.write_table(scores_table, floor_path)
-        floor = time.perf_counter() - started
+        seconds, _, scores_table = _time_scorer(bundle, hist_path, new_path, out_path)
+        floor, new_table = _pyarrow_floor(hist_path, new_path, floor_path, scores_table, repeats=1)
     return {
         "rows": int(new_table.num_rows),
         "history_rows": len(history),
@@ -144,8 +125,6 @@ def scorer_shape(series: int) -> dict:
     from dqad.detect.config import DetectorConfig, LabelerConfig
     from dqad.detect.labeling import label_history
     from dqad.detect.model import train_candidates
-    from dqad.detect.scoring import keep_freed_memory, score_table
-    from dqad.storage import Storage
 
     frame = _shape_frame(series)
     last = frame["timestamp"].max()
@@ -160,22 +139,9 @@ def scorer_shape(series: int) -> dict:
         pq.write_table(pa.Table.from_pandas(history, preserve_index=False), hist_path, compression="zstd")
         pq.write_table(pa.Table.from_pandas(frame[is_new].reset_index(drop=True), preserve_index=False), new_path)
         del frame, history
-        storage = Storage(None, "")
-        keep_freed_memory()
-        started = time.perf_counter()
-        history_table = storage.read_table(str(hist_path), strings_as_dictionary=True)
-        new_table = storage.read_table(str(new_path), strings_as_dictionary=True)
-        scores_table = score_table(bundle, history_table, new_table)
-        storage.write_parquet(str(out_path), scores_table)
-        seconds = time.perf_counter() - started
-        floors = []
-        for _ in range(3):  # a floor is a lower bound: the best of three, on a machine shared with others
-            started = time.perf_counter()
-            pq.read_table(hist_path)
-            new_table = pq.read_table(new_path)
-            pq.write_table(scores_table, floor_path)
-            floors.append(time.perf_counter() - started)
-        floor = min(floors)
+        seconds, history_table, scores_table = _time_scorer(bundle, hist_path, new_path, out_path)
+        # a floor is a lower bound: the best of three, on a machine shared with others
+        floor, new_table = _pyarrow_floor(hist_path, new_path, floor_path, scores_table, repeats=3)
     return {
         "series": series,
         "rows": int(new_table.num_rows),
@@ -186,6 +152,39 @@ def scorer_shape(series: int) -> dict:
     }
 
 
+
+
+def _time_scorer(bundle, hist_path: Path, new_path: Path, out_path: Path):  # type: ignore[no-untyped-def]
+    """Seconds of the scorer stage's own calls, with the history and scores tables they produced.
+
+    The calls of dqad_scorer.domain.read_inputs / score: its heap setting, Storage reads (strings
+    dictionary-encoded), score_table, Storage.write_parquet (zstd, sha256).
+    """
+    from dqad.detect.scoring import keep_freed_memory, score_table
+    from dqad.storage import Storage
+
+    storage = Storage(None, "")
+    keep_freed_memory()
+    started = time.perf_counter()
+    history_table = storage.read_table(str(hist_path), strings_as_dictionary=True)
+    new_table = storage.read_table(str(new_path), strings_as_dictionary=True)
+    scores_table = score_table(bundle, history_table, new_table)
+    storage.write_parquet(str(out_path), scores_table)
+    return time.perf_counter() - started, history_table, scores_table
+
+
+def _pyarrow_floor(hist_path: Path, new_path: Path, floor_path: Path, scores_table, repeats: int):  # type: ignore[no-untyped-def]
+    """The floor: the same bytes in and out with nothing in between (best of ``repeats``), and the new rows."""
+    import pyarrow.parquet as pq
+
+    floors = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        pq.read_table(hist_path)
+        new_table = pq.read_table(new_path)
+        pq.write_table(scores_table, floor_path)
+        floors.append(time.perf_counter() - started)
+    return min(floors), new_table
 
 def _shape_frame(series: int):  # type: ignore[no-untyped-def]
     """A real run's shape as the stages see it: ``series`` daily series x 180 days (bench.scale's data)."""
