@@ -145,7 +145,7 @@ class Effects:
 
     #: the effect applied rests on fewer than ``min_occurrences`` occurrences (a strong first one),
     #: or on the other split's occurrences (business days for a weekend day, or the reverse)
-    thin: np.ndarray | None = None
+    thin: np.ndarray
 
     @property
     def applies(self) -> np.ndarray:
@@ -312,8 +312,7 @@ def apply_effects(
     ordinary_fits |= (values - expected) * effects.log_ratio < 0
     # an effect learnt from one strong occurrence may belong to another of the day's categories
     # (March's quarter-end surge to the month end): until it recurs, an ordinary value is no incident
-    thin = effects.thin if effects.thin is not None else np.zeros(len(exp2), dtype=bool)
-    keep = ((effects.category == HOLIDAY) | thin) & ordinary_fits
+    keep = ((effects.category == HOLIDAY) | effects.thin) & ordinary_fits
     return np.where(keep, expected, exp2), np.where(keep, scale, scale2)
 
 
