@@ -151,8 +151,9 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
     rows = np.flatnonzero(special)
 
     rule = np.zeros(n, dtype=bool)
-    rv = v.copy()
-    rv[(hum == 1) | special] = np.nan
+    # the values with the rule's own labels left in (the rhythm and the tails are read from them)
+    with_rule_labels = v.copy()
+    with_rule_labels[(hum == 1) | special] = np.nan
     z = np.zeros(n)
     rel = np.zeros(n)
     for _ in range(max(cfg.iterations, 1)):
@@ -168,7 +169,7 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
         # the 5-95 % range is robust to the few incidents a window holds without blanking them;
         # blanking the rule's own labels there would let a series that is mostly zero (receipts
         # on a few days a week) label its every non-zero day, blank it, and shrink its scale to 0
-        resid_t = rv - med
+        resid_t = with_rule_labels - med
         tails = tuple(
             np.where(daily, pad.rolling(resid_t, w, "quantile", min_periods=need, center=True, q=q), np.nan)
             for q in TAIL_QUANTILES
@@ -183,9 +184,9 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
         # sub-daily: dqad.detect.vectorised.rhythm_slots), in a series that follows it; a calendar
         # effect, where one applies, is the better description of its day. The rule's own labels
         # stay in: a payroll Friday the first round labelled must not erase the rhythm explaining it
-        med2, cnt2 = _centred_slot_median(sc, rhythm, ts, rv, cfg.seasonal_k)
+        med2, cnt2 = _centred_slot_median(sc, rhythm, ts, with_rule_labels, cfg.seasonal_k)
         expected2 = np.where(cnt2 >= cfg.min_history, med2 + r_med, np.nan)
-        follows = prefers_rhythm(sc, slot_base, rv - expected, rv - expected2, centred=True)
+        follows = prefers_rhythm(sc, slot_base, with_rule_labels - expected, with_rule_labels - expected2, centred=True)
         expected = np.where(follows & ~effect & np.isfinite(expected2), expected2, expected)
         z = (v - expected) / scale
         rel = (v - expected) / np.maximum(np.abs(expected), 1e-9)
