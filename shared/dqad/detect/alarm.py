@@ -113,6 +113,12 @@ CONFIRMED_NORMAL_MARGIN = 1.1
 EXPLICIT_FEEDBACK_SHARE = 0.5
 
 
+def explicit_feedback(series: np.ndarray, human: np.ndarray) -> np.ndarray:
+    """Per row: whether its series' human labels are explicit feedback (rule 3), not a labels file."""
+    share = pd.Series(human.astype(np.float64)).groupby(series).transform("mean").to_numpy()
+    return share < EXPLICIT_FEEDBACK_SHARE
+
+
 @dataclass
 class SeriesCalibration:
     """Per-series alarm state learned at training time (stored in the bundle)."""
@@ -149,6 +155,7 @@ def calibrate_series(
         human_anom = np.zeros(len(frame), dtype=bool)
         human = human_normal = human_anom
     up = (features["seas_z"].to_numpy() > 0) if "seas_z" in features.columns else np.zeros(len(frame), dtype=bool)
+    explicit_rows = explicit_feedback(series, human)
     confirmed: tuple[dict[str, float], dict[str, float]] = ({}, {})
     gap_s = cfg.incident_gap_hours * 3600.0
     thresholds: dict[str, float] = {}
@@ -159,7 +166,7 @@ def calibrate_series(
         steps[str(s)] = float(np.median(np.diff(ts))) if len(ts) > 1 else float("nan")
         # explicit feedback on a few points, not a complete labels file (whose "normal" says only
         # "no incident here", and muted NAB's series at their noisiest history point)
-        explicit = human[idx].mean() < EXPLICIT_FEEDBACK_SHARE if len(idx) else False
+        explicit = bool(explicit_rows[idx[0]]) if len(idx) else False
         normal_rows = idx[human_normal[idx] & mature[idx]] if explicit else idx[:0]
         use = idx[mature[idx] & ~human_anom[idx]]
         if len(use) < cfg.min_calibration_points:

@@ -36,7 +36,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from dqad.detect.alarm import EXPLICIT_FEEDBACK_SHARE, SeriesCalibration, calibrate_series, odds_scale
+from dqad.detect.alarm import SeriesCalibration, calibrate_series, explicit_feedback, odds_scale
 from dqad.detect.alarm import decide as alarm_decide
 from dqad.detect.config import DetectorConfig
 from dqad.detect.features import STALE_REPEAT_RATE, compute
@@ -376,8 +376,7 @@ def train_candidates(
     # explicit feedback only: in a series whose history is mostly human-labelled (a complete labels
     # file), "normal" means "no incident here", not "expected" (the same rule as the per-series
     # calibration, dqad.detect.alarm); it raised the global threshold to its cap on every series
-    share = pd.Series(human_all.astype(np.float64)).groupby(labeled["series"].to_numpy()).transform("mean")
-    explicit = share.to_numpy() < EXPLICIT_FEEDBACK_SHARE
+    explicit = explicit_feedback(labeled["series"].astype(str).to_numpy(), human_all)
     human_normal = (human_all & (y_all == 0) & explicit)[idx]
     human = human_all[idx]
     now = pd.Timestamp.now("UTC").isoformat()
