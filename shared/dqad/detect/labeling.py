@@ -24,6 +24,7 @@ from dqad.detect.vectorised import (
     TAIL_MIN_POINTS,
     TAIL_QUANTILES,
     Padded,
+    intermittent_at,
     normalise,
     prefers_rhythm,
     rhythm_slots,
@@ -151,6 +152,7 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
     rows = np.flatnonzero(special)
 
     rule = np.zeros(n, dtype=bool)
+    everything = np.arange(n)
     # the values with the rule's own labels left in (the rhythm and the tails are read from them)
     with_rule_labels = v.copy()
     with_rule_labels[(hum == 1) | special] = np.nan
@@ -180,6 +182,11 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
         effect = np.zeros(n, dtype=bool)
         if len(rows):
             expected, scale, undetermined, effect = _with_effects(sc, cats, v, hum, med, expected, scale, rows, cfg)
+        # a series that is zero on most loads: its bursts are judged against the earlier bursts
+        # (the rule's labels left in: labelling the first bursts must not make the next unusual)
+        expected, scale, intermittent = intermittent_at(
+            pad, with_rule_labels, everything, v, expected, scale, w, cfg.rel_scale_floor
+        )
         # the second rhythm the detector also accepts (fortnightly for daily data, weekly for
         # sub-daily: dqad.detect.vectorised.rhythm_slots), in a series that follows it; a calendar
         # effect, where one applies, is the better description of its day. The rule's own labels
@@ -187,7 +194,7 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
         med2, cnt2 = _centred_slot_median(sc, rhythm, ts, with_rule_labels, cfg.seasonal_k)
         expected2 = np.where(cnt2 >= cfg.min_history, med2 + r_med, np.nan)
         follows = prefers_rhythm(sc, slot_base, with_rule_labels - expected, with_rule_labels - expected2, centred=True)
-        expected = np.where(follows & ~effect & np.isfinite(expected2), expected2, expected)
+        expected = np.where(follows & ~effect & ~intermittent & np.isfinite(expected2), expected2, expected)
         z = (v - expected) / scale
         rel = (v - expected) / np.maximum(np.abs(expected), 1e-9)
         enough = (cnt >= cfg.min_history) & np.isfinite(z) & ~undetermined

@@ -325,6 +325,122 @@ def robust_scale(
     return np.fmax(s, floor)
 
 
+#: a window whose values are zero at least this often holds an intermittent series (receipts on a
+#: few days a month): its non-zero values are judged against the earlier non-zero values
+INTERMITTENT_ZERO_SHARE = 0.5
+#: earlier non-zero values needed before the intermittent model judges a non-zero value; with
+#: fewer, a non-zero value is rare in itself and the ordinary (zero-centred) model judges it
+INTERMITTENT_MIN_NONZERO = 3
+#: the earlier non-zero values a burst is judged against (the last ones, at most this many), and
+#: how far back they may lie, in windows of the zero share (the scorer's history tail keeps them)
+INTERMITTENT_BURSTS = 20
+INTERMITTENT_HORIZON_WINDOWS = 4
+#: the quantiles of the earlier non-zero values :func:`intermittent_baseline` needs, in its order
+INTERMITTENT_QUANTILES = (0.5, 0.25, 0.75, *TAIL_QUANTILES, 0.0, 1.0)
+#: expected range of n standard normal draws, in sigmas, for n = 0 .. TAIL_MIN_POINTS - 1 (the
+#: control-chart constant d2; 0 and 1 draws have no range): a sigma from few points' range
+_RANGE_SIGMAS = np.array([np.nan, np.nan, 1.128, 1.693, 2.059, 2.326, 2.534, 2.704, 2.847, 2.970])
+
+
+def intermittent_baseline(
+    value: np.ndarray,
+    zero_share: np.ndarray,
+    nonzero_quantiles: Sequence[np.ndarray],
+    nonzero_count: np.ndarray,
+    expected: np.ndarray,
+    scale: np.ndarray,
+    rel_floor: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expected value and scale of an intermittent series, where it is one; else the ones given.
+
+    Why: in a series that is zero on most loads, the window's quantiles are zero, its scale
+    collapses to the floor and every ordinary non-zero load (a burst of receipts of the usual size)
+    is "infinitely" unusual, and its metrics, rising together, look like a consensus incident. Such
+    a series is a mixture, and each part is judged by its own kind: a zero is ordinary (zeros are
+    most of the window), a non-zero value is compared with the earlier non-zero values (their
+    median, and the robust scale of their quartiles and 5-95 % range, or of their range while
+    they are fewer than ten). ``nonzero_quantiles`` are
+    those values' :data:`INTERMITTENT_QUANTILES` over the same windows as ``zero_share``. Returns
+    ``(expected, scale, applies)``; where ``applies``, a zero value's expected value is 0 (with the
+    non-zero values' scale around it).
+    """
+    med, q1, q3, lo, hi, least, most = nonzero_quantiles
+    applies = (zero_share >= INTERMITTENT_ZERO_SHARE) & (nonzero_count >= INTERMITTENT_MIN_NONZERO) & np.isfinite(value)
+    if not applies.any():
+        return expected, scale, applies
+    few = nonzero_count < TAIL_MIN_POINTS
+    nz_scale = robust_scale(q1, q3, med, rel_floor, tails=(np.where(few, np.nan, lo), np.where(few, np.nan, hi)))
+    # a handful of bursts: their quartiles are two of them, often close by chance; their range,
+    # in the sigmas n normal draws span, is the estimate quality control uses for small samples
+    range_sigmas = _RANGE_SIGMAS[np.clip(nonzero_count, 0, TAIL_MIN_POINTS - 1)]
+    nz_scale = np.where(few, np.fmax(nz_scale, (most - least) / range_sigmas), nz_scale)
+    zero = value == 0
+    expected = np.where(applies, np.where(zero, 0.0, med), expected)
+    scale = np.where(applies, nz_scale, scale)
+    return expected, scale, applies
+
+
+
+def intermittent_at(
+    pad: Padded,
+    base: np.ndarray,
+    rows: np.ndarray,
+    value: np.ndarray,
+    expected: np.ndarray,
+    scale: np.ndarray,
+    width: int,
+    rel_floor: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`intermittent_baseline` at ``rows`` of ``pad``'s (series, time) order.
+
+    ``base`` holds every row's value (labelled anomalies blanked as NaN); ``value``, ``expected``
+    and ``scale`` are the rows' own. A row's series is intermittent when the ``width`` values
+    before it are mostly zero; its earlier bursts are the last :data:`INTERMITTENT_BURSTS` non-zero
+    values within ``INTERMITTENT_HORIZON_WINDOWS * width`` rows before it, however many zeros lie
+    between (a dry spell of two months must not make the next ordinary burst an incident). Only
+    rows whose window is mostly zeros pay for more than one cumulative count. Returns
+    ``(expected, scale, applies)`` for the rows.
+    """
+    is_zero = (base == 0).astype(np.float64)
+    is_zero[np.isnan(base)] = np.nan
+    share = np.nan_to_num(pad.trailing_rate(is_zero, rows, width))
+    applies = np.zeros(len(rows), dtype=bool)
+    mostly_zero = np.flatnonzero(share >= INTERMITTENT_ZERO_SHARE)
+    if not len(mostly_zero):
+        return expected, scale, applies
+    qs, cnt = _earlier_bursts(pad, base, rows[mostly_zero], INTERMITTENT_HORIZON_WINDOWS * width)
+    exp_i, scale_i, applies_i = intermittent_baseline(
+        value[mostly_zero], share[mostly_zero], qs, cnt, expected[mostly_zero], scale[mostly_zero], rel_floor
+    )
+    expected, scale = expected.copy(), scale.copy()
+    expected[mostly_zero], scale[mostly_zero], applies[mostly_zero] = exp_i, scale_i, applies_i
+    return expected, scale, applies
+
+
+def _earlier_bursts(
+    pad: Padded, base: np.ndarray, rows: np.ndarray, horizon: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """:data:`INTERMITTENT_QUANTILES` and count of the last non-zero values of ``base`` before each row.
+
+    The non-zero values of every series are laid out in a :class:`Padded` buffer of their own, so
+    the last :data:`INTERMITTENT_BURSTS` of them before a row are one window of it, whatever the
+    zeros between; those older than ``horizon`` rows are dropped.
+    """
+    bursts = INTERMITTENT_BURSTS
+    nz = np.flatnonzero(np.isfinite(base) & (base != 0))
+    before = np.searchsorted(nz, rows) - 1  # the last burst before each row, if in its series
+    own = (before >= 0) & (pad.gid[nz[np.maximum(before, 0)]] == pad.gid[rows]) if len(nz) else before >= 0
+    lay = Padded(pad.gid[nz], bursts + 1)
+    ends = np.where(own, lay.pos[np.maximum(before, 0)] if len(nz) else 0, bursts - 1)  # else: padding only
+    starts = ends - (bursts - 1)
+    vals = sliding_window_view(lay.buffer(base[nz]), bursts)[starts]
+    at = sliding_window_view(lay.buffer(nz.astype(np.float64)), bursts)[starts]
+    srt = np.sort(np.where(at >= (rows - horizon)[:, None], vals, np.nan), axis=1)
+    cnt = np.count_nonzero(np.isfinite(srt), axis=1)
+    outs = [np.where(cnt > 0, _order_stat(srt, cnt, q), np.nan) for q in INTERMITTENT_QUANTILES]
+    return outs, cnt
+
+
 DAY_NS = DAY_S * 10**9
 MINUTE_NS = 60 * 10**9
 #: 1970-01-01, day 0 of datetime64, was a Thursday (Monday = 0)

@@ -70,6 +70,41 @@ def test_a_zero_inflated_count_alarms_on_an_extreme_burst_only() -> None:
     assert flagged[days[burst]]
 
 
+def _receipts(days: pd.DatetimeIndex, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """A table loaded every day but with receipts on about one day in twelve (row, distinct, sum)."""
+    rng = np.random.default_rng(seed)
+    burst = rng.random(len(days)) < 0.08
+    rows = np.where(burst, 1.0 + rng.poisson(20, len(days)), 0.0)
+    metrics = {
+        "row_count": rows,
+        "distinct_count": np.round(rows * 0.8),
+        "sum_amount": np.round(rows * 45.0 * np.exp(rng.normal(0, 0.3, len(days))), 2),
+    }
+    frame = pd.concat(
+        [pd.DataFrame({"series": f"ops.receipts/{m}", "group": "ops.receipts", "timestamp": days, "value": v})
+         for m, v in metrics.items()],
+        ignore_index=True,
+    )
+    return frame, burst
+
+
+def test_bursts_of_a_mostly_zero_table_are_judged_against_the_earlier_bursts() -> None:
+    # far fewer than 5 % of a window's loads are non-zero, so every quantile of the window is 0:
+    # without the intermittent model each ordinary burst alarmed, its three metrics "together"
+    days = _days()
+    frame, burst = _receipts(days, seed=11)
+    out = _score(frame, DetectorConfig())
+    assert out["is_anomaly"].sum() == 0
+    # a burst four times the usual size is an incident, and its range says why
+    late = days[np.flatnonzero(burst & (days >= CUT))[-3]]
+    big = frame["timestamp"].eq(late) & frame["series"].eq("ops.receipts/row_count")
+    frame.loc[big, "value"] = 84.0
+    out = _score(frame, DetectorConfig()).set_index(["series", "timestamp"])
+    row = out.loc[("ops.receipts/row_count", late)]
+    assert row["is_anomaly"] and row["expected_low"] <= 21.0 <= row["expected_high"] < 84.0  # the usual burst
+    assert out["is_anomaly"].sum() == 1
+
+
 def test_a_fortnightly_run_is_learnt_and_an_empty_one_still_alarms() -> None:
     days = _days()
     payroll, values = _fortnightly(days, seed=8, parity=0)
