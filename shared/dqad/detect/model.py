@@ -344,6 +344,291 @@ def _subsample(n: int, y: np.ndarray, max_rows: int, seed: int) -> tuple[np.ndar
     return idx, w
 
 
+@dataclass
+class _History:
+    """Every labelled row of the history with its causal features.
+
+    The bundle's counts and a robust bundle's calibration use all of it, not the sample the
+    candidates are fitted on: alert budgets count incidents per day in every series.
+    """
+
+    labeled: pd.DataFrame
+    X: pd.DataFrame
+    y: np.ndarray
+    #: timestamps as int64 nanoseconds, what the time folds compare
+    ts: np.ndarray
+
+    @property
+    def n_positive(self) -> int:
+        return int(self.y.sum())
+
+
+def _history(labeled: pd.DataFrame, cfg: DetectorConfig) -> _History:
+    """Features computed with the labels, so that labelled anomalies leave the baselines."""
+    if "label" not in labeled.columns:
+        raise ValueError("train_candidates needs a labeled frame (column 'label')")
+    y = labeled["label"].fillna(0).astype(int).to_numpy()
+    comp = compute(labeled, cfg, labels=labeled["label"])
+    ts = pd.to_datetime(labeled["timestamp"]).to_numpy().astype("datetime64[ns]").astype(np.int64)
+    return _History(labeled=labeled, X=comp.features, y=y, ts=ts)
+
+
+@dataclass
+class _TrainingRows:
+    """The rows the candidates are fitted and validated on, with their weights and human flags.
+
+    A big history keeps all positives and a sample of negatives (``_subsample``), so that every
+    candidate with its cross-validation fits in the trainer's time budget.
+    """
+
+    X: pd.DataFrame
+    y: np.ndarray
+    w: np.ndarray
+    ts: np.ndarray
+    series: np.ndarray
+    human: np.ndarray
+    #: points a human called normal, explicit feedback only (see ``_training_rows``)
+    human_normal: np.ndarray
+    #: human-labelled rows in the whole history, which the bundle reports
+    n_human: float
+
+
+def _training_rows(hist: _History, cfg: DetectorConfig) -> _TrainingRows:
+    """Subsample the history and flag what a human labelled.
+
+    Only explicit feedback counts as a human "normal": in a series whose history is mostly
+    human-labelled (a complete labels file), "normal" means "no incident here", not "expected" (the
+    same rule as the per-series calibration, dqad.detect.alarm); it raised the global threshold to
+    its cap on every series.
+    """
+    labeled, n = hist.labeled, len(hist.y)
+    idx, w = _subsample(n, hist.y, cfg.max_train_rows, cfg.random_state)
+    if "label_source" in labeled.columns:
+        human_all = (labeled["label_source"].astype(str) == "human").to_numpy()
+    else:
+        human_all = np.zeros(n, dtype=bool)
+    explicit = explicit_feedback(labeled["series"].astype(str).to_numpy(), human_all)
+    series_all = labeled["series"].astype(str).to_numpy() if "series" in labeled.columns else np.zeros(n)
+    return _TrainingRows(
+        X=hist.X.iloc[idx],
+        y=hist.y[idx],
+        w=w,
+        ts=hist.ts[idx],
+        series=series_all[idx],
+        human=human_all[idx],
+        human_normal=(human_all & (hist.y == 0) & explicit)[idx],
+        n_human=float(human_all.sum()),
+    )
+
+
+@dataclass
+class _ValidationPlan:
+    """Made once, so that every candidate is validated on the same time folds and their metrics compare."""
+
+    #: expanding-window folds (positions in the training rows) whose training part holds both classes
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    #: history rows in each fold's validation span (see ``_oof_rows``)
+    oof_rows: list[np.ndarray]
+    names: list[str]
+
+
+def _validation_plan(hist: _History, rows: _TrainingRows, cfg: DetectorConfig) -> _ValidationPlan:
+    """Only the robust detector competes when there is nothing a fitted model could learn from.
+
+    That is the case with fewer than ``min_positive`` positive labels, or without a time fold whose
+    training part holds at least two positives and both classes.
+    """
+    folds = _time_folds(rows.ts, cfg.cv_folds)
+    usable = [(tr, va) for tr, va in folds if rows.y[tr].sum() >= 2 and len(np.unique(rows.y[tr])) == 2]
+    fitted_too = hist.n_positive >= cfg.min_positive and bool(usable)
+    names = [*cfg.candidates, "robust"] if fitted_too else ["robust"]
+    return _ValidationPlan(folds=usable, oof_rows=_oof_rows(hist.ts, rows.ts, usable), names=names)
+
+
+@dataclass
+class _Steps:
+    """Counted across all candidates, so that one progress bar spans the whole training.
+
+    One step per candidate and validation fold (one per candidate without folds).
+    """
+
+    total: int
+    callback: ProgressCallback | None
+    done: int = 0
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.callback:
+            self.callback(self.done, self.total)
+
+
+@dataclass
+class _Pooled:
+    """Pooled over the time folds, so that the threshold is chosen on scores a model gave points after
+    its training window."""
+
+    y: np.ndarray
+    s: np.ndarray
+    w: np.ndarray
+    human: np.ndarray
+
+
+@dataclass
+class _FoldScores:
+    """What one candidate's cross-validation scored: the pooled blocks for its metrics, and the
+    history rows of those blocks for its calibration."""
+
+    #: None without a usable fold: the candidate's metrics are then not measured on validation
+    pooled: _Pooled | None
+    #: out-of-fold score of every history row in a validation block (NaN elsewhere), not only of the
+    #: subsample: a fitted model's per-series alarm thresholds are calibrated on these
+    full: np.ndarray
+
+
+def _score_folds(
+    name: str, hist: _History, rows: _TrainingRows, plan: _ValidationPlan, cfg: DetectorConfig, steps: _Steps
+) -> _FoldScores:
+    """Fit on each fold's past, score its validation block: the scores a model gives the future."""
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    full = np.full(len(hist.y), np.nan)
+    for (tr, va), span in zip(plan.folds, plan.oof_rows, strict=True):
+        est = make_estimator(name, cfg, len(tr))
+        if name != "robust":
+            _fit(est, name, rows.X.iloc[tr], rows.y[tr], rows.w[tr])
+            s = est.predict_proba(rows.X.iloc[va])[:, 1]
+            full[span] = est.predict_proba(hist.X.iloc[span])[:, 1]
+        else:
+            s = est.score(rows.X.iloc[va])
+        parts.append((rows.y[va], s, rows.w[va], rows.human[va]))
+        steps.tick()
+    if not plan.folds:
+        steps.tick()
+        return _FoldScores(pooled=None, full=full)
+    y, s, w, human = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return _FoldScores(pooled=_Pooled(y=y, s=s, w=w, human=human), full=full)
+
+
+def _candidate_metrics(
+    name: str, pooled: _Pooled | None, rows: _TrainingRows, cfg: DetectorConfig
+) -> dict[str, float]:
+    """Validation metrics at the candidate's threshold, and its F1 on what humans labelled.
+
+    The robust detector does not take the max-F1 threshold (see ``_robust_threshold``); it reports
+    what the threshold it keeps does, not what a fitted one would.
+    """
+    if pooled is not None:
+        m = _best_threshold(pooled.y, pooled.s, pooled.w, cfg.threshold_beta)
+    else:
+        nan = float("nan")
+        m = {"precision": nan, "recall": nan, "f1": nan, "pr_auc": nan, "threshold": 0.5}
+    if name == "robust":
+        m = _robust_threshold(m, rows.X, rows.y, rows.w, rows.human_normal, est_cfg=cfg, usable=pooled is not None)
+        if pooled is not None:
+            m.update(_metrics_at(pooled.y, pooled.s, pooled.w, m["threshold"]))
+    if pooled is not None:
+        m.update(_human_f1(pooled.y, pooled.s, pooled.w, pooled.human, m["threshold"]))
+    return m
+
+
+@dataclass
+class _CrossValidation:
+    #: per candidate, its validation metrics (what ``metrics.json`` shows) and ``cv_seconds``
+    candidates: dict[str, dict[str, float]]
+    #: per candidate, ``_FoldScores.full``
+    oof_full: dict[str, np.ndarray]
+
+
+def _cross_validate(
+    hist: _History, rows: _TrainingRows, plan: _ValidationPlan, cfg: DetectorConfig, steps: _Steps
+) -> _CrossValidation:
+    """Every candidate on the same time folds.
+
+    Each is cross-validated even when only a human-labelled validation could let a fitted one be
+    chosen (see ``_human_f1``): ``metrics.json`` reports each candidate's precision and recall, and
+    the user sees what labelling would buy.
+    """
+    out = _CrossValidation(candidates={}, oof_full={})
+    for name in plan.names:
+        started = time.perf_counter()
+        scores = _score_folds(name, hist, rows, plan, cfg, steps)
+        out.oof_full[name] = scores.full
+        m = _candidate_metrics(name, scores.pooled, rows, cfg)
+        m["cv_seconds"] = time.perf_counter() - started
+        out.candidates[name] = m
+    return out
+
+
+def _mark_eligible(
+    candidates: dict[str, dict[str, float]], rows: _TrainingRows, plan: _ValidationPlan, cfg: DetectorConfig
+) -> dict[str, Any]:
+    """The label decision, with each candidate marked ``eligible`` (1.0) or not in ``candidates``.
+
+    A supervised candidate must beat the robust detector on what humans labelled, with enough
+    labelled events in validation to be sure (see ``_human_f1`` and ``label_decision``).
+    """
+    val = np.concatenate([va for _, va in plan.folds]) if plan.folds else np.zeros(0, dtype=np.int64)
+    events = _human_events(rows.series[val], rows.ts[val], rows.y[val], rows.human[val])
+    decision = label_decision(candidates, events, cfg.promote_margin)
+    for name in plan.names:
+        candidates[name]["eligible"] = float(name == "robust" or name in decision["qualified"])
+    return decision
+
+
+def _rank(item: tuple[str, dict[str, float]]) -> tuple[float, float, int]:
+    """Validation F1 (to 3 decimals), then PR-AUC; ties, e.g. without validation positives, go to
+    the documented robust detector."""
+    name, m = item
+    f1 = m["f1"] if np.isfinite(m["f1"]) else -1.0
+    ap = m["pr_auc"] if np.isfinite(m["pr_auc"]) else -1.0
+    return (round(f1, 3), ap, 1 if name == "robust" else 0)
+
+
+def _best_eligible(candidates: dict[str, dict[str, float]]) -> str:
+    return max(((k, m) for k, m in candidates.items() if m["eligible"]), key=_rank)[0]
+
+
+def _final_bundle(
+    name: str, validated: dict[str, float], hist: _History, rows: _TrainingRows, cfg: DetectorConfig, trained_at: str
+) -> ModelBundle:
+    """The chosen candidate refitted on all training rows: the folds only chose it.
+
+    Its calibration is left to ``_calibration``, which needs the bundle's scores.
+    """
+    est = make_estimator(name, cfg, len(rows.y))
+    if name != "robust":
+        _fit(est, name, rows.X, rows.y, rows.w)
+    metrics = {
+        **validated,
+        "n_train": float(len(hist.y)),
+        "n_positive": float(hist.n_positive),
+        "fitted": float(name != "robust"),
+        "n_human": rows.n_human,
+    }
+    return ModelBundle(
+        estimator=est,
+        feature_names=list(hist.X.columns),
+        threshold=float(validated["threshold"]),
+        cfg=cfg,
+        trained_at=trained_at,
+        metrics=metrics,
+        kind=name,
+    )
+
+
+def _calibration(bundle: ModelBundle, oof_full: np.ndarray, hist: _History, cfg: DetectorConfig) -> SeriesCalibration:
+    """Per-series alarm thresholds (alarm rule 1) from scores the model gives points it has not seen.
+
+    The robust detector is not fitted, so its history scores are honest as they are; a fitted model
+    scores its own training points near 0/1 (a forest memorises them), so calibrating on those would
+    put every threshold at the global one and flood the future with alarms. Its out-of-fold scores
+    (time-ordered CV blocks) stand for the future it will score instead.
+    """
+    if bundle.kind == "robust":
+        return calibrate_series(bundle.predict_score(hist.X), hist.labeled, hist.X, bundle.threshold, cfg)
+    seen = np.isfinite(oof_full)
+    return calibrate_series(oof_full[seen], hist.labeled[seen], hist.X[seen], bundle.threshold, cfg)
+
+
 def train_candidates(
     labeled: pd.DataFrame,
     cfg: DetectorConfig,
@@ -355,145 +640,25 @@ def train_candidates(
     ``progress`` is told one step per candidate and validation fold (one per candidate without folds).
     """
     t0 = time.perf_counter()
-    if "label" not in labeled.columns:
-        raise ValueError("train_candidates needs a labeled frame (column 'label')")
-    y_all = labeled["label"].fillna(0).astype(int).to_numpy()
-    comp = compute(labeled, cfg, labels=labeled["label"])
-    X_all = comp.features
-    feature_names = list(X_all.columns)
-    ts_all = pd.to_datetime(labeled["timestamp"]).to_numpy().astype("datetime64[ns]").astype(np.int64)
+    hist = _history(labeled, cfg)
     t_feat = time.perf_counter() - t0
-
-    idx, w = _subsample(len(y_all), y_all, cfg.max_train_rows, cfg.random_state)
-    X = X_all.iloc[idx]
-    y = y_all[idx]
-    ts = ts_all[idx]
-    n_pos = int(y_all.sum())
-    if "label_source" in labeled.columns:
-        human_all = (labeled["label_source"].astype(str) == "human").to_numpy()
-    else:
-        human_all = np.zeros(len(y_all), dtype=bool)
-    # explicit feedback only: in a series whose history is mostly human-labelled (a complete labels
-    # file), "normal" means "no incident here", not "expected" (the same rule as the per-series
-    # calibration, dqad.detect.alarm); it raised the global threshold to its cap on every series
-    explicit = explicit_feedback(labeled["series"].astype(str).to_numpy(), human_all)
-    human_normal = (human_all & (y_all == 0) & explicit)[idx]
-    human = human_all[idx]
-    now = pd.Timestamp.now("UTC").isoformat()
-
-    folds = _time_folds(ts, cfg.cv_folds)
-    usable = [(tr, va) for tr, va in folds if y[tr].sum() >= 2 and len(np.unique(y[tr])) == 2]
-    candidates: dict[str, dict[str, float]] = {}
-    names = ["robust"] if n_pos < cfg.min_positive or not usable else [*cfg.candidates, "robust"]
-    # every candidate is cross-validated even when only a human-labelled validation could let a fitted
-    # one be chosen (see _human_f1): metrics.json reports each candidate's precision and recall, and
-    # the user sees what labelling would buy
-    # out-of-fold scores of every history row in a validation block (not only the subsample): the
-    # per-series alarm thresholds of a fitted model are calibrated on these (see _oof_rows)
-    oof_rows = _oof_rows(ts_all, ts, usable)
-    oof_full: dict[str, np.ndarray] = {}
-    steps, done = len(names) * max(len(usable), 1), 0
-    for name in names:
-        t_c = time.perf_counter()
-        oof_s, oof_y, oof_w, oof_h = [], [], [], []
-        full = np.full(len(y_all), np.nan)
-        for (tr, va), rows in zip(usable, oof_rows, strict=True):
-            est = make_estimator(name, cfg, len(tr))
-            if name != "robust":
-                _fit(est, name, X.iloc[tr], y[tr], w[tr])
-                s = est.predict_proba(X.iloc[va])[:, 1]
-                full[rows] = est.predict_proba(X_all.iloc[rows])[:, 1]
-            else:
-                s = est.score(X.iloc[va])
-            oof_s.append(s)
-            oof_y.append(y[va])
-            oof_w.append(w[va])
-            oof_h.append(human[va])
-            done += 1
-            if progress:
-                progress(done, steps)
-        if not usable:
-            done += 1
-            if progress:
-                progress(done, steps)
-        oof_full[name] = full
-        if usable:
-            m = _best_threshold(np.concatenate(oof_y), np.concatenate(oof_s), np.concatenate(oof_w), cfg.threshold_beta)
-        else:
-            m = {
-                "precision": float("nan"),
-                "recall": float("nan"),
-                "f1": float("nan"),
-                "pr_auc": float("nan"),
-                "threshold": 0.5,
-            }
-        if name == "robust":
-            m = _robust_threshold(m, X, y, w, human_normal, est_cfg=cfg, usable=bool(usable))
-            if usable:  # report what the threshold it keeps does, not what a fitted one would
-                oof = (np.concatenate(oof_y), np.concatenate(oof_s), np.concatenate(oof_w))
-                m.update(_metrics_at(*oof, m["threshold"]))
-        if usable:
-            m.update(_human_f1(np.concatenate(oof_y), np.concatenate(oof_s), np.concatenate(oof_w),
-                               np.concatenate(oof_h), m["threshold"]))
-        m["cv_seconds"] = time.perf_counter() - t_c
-        candidates[name] = m
-    # a supervised candidate must beat the robust detector on what humans labelled, with enough
-    # labelled events to be sure (see _human_f1 and label_decision)
-    series_all = labeled["series"].astype(str).to_numpy() if "series" in labeled.columns else np.zeros(len(y_all))
-    val = np.concatenate([va for _, va in usable]) if usable else np.zeros(0, dtype=np.int64)
-    events = _human_events(series_all[idx][val], ts[val], y[val], human[val])
-    decision = label_decision(candidates, events, cfg.promote_margin)
-    for name in names:
-        candidates[name]["eligible"] = float(name == "robust" or name in decision["qualified"])
-
-    def key(item: tuple[str, dict[str, float]]) -> tuple[float, float, int]:
-        _, m = item
-        f1 = m["f1"] if np.isfinite(m["f1"]) else -1.0
-        ap = m["pr_auc"] if np.isfinite(m["pr_auc"]) else -1.0
-        # ties (e.g. no validation positives at all) go to the documented robust detector
-        return (round(f1, 3), ap, 1 if item[0] == "robust" else 0)
-
-    best_name, best = max(((k, m) for k, m in candidates.items() if m["eligible"]), key=key)
-    est = make_estimator(best_name, cfg, len(y))
-    if best_name != "robust":
-        _fit(est, best_name, X, y, w)
-    metrics = {
-        **best,
-        "n_train": float(len(y_all)),
-        "n_positive": float(n_pos),
-        "fitted": float(best_name != "robust"),
-        "n_human": float(human_all.sum()),
-    }
-    bundle = ModelBundle(
-        estimator=est,
-        feature_names=feature_names,
-        threshold=float(best["threshold"]),
-        cfg=cfg,
-        trained_at=now,
-        metrics=metrics,
-        kind="robust" if best_name == "robust" else best_name,
-    )
-    # per-series alarm thresholds (alarm rule 1) from scores the model gives points it has not seen:
-    # the robust detector is not fitted, so its history scores are honest as they are; a fitted model
-    # scores its own training points near 0/1 (a forest memorises them), so calibrating on those
-    # would put every threshold at the global one and flood the future with alarms. Its
-    # out-of-fold scores (time-ordered CV blocks) stand for the future it will score instead.
+    rows = _training_rows(hist, cfg)
+    trained_at = pd.Timestamp.now("UTC").isoformat()
+    plan = _validation_plan(hist, rows, cfg)
+    cv = _cross_validate(hist, rows, plan, cfg, _Steps(len(plan.names) * max(len(plan.folds), 1), progress))
+    decision = _mark_eligible(cv.candidates, rows, plan, cfg)
+    best_name = _best_eligible(cv.candidates)
+    bundle = _final_bundle(best_name, cv.candidates[best_name], hist, rows, cfg, trained_at)
     t_cal = time.perf_counter()
-    if best_name == "robust":
-        bundle.calibration = calibrate_series(bundle.predict_score(X_all), labeled, X_all, bundle.threshold, cfg)
-    else:
-        seen = np.isfinite(oof_full[best_name])
-        bundle.calibration = calibrate_series(
-            oof_full[best_name][seen], labeled[seen], X_all[seen], bundle.threshold, cfg
-        )
+    bundle.calibration = _calibration(bundle, cv.oof_full[best_name], hist, cfg)
     t_cal = time.perf_counter() - t_cal
-    promote, reason = is_better(metrics, champion_metrics, cfg.promote_margin)
-    if best_name == "robust" and n_pos < cfg.min_positive:
-        reason = f"{n_pos} positive labels < min_positive {cfg.min_positive}: robust fallback; " + reason
+    promote, reason = is_better(bundle.metrics, champion_metrics, cfg.promote_margin)
+    if best_name == "robust" and hist.n_positive < cfg.min_positive:
+        reason = f"{hist.n_positive} positive labels < min_positive {cfg.min_positive}: robust fallback; " + reason
     return TrainingResult(
         bundle=bundle,
-        metrics=metrics,
-        candidates=candidates,
+        metrics=bundle.metrics,
+        candidates=cv.candidates,
         promote=promote,
         reason=reason,
         timings={"features_s": t_feat, "calibration_s": t_cal, "total_s": time.perf_counter() - t0},
