@@ -314,7 +314,9 @@ def compute(
     scale = np.where(np.isnan(scale) | (r_cnt < 3), wscale[wlong], scale)
     effects = _effects(sc, cats, bv, seas_med_all, R_all, T, scale / np.maximum(np.abs(expected), 1e-9), cfg)
     expected, scale = apply_effects(expected, scale, effects, cfg.rel_scale_floor, vt, cfg.effect_rules())
-    expected, scale, _ = intermittent_at(pad, bv, T, vt, expected, scale, cfg.scale_window, cfg.rel_scale_floor)
+    expected, scale, _ = intermittent_at(
+        pad, bv, T, vt, expected, scale, cfg.scale_window, cfg.rel_scale_floor, daily[T]
+    )
     robust_z = (vt - expected) / scale
     rel_dev = (vt - expected) / np.maximum(np.abs(expected), 1e-9)
     hol_t, me_t = cats[T, 0], np.asarray(cats[T][:, list(MONTH_END)].any(axis=1))

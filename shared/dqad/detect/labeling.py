@@ -185,7 +185,7 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
         # a series that is zero on most loads: its bursts are judged against the earlier bursts
         # (the rule's labels left in: labelling the first bursts must not make the next unusual)
         expected, scale, intermittent = intermittent_at(
-            pad, with_rule_labels, everything, v, expected, scale, w, cfg.rel_scale_floor
+            pad, with_rule_labels, everything, v, expected, scale, w, cfg.rel_scale_floor, daily
         )
         # the second rhythm the detector also accepts (fortnightly for daily data, weekly for
         # sub-daily: dqad.detect.vectorised.rhythm_slots), in a series that follows it; a calendar

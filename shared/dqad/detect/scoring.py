@@ -26,7 +26,6 @@ from dqad.detect.vectorised import (
     DAILY_STEP_S,
     DAY_S,
     DERIVED_COLUMNS,
-    INTERMITTENT_HORIZON_WINDOWS,
     STANDARD_COLUMNS,
     Padded,
     key_columns,
@@ -55,8 +54,8 @@ def _tail_positions(codes: np.ndarray, ts: np.ndarray, cfg: DetectorConfig) -> n
     ``codes`` number the series in sorted order of their names; ``ts`` is in nanoseconds.
     Per series: the last ``need`` points (trailing windows, ``seasonal_k + 1`` seasonal cycles and
     the scale window, where a cycle is 7 points for daily data and a day's worth of points for
-    sub-daily data, judged from the median of the last 64 steps), and at least the rows an
-    intermittent series' earlier bursts may come from; daily series keep all their rows.
+    sub-daily data, judged from the median of the last 64 steps); daily series keep all their rows
+    (an intermittent series' earlier bursts among them: dqad.detect.vectorised.intermittent_at).
     Positional slicing on the series-sorted frame: no per-series Python.
     """
     if len(codes) == 0:
@@ -72,7 +71,6 @@ def _tail_positions(codes: np.ndarray, ts: np.ndarray, cfg: DetectorConfig) -> n
     cycle = np.where(med_step >= DAILY_STEP_S, 7, np.ceil(DAY_S / np.maximum(med_step, 1.0)))
     need = max(*cfg.windows, cfg.scale_window, 16) + 2 + (cfg.seasonal_k + 1) * cycle + cfg.scale_window
     need = np.where(med_step < DAILY_STEP_S, need + (cfg.seasonal_k + 1) * 6 * cycle, need)  # weekly slot (week_z)
-    need = np.maximum(need, INTERMITTENT_HORIZON_WINDOWS * cfg.scale_window + 1)  # an intermittent series' bursts
     from_end = last[pad.gid] - np.arange(len(codes))
     # daily series keep their whole history (the dataset's history_days: a few hundred rows): the
     # ratio of an earlier calendar day to its ordinary baseline, which their calendar effects are
