@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from dqad.detect.calendar_effects import (
+    HOLIDAY,
     MONTH_END,
     Effects,
     apply_effects,
@@ -32,6 +33,7 @@ from dqad.detect.calendar_effects import (
 from dqad.detect.config import DetectorConfig
 from dqad.detect.vectorised import (
     DAILY_STEP_S,
+    RHYTHM_MIN_HISTORY,
     TAIL_MIN_POINTS,
     TAIL_QUANTILES,
     Padded,
@@ -39,6 +41,7 @@ from dqad.detect.vectorised import (
     key_columns,
     normalise,
     prefers_rhythm,
+    rhythm_scale,
     rhythm_slots,
     robust_scale,
     series_time_order,
@@ -178,7 +181,13 @@ def _windows(
 
 
 def _rhythm_z(
-    med: np.ndarray, cnt: np.ndarray, vt: np.ndarray, scale: np.ndarray, robust_z: np.ndarray
+    med: np.ndarray,
+    cnt: np.ndarray,
+    vt: np.ndarray,
+    expected: np.ndarray,
+    scale: np.ndarray,
+    robust_z: np.ndarray,
+    daily: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Robust z against the second, longer seasonal slot, and that slot's median (NaN where unused).
 
@@ -188,11 +197,13 @@ def _rhythm_z(
     business-hours traffic) does not look anomalous every weekend morning. Daily points: the same
     weekday two weeks apart, because fortnightly runs (payroll every other Friday, a biweekly
     export) alternate between two levels that one weekday median splits down the middle. Same
-    scale as ``seas_z``. Where the longer slot has fewer than ``MIN_SEASONAL_HISTORY`` earlier
-    occurrences, the value is ``robust_z`` itself, so taking the smaller one changes nothing.
+    scale as ``seas_z``, carried to a daily rhythm's level (dqad.detect.vectorised.rhythm_scale). Where
+    the longer slot has fewer than ``RHYTHM_MIN_HISTORY`` earlier occurrences, the value is
+    ``robust_z`` itself, so taking the smaller one changes nothing.
     """
-    ok = (cnt >= MIN_SEASONAL_HISTORY) & np.isfinite(med)
-    return np.where(ok, (vt - med) / scale, robust_z), np.where(ok, med, np.nan)
+    ok = (cnt >= RHYTHM_MIN_HISTORY) & np.isfinite(med)
+    z = (vt - med) / rhythm_scale(scale, expected, med, daily)
+    return np.where(ok, z, robust_z), np.where(ok, med, np.nan)
 
 
 def compute(
@@ -273,9 +284,14 @@ def compute(
 
     # where the seasonal slot has too little history, fall back to the longest trailing median
     fallback = np.flatnonzero(seas_n_all < MIN_SEASONAL_HISTORY)
+    # a calendar day's ratio, which its effect is learnt from, is taken against one earlier
+    # same-slot value where there is only one: a holiday on the second Monday of a table whose
+    # Mondays double is no +70 % holiday effect, as the median of every weekday would make it
+    effect_base = seas_med_all.copy()
     if len(fallback):
         (fb_med,), _ = window_quantiles(bbuf, pad.pos[R_all[fallback]] - 1, wlong, [0.5])
         seas_med_all[fallback] = fb_med
+        effect_base[fallback] = np.where(seas_n_all[fallback] >= 1, effect_base[fallback], fb_med)
     in_r = np.searchsorted(R_all, R)
     seas_med_r = seas_med_all[in_r]
     at_t = np.searchsorted(R_all, T)
@@ -287,14 +303,17 @@ def compute(
     # the scale's residuals: against the second rhythm in a series that follows it, so that a
     # fortnightly run's other week (or a weekly rhythm of sub-daily data) does not count as noise
     rhythm = rhythm_slots(t_index, daily, slot_base)
-    rhythm_med_r, rhythm_n_r = _seasonal_baseline(sc, rhythm, bv_ord, cfg.seasonal_k, R)
+    # its occurrences keep the month and quarter ends (a payroll Friday that is also the last
+    # business day is still a payroll Friday); holidays stay out of every baseline
+    bv_rhythm = np.where(cats[:, HOLIDAY], np.nan, bv)
+    rhythm_med_r, rhythm_n_r = _seasonal_baseline(sc, rhythm, bv_rhythm, cfg.seasonal_k, R)
     # a residual against the fallback baseline (a slot with too little history yet, compared with
     # a trailing median of every weekday) measures the weekly cycle, not the noise: left out
     resid_r = bv_ord[R] - seas_med_r
     resid_r[seas_n_all[in_r] < MIN_SEASONAL_HISTORY] = np.nan
     # against the second rhythm in a daily series' slot that follows it, so that a fortnightly
     # run's other week does not count as noise (sub-daily series keep their ordinary residuals)
-    resid_rhythm = np.where((rhythm_n_r >= MIN_SEASONAL_HISTORY) & daily[R], bv_ord[R] - rhythm_med_r, np.nan)
+    resid_rhythm = np.where((rhythm_n_r >= RHYTHM_MIN_HISTORY) & daily[R], bv_ord[R] - rhythm_med_r, np.nan)
     follows = prefers_rhythm(sc[R], slot_base[R], resid_r, resid_rhythm) & np.isfinite(resid_rhythm)
     resid_r = np.where(follows, resid_rhythm, resid_r)
     rbuf = np.full(pad.size, np.nan)
@@ -312,7 +331,7 @@ def compute(
     # until the slots hold three such residuals, the trailing window's spread is the only measure
     # of the noise there is (wide, as it should be while the series is young)
     scale = np.where(np.isnan(scale) | (r_cnt < 3), wscale[wlong], scale)
-    effects = _effects(sc, cats, bv, seas_med_all, R_all, T, scale / np.maximum(np.abs(expected), 1e-9), cfg)
+    effects = _effects(sc, cats, bv, effect_base, R_all, T, scale / np.maximum(np.abs(expected), 1e-9), cfg)
     expected, scale = apply_effects(expected, scale, effects, cfg.rel_scale_floor, vt, cfg.effect_rules())
     expected, scale, _ = intermittent_at(
         pad, bv, T, vt, expected, scale, cfg.scale_window, cfg.rel_scale_floor, daily[T]
@@ -326,9 +345,12 @@ def compute(
     feats["seas_resid_raw_z"] = resid / scale
     feats["base_rel"] = (vt - expected) / np.maximum(np.abs(expected), 1e-9)
     at_r = np.searchsorted(R, T)
-    # a day with a supported calendar effect is judged by that effect, not by its rhythm
-    rhythm_n_t = np.where(effects.applies, 0.0, rhythm_n_r[at_r])
-    week_z, week_med = _rhythm_z(rhythm_med_r[at_r], rhythm_n_t, vt, scale, robust_z)
+    # a day with a supported calendar effect is judged by that effect, not by its rhythm; but a
+    # holiday, or an effect seen once, is judged by whichever baseline it fits (apply_effects),
+    # and its rhythm is one of them (a payroll Friday that is a holiday is still a payroll Friday)
+    strict_effect = effects.applies & (effects.category != HOLIDAY) & ~effects.thin
+    rhythm_n_t = np.where(strict_effect, 0.0, rhythm_n_r[at_r])
+    week_z, week_med = _rhythm_z(rhythm_med_r[at_r], rhythm_n_t, vt, expected, scale, robust_z, daily[T])
     feats["week_z"] = week_z
     # the range shown is the one of the rhythm the point fits (the robust detector judges by it);
     # a supported calendar effect keeps its own
@@ -481,7 +503,7 @@ def _effects(
     sc: np.ndarray,
     cats: np.ndarray,
     bv: np.ndarray,
-    seas_med_all: np.ndarray,
+    base: np.ndarray,
     R_all: np.ndarray,
     T: np.ndarray,
     noise_rel: np.ndarray,
@@ -489,10 +511,11 @@ def _effects(
 ) -> Effects:
     """Calendar effects of the targets, learnt from earlier candidate days of their own series.
 
-    An occurrence's ratio is its value (labelled anomalies blanked) over its ordinary baseline.
+    An occurrence's ratio is its value (labelled anomalies blanked) over its ordinary baseline
+    (``base``, at ``R_all``).
     """
     ratios = np.full(len(bv), np.nan)
-    ratios[R_all] = log_ratio(bv[R_all], seas_med_all)
+    ratios[R_all] = log_ratio(bv[R_all], base)
     return learn_effects(sc, cats, ratios, T, noise_rel, cfg.effect_rules())
 
 

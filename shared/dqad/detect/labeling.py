@@ -21,12 +21,14 @@ import pandas as pd
 from dqad.detect.calendar_effects import HOLIDAY, apply_effects, calendar_categories, learn_effects, log_ratio
 from dqad.detect.config import LabelerConfig
 from dqad.detect.vectorised import (
+    RHYTHM_MIN_HISTORY,
     TAIL_MIN_POINTS,
     TAIL_QUANTILES,
     Padded,
     intermittent_at,
     normalise,
     prefers_rhythm,
+    rhythm_scale,
     rhythm_slots,
     robust_scale,
     slot_codes,
@@ -81,7 +83,9 @@ def _with_effects(
         expected[rows], scale[rows], eff, cfg.rel_scale_floor, v[rows], rules
     )
     undetermined = np.zeros(len(v), dtype=bool)
-    undetermined[rows] = ~eff.applies & (eff.evidence < cfg.effect_min_occurrences + 1)  # + the point itself
+    # + the point itself; also where another of the day's categories has an effect: a month-end
+    # effect does not tell what the first quarter end does (it may triple the table)
+    undetermined[rows] = eff.evidence < cfg.effect_min_occurrences + 1
     # a declared holiday the series shows no effect of yet is not the rule's to judge: a closed day
     # and a partial load look alike, and labelling the first closures would blank out of the
     # baselines the very occurrences the detector learns the holiday effect from
@@ -156,6 +160,9 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
     # the values with the rule's own labels left in (the rhythm and the tails are read from them)
     with_rule_labels = v.copy()
     with_rule_labels[(hum == 1) | special] = np.nan
+    # the second rhythm's occurrences keep the month and quarter ends (a payroll Friday that is
+    # also the last business day is still a payroll Friday); holidays stay out of every baseline
+    rhythm_values = np.where((hum == 1) | cats[:, HOLIDAY], np.nan, v)
     z = np.zeros(n)
     rel = np.zeros(n)
     for _ in range(max(cfg.iterations, 1)):
@@ -191,10 +198,12 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
         # sub-daily: dqad.detect.vectorised.rhythm_slots), in a series that follows it; a calendar
         # effect, where one applies, is the better description of its day. The rule's own labels
         # stay in: a payroll Friday the first round labelled must not erase the rhythm explaining it
-        med2, cnt2 = _centred_slot_median(sc, rhythm, ts, with_rule_labels, cfg.seasonal_k)
-        expected2 = np.where(cnt2 >= cfg.min_history, med2 + r_med, np.nan)
+        med2, cnt2 = _centred_slot_median(sc, rhythm, ts, rhythm_values, cfg.seasonal_k)
+        expected2 = np.where(cnt2 >= RHYTHM_MIN_HISTORY + 1, med2 + r_med, np.nan)
         follows = prefers_rhythm(sc, slot_base, with_rule_labels - expected, with_rule_labels - expected2, centred=True)
-        expected = np.where(follows & ~effect & ~intermittent & np.isfinite(expected2), expected2, expected)
+        by_rhythm = follows & ~effect & ~intermittent & np.isfinite(expected2)
+        scale = np.where(by_rhythm, rhythm_scale(scale, expected, expected2, daily), scale)
+        expected = np.where(by_rhythm, expected2, expected)
         z = (v - expected) / scale
         rel = (v - expected) / np.maximum(np.abs(expected), 1e-9)
         enough = (cnt >= cfg.min_history) & np.isfinite(z) & ~undetermined

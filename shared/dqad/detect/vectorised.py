@@ -590,6 +590,35 @@ def rhythm_slots(ts: pd.DatetimeIndex, daily: np.ndarray, slot_base: np.ndarray)
 RHYTHM_GAIN = 0.7
 #: points of a slot with both residuals before its rhythm is judged
 RHYTHM_MIN_POINTS = 4
+#: earlier occurrences of a point's second-rhythm slot before that rhythm may explain the point
+#: (the detector's; the labeler's centred windows count the point itself on top). The labeler
+#: must accept a rhythm as early as the detector: labelling the third payroll Friday would blank
+#: it out of the very baseline that makes the fourth one ordinary
+RHYTHM_MIN_HISTORY = 2
+#: the most a second rhythm's level may widen the ordinary slot's scale (see :func:`rhythm_scale`)
+RHYTHM_MAX_WIDENING = 4.0
+
+
+def rhythm_scale(
+    scale: np.ndarray, ordinary_expected: np.ndarray, rhythm_expected: np.ndarray, daily: np.ndarray
+) -> np.ndarray:
+    """The scale of a point judged by its second rhythm: the ordinary scale carried to its level.
+
+    Why: a warehouse metric's noise is proportional to its level, and the scale is measured on all
+    of a series' points, most of them at the ordinary level; a payroll Friday at twice the level
+    is twice as noisy, and judged with the ordinary scale its ordinary +10 % was a 5-sigma event.
+    Only ever wider (a rhythm's low level keeps the ordinary scale: an empty load stays far off),
+    and at most :data:`RHYTHM_MAX_WIDENING` times (a slot at 20 times the ordinary level is a
+    different regime whose noise the ordinary days do not tell). Daily loads only (``daily``): a
+    row count's noise grows with it, a sub-daily feed's (latency, temperature, CPU) does not, and
+    its weekly slot, widened so, hid a real failure in nab-dev.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.abs(rhythm_expected) / np.abs(ordinary_expected)
+    ratio = np.clip(np.nan_to_num(ratio, nan=1.0, posinf=RHYTHM_MAX_WIDENING), 1.0, RHYTHM_MAX_WIDENING)
+    return scale * np.where(daily, ratio, 1.0)
+
+
 RHYTHM_WINDOW = 9
 
 

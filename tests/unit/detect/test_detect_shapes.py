@@ -15,7 +15,7 @@ import pandas as pd
 from dqad.detect import DetectorConfig, LabelerConfig, label_history
 from dqad.detect.calendar_effects import CATEGORIES, calendar_categories
 from dqad.detect.holiday_calendar import holiday_dates
-from dqad.detect.vectorised import robust_scale
+from dqad.detect.vectorised import rhythm_scale, robust_scale
 
 from .robust_scoring import score_after
 
@@ -293,3 +293,27 @@ def test_a_doubled_load_on_a_holiday_the_series_has_not_shown_is_still_an_incide
     out = _score(_frame("fx.rates", values, days), cfg).set_index("timestamp")["is_anomaly"]
     assert not out[dropped]
     assert out[doubled]
+
+
+def test_a_rhythm_s_scale_is_carried_to_its_level_for_daily_loads_only() -> None:
+    scale, ordinary = np.full(4, 10.0), np.full(4, 100.0)
+    rhythm = np.array([220.0, 50.0, 5_000.0, np.nan])
+    daily = np.array([True, True, True, True])
+    # twice the level, twice the noise; a low level keeps the ordinary scale; at most 4x; no rhythm: as is
+    assert rhythm_scale(scale, ordinary, rhythm, daily).tolist() == [22.0, 10.0, 40.0, 10.0]
+    # a sub-daily feed's noise does not grow with its weekly slot's level
+    assert rhythm_scale(scale, ordinary, rhythm, ~daily).tolist() == [10.0] * 4
+
+
+
+
+def test_the_labeler_leaves_a_quarter_end_to_its_own_effect_not_the_month_end_s() -> None:
+    # flat month ends, the last three days of a quarter at 3x: that month ends are flat (an effect
+    # the history supports) does not tell what a quarter end does, so the labeler must not call the
+    # first quarter ends incidents (blanking the very days the detector learns their effect from)
+    days = _days()
+    rng = np.random.default_rng(5)
+    quarter = np.asarray((days.day > days.days_in_month - 3) & np.isin(days.month, (3, 6, 9, 12)))
+    values = 40_000 * np.where(quarter, 3.0, 1.0) * np.exp(rng.normal(0, 0.03, len(days)))
+    labeled = label_history(_frame("fin.ledger", values, days), None, LabelerConfig())
+    assert labeled["label"].to_numpy()[quarter].sum() == 0
