@@ -206,6 +206,249 @@ def _rhythm_z(
     return np.where(ok, z, robust_z), np.where(ok, med, np.nan)
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """The frame's rows in (series, time) order, the targets among them and their calendar.
+
+    Every step of :func:`compute` reads the same sorted arrays; ``T`` are the target positions in
+    that order and ``ends`` the last position before each target in ``pad``'s buffers.
+    """
+
+    df: pd.DataFrame
+    order: np.ndarray
+    series_names: pd.Index
+    sc: np.ndarray
+    ts: np.ndarray
+    t_index: pd.DatetimeIndex
+    v: np.ndarray
+    bv: np.ndarray
+    tgt: np.ndarray
+    T: np.ndarray
+    pad: Padded
+    ends: np.ndarray
+    step: np.ndarray
+    daily: np.ndarray
+    cats: np.ndarray
+    candidate: np.ndarray
+    slot_base: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.v)
+
+
+@dataclass(frozen=True)
+class _Baseline:
+    """Expected value and scale at the targets, and what they were built from.
+
+    ``R`` are the rows whose residuals form the targets' scale (the targets and the
+    ``scale_window`` rows before each); the rhythm's median and count are at ``R``.
+    """
+
+    expected: np.ndarray
+    scale: np.ndarray
+    seas_med: np.ndarray
+    seas_n: np.ndarray
+    effects: Effects
+    R: np.ndarray
+    rhythm_med_r: np.ndarray
+    rhythm_n_r: np.ndarray
+
+
+def _layout(
+    frame: pd.DataFrame, cfg: DetectorConfig, labels: pd.Series | np.ndarray | None, targets: np.ndarray | None
+) -> _Layout:
+    """Sort the rows by (series, time), blank labelled anomalies out of the baselines, find the targets."""
+    df = normalise(frame, copy=False)
+    n = len(df)
+    series_codes, series_names = pd.factorize(df["series"], sort=True)
+    ts_ns = df["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+    order = series_time_order(series_codes, ts_ns)
+    sc = series_codes[order]
+    ts_sorted = ts_ns[order]
+    t_index = pd.DatetimeIndex(ts_sorted.view("datetime64[ns]"))
+    v = df["value"].to_numpy(dtype=np.float64)[order]
+    bv = v.copy()
+    if labels is not None:
+        if isinstance(labels, pd.Series):
+            lab = labels.reindex(df.index).fillna(0).to_numpy(dtype=np.float64)
+        else:
+            lab = np.nan_to_num(np.asarray(labels, dtype=np.float64))
+        bv[lab[order].astype(bool)] = np.nan
+    if targets is None:
+        tgt = np.ones(n, dtype=bool)
+    else:
+        tgt = _extend_to_loads(df, ts_ns, np.asarray(targets, dtype=bool))[order]
+    T = np.flatnonzero(tgt)
+    pad = Padded(sc, max(max(cfg.windows), cfg.scale_window, 16) + 1)
+    # calendar and seasonal slots (every row: earlier rows feed the seasonal baselines)
+    step = step_seconds(ts_sorted, pad, exact=tgt)
+    daily = ~(step < DAILY_STEP_S)
+    cats = calendar_categories(t_index, cfg.holidays) & daily[:, None]  # daily series only
+    candidate = np.logical_or.reduce([cats[:, c] for c in range(cats.shape[1] - 1)]) if n else np.zeros(0, bool)
+    return _Layout(
+        df=df, order=order, series_names=series_names, sc=sc, ts=ts_sorted, t_index=t_index, v=v, bv=bv,
+        tgt=tgt, T=T, pad=pad, ends=pad.pos[T] - 1,  # windows strictly before each target
+        step=step, daily=daily, cats=cats, candidate=candidate, slot_base=slot_codes(t_index, step, cfg.slots),
+    )
+
+
+def _trailing_features(feats: _Sink, lay: _Layout, cfg: DetectorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """z and relative change against each trailing window; the value buffer and the longest window's scale."""
+    bbuf = lay.pad.buffer(lay.bv)
+    vt = lay.v[lay.T]
+    wscale = {}
+    for w in cfg.windows:
+        m, q1, q3 = _windows(bbuf, lay.ends, w, 1, 2)
+        wscale[w] = robust_scale(q1, q3, m, cfg.rel_scale_floor)
+        feats[f"z_w{w}"] = (vt - m) / wscale[w]
+        feats[f"rel_w{w}"] = (vt - m) / np.maximum(np.abs(m), 1e-9)
+    return bbuf, wscale[max(cfg.windows)]
+
+
+def _baseline(lay: _Layout, cfg: DetectorConfig, bbuf: np.ndarray, trailing_scale: np.ndarray) -> _Baseline:
+    """The targets' expected value and scale: seasonal slot, residual noise, calendar effects, bursts."""
+    # seasonal baseline of the ordinary slot; candidate calendar days are left out of it and judged
+    # by the effect their own earlier occurrences show, if any (dqad.detect.calendar_effects).
+    # Needed at the targets, at the scale_window points before them (their residuals form the
+    # targets' scale) and at the earlier candidate days (their ratios form the effects).
+    pad, T, daily = lay.pad, lay.T, lay.daily
+    bv_ord = np.where(lay.candidate, np.nan, lay.bv)
+    full = len(T) == lay.n
+    R = T if full else np.flatnonzero(_within_before(pad.gid, lay.tgt, cfg.scale_window))
+    R_all = np.flatnonzero(_mark(lay.n, R) | lay.candidate)  # sorted, as np.union1d gives it (without its sort)
+    seas_med_all, seas_n_all = _seasonal_baseline(lay.sc, lay.slot_base, bv_ord, cfg.seasonal_k, R_all)
+    # where the seasonal slot has too little history, fall back to the longest trailing median
+    fallback = np.flatnonzero(seas_n_all < MIN_SEASONAL_HISTORY)
+    # a calendar day's ratio, which its effect is learnt from, is taken against one earlier
+    # same-slot value where there is only one: a holiday on the second Monday of a table whose
+    # Mondays double is no +70 % holiday effect, as the median of every weekday would make it
+    effect_base = seas_med_all.copy()
+    if len(fallback):
+        (fb_med,), _ = window_quantiles(bbuf, pad.pos[R_all[fallback]] - 1, max(cfg.windows), [0.5])
+        seas_med_all[fallback] = fb_med
+        effect_base[fallback] = np.where(seas_n_all[fallback] >= 1, effect_base[fallback], fb_med)
+    in_r = np.searchsorted(R_all, R)
+    at_t = np.searchsorted(R_all, T)
+    seas_med = seas_med_all[at_t]
+    # the scale's residuals: against the second rhythm in a series that follows it, so that a
+    # fortnightly run's other week (or a weekly rhythm of sub-daily data) does not count as noise
+    rhythm = rhythm_slots(lay.t_index, daily, lay.slot_base)
+    # its occurrences keep the month and quarter ends (a payroll Friday that is also the last
+    # business day is still a payroll Friday); holidays stay out of every baseline
+    bv_rhythm = np.where(lay.cats[:, HOLIDAY], np.nan, lay.bv)
+    rhythm_med_r, rhythm_n_r = _seasonal_baseline(lay.sc, rhythm, bv_rhythm, cfg.seasonal_k, R)
+    # a residual against the fallback baseline (a slot with too little history yet, compared with
+    # a trailing median of every weekday) measures the weekly cycle, not the noise: left out
+    resid_r = bv_ord[R] - seas_med_all[in_r]
+    resid_r[seas_n_all[in_r] < MIN_SEASONAL_HISTORY] = np.nan
+    # against the second rhythm in a daily series' slot that follows it, so that a fortnightly
+    # run's other week does not count as noise (sub-daily series keep their ordinary residuals)
+    resid_rhythm = np.where((rhythm_n_r >= RHYTHM_MIN_HISTORY) & daily[R], bv_ord[R] - rhythm_med_r, np.nan)
+    follows = prefers_rhythm(lay.sc[R], lay.slot_base[R], resid_r, resid_rhythm) & np.isfinite(resid_rhythm)
+    expected, scale = _residual_noise(lay, cfg, R, np.where(follows, resid_rhythm, resid_r), seas_med, trailing_scale)
+    vt = lay.v[T]
+    effects = _effects(lay.sc, lay.cats, lay.bv, effect_base, R_all, T, scale / np.maximum(np.abs(expected), 1e-9), cfg)
+    expected, scale = apply_effects(expected, scale, effects, cfg.rel_scale_floor, vt, cfg.effect_rules())
+    expected, scale, _ = intermittent_at(
+        pad, lay.bv, T, vt, expected, scale, cfg.scale_window, cfg.rel_scale_floor, daily[T]
+    )
+    return _Baseline(
+        expected=expected, scale=scale, seas_med=seas_med, seas_n=seas_n_all[at_t], effects=effects,
+        R=R, rhythm_med_r=rhythm_med_r, rhythm_n_r=rhythm_n_r,
+    )
+
+
+def _residual_noise(
+    lay: _Layout, cfg: DetectorConfig, R: np.ndarray, resid_r: np.ndarray, seas_med: np.ndarray,
+    trailing_scale: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expected value and scale from the residuals at ``R``: their robust centre (a trend's bias) and spread."""
+    rbuf = np.full(lay.pad.size, np.nan)
+    rbuf[lay.pad.pos[R]] = resid_r
+    (r_med, r_q1, r_q3, r_lo, r_hi), r_cnt = window_quantiles(
+        rbuf, lay.ends, cfg.scale_window, [0.5, 0.25, 0.75, *TAIL_QUANTILES], min_periods=1
+    )
+    for q in (r_q1, r_q3):
+        q[r_cnt < 3] = np.nan
+    for q in (r_lo, r_hi):  # daily loads only: see dqad.detect.vectorised.robust_scale
+        q[(r_cnt < TAIL_MIN_POINTS) | ~lay.daily[lay.T]] = np.nan
+    expected = seas_med + np.nan_to_num(r_med)
+    scale = robust_scale(r_q1, r_q3, seas_med, cfg.rel_scale_floor, tails=(r_lo, r_hi))
+    # until the slots hold three such residuals, the trailing window's spread is the only measure
+    # of the noise there is (wide, as it should be while the series is young)
+    return expected, np.where(np.isnan(scale) | (r_cnt < 3), trailing_scale, scale)
+
+
+def _deviation_features(feats: _Sink, lay: _Layout, base: _Baseline) -> tuple[np.ndarray, np.ndarray]:
+    """The robust z and its companions; returns the robust z and the expected value shown."""
+    vt, expected, scale, effects = lay.v[lay.T], base.expected, base.scale, base.effects
+    robust_z = (vt - expected) / scale
+    feats["seas_z"] = robust_z
+    feats["seas_rel"] = (vt - expected) / np.maximum(np.abs(expected), 1e-9)
+    feats["seas_n"] = base.seas_n
+    feats["seas_resid_raw_z"] = (vt - base.seas_med) / scale
+    feats["base_rel"] = (vt - expected) / np.maximum(np.abs(expected), 1e-9)
+    at_r = np.searchsorted(base.R, lay.T)
+    # a day with a supported calendar effect is judged by that effect, not by its rhythm; but a
+    # holiday, or an effect seen once, is judged by whichever baseline it fits (apply_effects),
+    # and its rhythm is one of them (a payroll Friday that is a holiday is still a payroll Friday)
+    strict_effect = effects.applies & (effects.category != HOLIDAY) & ~effects.thin
+    rhythm_n_t = np.where(strict_effect, 0.0, base.rhythm_n_r[at_r])
+    week_z, week_med = _rhythm_z(
+        base.rhythm_med_r[at_r], rhythm_n_t, vt, expected, scale, robust_z, lay.daily[lay.T]
+    )
+    feats["week_z"] = week_z
+    # the range shown is the one of the rhythm the point fits (the robust detector judges by it);
+    # a supported calendar effect keeps its own
+    fits_second_rhythm = (np.abs(week_z) < np.abs(robust_z)) & np.isfinite(week_med)
+    return robust_z, np.where(fits_second_rhythm, week_med, expected)
+
+
+def _history_features(feats: _Sink, lay: _Layout, base: _Baseline, wlong: int) -> np.ndarray:
+    """Lags, differences, stuck and zero values, gaps and level of the targets; returns the previous value."""
+    pad, T, v, vt = lay.pad, lay.T, lay.v, lay.v[lay.T]
+    vbuf = pad.buffer(v)
+    lag1 = vbuf[pad.pos[T] - 1]
+    feats["diff1_z"] = (vt - lag1) / base.scale
+    feats["rel_lag1"] = (vt - lag1) / np.maximum(np.abs(lag1), 1e-9)
+    prev_all = vbuf[pad.pos - 1]
+    same_all = (v == prev_all).astype(np.float64)
+    same_all[np.isnan(prev_all)] = np.nan
+    feats["same_as_prev"] = np.nan_to_num(same_all[T])
+    feats["same_rate"] = pad.trailing_rate(same_all, T, wlong)
+    lag_slot = vbuf[pad.pos[T] - 7]
+    feats["rel_lag7"] = (vt - lag_slot) / np.maximum(np.abs(lag_slot), 1e-9)
+    feats["is_missing"] = np.isnan(vt).astype(np.float64)
+    feats["is_zero"] = (vt == 0).astype(np.float64)
+    zero_prev = (lay.bv == 0).astype(np.float64)
+    zero_prev[np.isnan(lay.bv)] = np.nan
+    feats["zero_rate"] = pad.trailing_rate(zero_prev, T, wlong)
+    t_f = lay.ts.astype(np.float64)
+    prev_t = pad.buffer(t_f)[pad.pos[T] - 1]
+    feats["gap_ratio"] = (t_f[T] - prev_t) / 1e9 / np.maximum(lay.step[T], 1.0)
+    feats["n_hist"] = pad.cumcount()[T].astype(np.float64)
+    feats["level_log"] = np.sign(base.expected) * np.log1p(np.abs(base.expected))
+    feats["scale_rel"] = base.scale / np.maximum(np.abs(base.expected), 1e-9)
+    return lag1
+
+
+def _calendar_features(feats: _Sink, lay: _Layout, effects: Effects) -> tuple[np.ndarray, np.ndarray]:
+    """Calendar position and learnt effect of the targets; returns their holiday and month-end flags."""
+    tt = lay.t_index[lay.T]
+    hol_t = lay.cats[lay.T, 0]
+    me_t = np.asarray(lay.cats[lay.T][:, list(MONTH_END)].any(axis=1))
+    feats["dow"] = np.asarray(tt.day_of_week, dtype=np.float64)
+    feats["dom"] = np.asarray(tt.day, dtype=np.float64)
+    feats["hour"] = np.asarray(tt.hour, dtype=np.float64)
+    feats["days_to_month_end"] = np.asarray(tt.days_in_month - tt.day, dtype=np.float64)
+    feats["is_month_end"] = me_t.astype(np.float64)
+    feats["is_holiday"] = hol_t.astype(np.float64)
+    feats["calendar_effect"] = np.expm1(effects.log_ratio)
+    feats["is_daily"] = lay.daily[lay.T].astype(np.float64)
+    return hol_t, me_t
+
+
 def compute(
     frame: pd.DataFrame,
     cfg: DetectorConfig,
@@ -224,202 +467,40 @@ def compute(
     the same values a full computation gives those rows. ``column_order`` puts those feature
     columns first (a model's own order, so that selecting its columns needs no copy).
     """
-    df = normalise(frame, copy=False)
-    n = len(df)
-    idx = df.index
-    series_codes, series_names = pd.factorize(df["series"], sort=True)
-    ts_ns = df["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
-    order = series_time_order(series_codes, ts_ns)
-    sc = series_codes[order]
-    ts_sorted = ts_ns[order]
-    t_index = pd.DatetimeIndex(ts_sorted.view("datetime64[ns]"))
-    v = df["value"].to_numpy(dtype=np.float64)[order]
-    bv = v.copy()
-    if labels is not None:
-        if isinstance(labels, pd.Series):
-            lab = labels.reindex(idx).fillna(0).to_numpy(dtype=np.float64)
-        else:
-            lab = np.nan_to_num(np.asarray(labels, dtype=np.float64))
-        bv[lab[order].astype(bool)] = np.nan
-
-    if targets is None:
-        tgt = np.ones(n, dtype=bool)
-    else:
-        tgt = _extend_to_loads(df, ts_ns, np.asarray(targets, dtype=bool))[order]
-    T = np.flatnonzero(tgt)
-
-    maxw = max(max(cfg.windows), cfg.scale_window, 16)
-    pad = Padded(sc, maxw + 1)
-    ends = pad.pos[T] - 1  # windows strictly before each target
+    lay = _layout(frame, cfg, labels, targets)
+    T, wlong = lay.T, max(cfg.windows)
     feats = _Sink(keep=("seas_z", "same_as_prev", "same_rate"))
-
-    # calendar and seasonal slots (every row: earlier rows feed the seasonal baselines)
-    step = step_seconds(ts_sorted, pad, exact=tgt)
-    daily = ~(step < DAILY_STEP_S)
-    cats = calendar_categories(t_index, cfg.holidays) & daily[:, None]  # daily series only
-    candidate = np.logical_or.reduce([cats[:, c] for c in range(cats.shape[1] - 1)]) if n else np.zeros(0, bool)
-    slot_base = slot_codes(t_index, step, cfg.slots)
-
-    # seasonal baseline of the ordinary slot; candidate calendar days are left out of it and judged
-    # by the effect their own earlier occurrences show, if any (dqad.detect.calendar_effects).
-    # Needed at the targets, at the scale_window points before them (their residuals form the
-    # targets' scale) and at the earlier candidate days (their ratios form the effects).
-    bv_ord = np.where(candidate, np.nan, bv)
-    R = np.flatnonzero(_within_before(pad.gid, tgt, cfg.scale_window)) if targets is not None else T
-    R_all = np.flatnonzero(_mark(n, R) | candidate)  # sorted, as np.union1d gives it (without its sort)
-    seas_med_all, seas_n_all = _seasonal_baseline(sc, slot_base, bv_ord, cfg.seasonal_k, R_all)
-
-    # trailing windows (non-seasonal)
-    bbuf = pad.buffer(bv)
-    wmed = {}
-    wscale = {}
-    vt = v[T]
-    for w in cfg.windows:
-        m, q1, q3 = _windows(bbuf, ends, w, 1, 2)
-        s = robust_scale(q1, q3, m, cfg.rel_scale_floor)
-        wmed[w], wscale[w] = m, s
-        feats[f"z_w{w}"] = (vt - m) / s
-        feats[f"rel_w{w}"] = (vt - m) / np.maximum(np.abs(m), 1e-9)
-    wlong = max(cfg.windows)
-
-    # where the seasonal slot has too little history, fall back to the longest trailing median
-    fallback = np.flatnonzero(seas_n_all < MIN_SEASONAL_HISTORY)
-    # a calendar day's ratio, which its effect is learnt from, is taken against one earlier
-    # same-slot value where there is only one: a holiday on the second Monday of a table whose
-    # Mondays double is no +70 % holiday effect, as the median of every weekday would make it
-    effect_base = seas_med_all.copy()
-    if len(fallback):
-        (fb_med,), _ = window_quantiles(bbuf, pad.pos[R_all[fallback]] - 1, wlong, [0.5])
-        seas_med_all[fallback] = fb_med
-        effect_base[fallback] = np.where(seas_n_all[fallback] >= 1, effect_base[fallback], fb_med)
-    in_r = np.searchsorted(R_all, R)
-    seas_med_r = seas_med_all[in_r]
-    at_t = np.searchsorted(R_all, T)
-    seas_med = seas_med_all[at_t]
-    seas_n = seas_n_all[at_t]
-
-    # residuals w.r.t. the seasonal baseline, and their robust centre/scale (bias from trend/growth)
-    resid = vt - seas_med
-    # the scale's residuals: against the second rhythm in a series that follows it, so that a
-    # fortnightly run's other week (or a weekly rhythm of sub-daily data) does not count as noise
-    rhythm = rhythm_slots(t_index, daily, slot_base)
-    # its occurrences keep the month and quarter ends (a payroll Friday that is also the last
-    # business day is still a payroll Friday); holidays stay out of every baseline
-    bv_rhythm = np.where(cats[:, HOLIDAY], np.nan, bv)
-    rhythm_med_r, rhythm_n_r = _seasonal_baseline(sc, rhythm, bv_rhythm, cfg.seasonal_k, R)
-    # a residual against the fallback baseline (a slot with too little history yet, compared with
-    # a trailing median of every weekday) measures the weekly cycle, not the noise: left out
-    resid_r = bv_ord[R] - seas_med_r
-    resid_r[seas_n_all[in_r] < MIN_SEASONAL_HISTORY] = np.nan
-    # against the second rhythm in a daily series' slot that follows it, so that a fortnightly
-    # run's other week does not count as noise (sub-daily series keep their ordinary residuals)
-    resid_rhythm = np.where((rhythm_n_r >= RHYTHM_MIN_HISTORY) & daily[R], bv_ord[R] - rhythm_med_r, np.nan)
-    follows = prefers_rhythm(sc[R], slot_base[R], resid_r, resid_rhythm) & np.isfinite(resid_rhythm)
-    resid_r = np.where(follows, resid_rhythm, resid_r)
-    rbuf = np.full(pad.size, np.nan)
-    rbuf[pad.pos[R]] = resid_r
-    (r_med, r_q1, r_q3, r_lo, r_hi), r_cnt = window_quantiles(
-        rbuf, ends, cfg.scale_window, [0.5, 0.25, 0.75, *TAIL_QUANTILES], min_periods=1
-    )
-    for q in (r_q1, r_q3):
-        q[r_cnt < 3] = np.nan
-    for q in (r_lo, r_hi):  # daily loads only: see dqad.detect.vectorised.robust_scale
-        q[(r_cnt < TAIL_MIN_POINTS) | ~daily[T]] = np.nan
-    r_med = np.nan_to_num(r_med)
-    expected = seas_med + r_med
-    scale = robust_scale(r_q1, r_q3, seas_med, cfg.rel_scale_floor, tails=(r_lo, r_hi))
-    # until the slots hold three such residuals, the trailing window's spread is the only measure
-    # of the noise there is (wide, as it should be while the series is young)
-    scale = np.where(np.isnan(scale) | (r_cnt < 3), wscale[wlong], scale)
-    effects = _effects(sc, cats, bv, effect_base, R_all, T, scale / np.maximum(np.abs(expected), 1e-9), cfg)
-    expected, scale = apply_effects(expected, scale, effects, cfg.rel_scale_floor, vt, cfg.effect_rules())
-    expected, scale, _ = intermittent_at(
-        pad, bv, T, vt, expected, scale, cfg.scale_window, cfg.rel_scale_floor, daily[T]
-    )
-    robust_z = (vt - expected) / scale
-    rel_dev = (vt - expected) / np.maximum(np.abs(expected), 1e-9)
-    hol_t, me_t = cats[T, 0], np.asarray(cats[T][:, list(MONTH_END)].any(axis=1))
-    feats["seas_z"] = robust_z
-    feats["seas_rel"] = rel_dev
-    feats["seas_n"] = seas_n
-    feats["seas_resid_raw_z"] = resid / scale
-    feats["base_rel"] = (vt - expected) / np.maximum(np.abs(expected), 1e-9)
-    at_r = np.searchsorted(R, T)
-    # a day with a supported calendar effect is judged by that effect, not by its rhythm; but a
-    # holiday, or an effect seen once, is judged by whichever baseline it fits (apply_effects),
-    # and its rhythm is one of them (a payroll Friday that is a holiday is still a payroll Friday)
-    strict_effect = effects.applies & (effects.category != HOLIDAY) & ~effects.thin
-    rhythm_n_t = np.where(strict_effect, 0.0, rhythm_n_r[at_r])
-    week_z, week_med = _rhythm_z(rhythm_med_r[at_r], rhythm_n_t, vt, expected, scale, robust_z, daily[T])
-    feats["week_z"] = week_z
-    # the range shown is the one of the rhythm the point fits (the robust detector judges by it);
-    # a supported calendar effect keeps its own
-    fits_second_rhythm = (np.abs(week_z) < np.abs(robust_z)) & np.isfinite(week_med)
-    shown_expected = np.where(fits_second_rhythm, week_med, expected)
-
-    # lags / differences / stuck values
-    vbuf = pad.buffer(v)
-    lag1 = vbuf[pad.pos[T] - 1]
-    feats["diff1_z"] = (vt - lag1) / scale
-    feats["rel_lag1"] = (vt - lag1) / np.maximum(np.abs(lag1), 1e-9)
-    prev_all = vbuf[pad.pos - 1]
-    same_all = (v == prev_all).astype(np.float64)
-    same_all[np.isnan(prev_all)] = np.nan
-    feats["same_as_prev"] = np.nan_to_num(same_all[T])
-    feats["same_rate"] = pad.trailing_rate(same_all, T, wlong)
-    lag_slot = vbuf[pad.pos[T] - 7]
-    feats["rel_lag7"] = (vt - lag_slot) / np.maximum(np.abs(lag_slot), 1e-9)
-    feats["is_missing"] = np.isnan(vt).astype(np.float64)
-    feats["is_zero"] = (vt == 0).astype(np.float64)
-    zero_prev = (bv == 0).astype(np.float64)
-    zero_prev[np.isnan(bv)] = np.nan
-    feats["zero_rate"] = pad.trailing_rate(zero_prev, T, wlong)
-    t_f = ts_sorted.astype(np.float64)
-    prev_t = pad.buffer(t_f)[pad.pos[T] - 1]
-    feats["gap_ratio"] = (t_f[T] - prev_t) / 1e9 / np.maximum(step[T], 1.0)
-    feats["n_hist"] = pad.cumcount()[T].astype(np.float64)
-    feats["level_log"] = np.sign(expected) * np.log1p(np.abs(expected))
-    feats["scale_rel"] = scale / np.maximum(np.abs(expected), 1e-9)
-
-    # calendar
-    tt = t_index[T]
-    feats["dow"] = np.asarray(tt.day_of_week, dtype=np.float64)
-    feats["dom"] = np.asarray(tt.day, dtype=np.float64)
-    feats["hour"] = np.asarray(tt.hour, dtype=np.float64)
-    feats["days_to_month_end"] = np.asarray(tt.days_in_month - tt.day, dtype=np.float64)
-    feats["is_month_end"] = me_t.astype(np.float64)
-    feats["is_holiday"] = hol_t.astype(np.float64)
-    feats["calendar_effect"] = np.expm1(effects.log_ratio)
-    feats["is_daily"] = daily[T].astype(np.float64)
-
-    _load_run_features(feats, df, order, T, ends, pad, wlong)
+    bbuf, trailing_scale = _trailing_features(feats, lay, cfg)
+    base = _baseline(lay, cfg, bbuf, trailing_scale)
+    robust_z, shown_expected = _deviation_features(feats, lay, base)
+    lag1 = _history_features(feats, lay, base, wlong)
+    hol_t, me_t = _calendar_features(feats, lay, base.effects)
+    _load_run_features(feats, lay.df, lay.order, T, lay.ends, lay.pad, wlong)
     feats.clip = False  # cross-metric features below are not clipped
-    rows = order[T]  # frame positions of the targets, in (series, time) order
-    load = _cross_metric_features(feats, df, rows, ts_sorted[T])
-    _key_features(feats, df, rows, series_names, sc[T])
-    features, out_rows, back, identity = _assemble(feats, rows, idx, column_order)
-    out_index = features.index
-    series_min = np.fmin.reduceat(v, pad.starts)[pad.gid[T]] if n else np.zeros(0)
+    rows = lay.order[T]  # frame positions of the targets, in (series, time) order
+    load = _cross_metric_features(feats, lay.df, rows, lay.ts[T])
+    _key_features(feats, lay.df, rows, lay.series_names, lay.sc[T])
+    features, out_rows, back, identity = _assemble(feats, rows, lay.df.index, column_order)
+    series_min = np.fmin.reduceat(lay.v, lay.pad.starts)[lay.pad.gid[T]] if lay.n else np.zeros(0)
     aux_cols = {
         "expected": shown_expected,
-        "scale": scale,
+        "scale": base.scale,
         "robust_z": robust_z,
-        "effect": effects.category,
-        "effect_rel": np.expm1(effects.log_ratio),
+        "effect": base.effects.category,
+        "effect_rel": np.expm1(base.effects.log_ratio),
         "is_holiday": hol_t,
         "is_month_end": me_t,
-        "slot": slot_base[T],
-        "daily": daily[T],
+        "slot": lay.slot_base[T],
+        "daily": lay.daily[T],
         "lag1": lag1,
         "series_min": series_min,
         "load": load,
     }
-    aux = pd.DataFrame({k: x if identity else x[back] for k, x in aux_cols.items()}, index=out_index, copy=False)
+    aux = pd.DataFrame({k: x if identity else x[back] for k, x in aux_cols.items()}, index=features.index, copy=False)
     if targets is not None and len(features) != int(np.count_nonzero(targets)):
         keep = np.asarray(targets, dtype=bool)[out_rows]
         features, aux = features[keep], aux[keep]
     return Computed(features=features, aux=aux)
-
 
 def _load_run_features(
     feats: _Sink, df: pd.DataFrame, order: np.ndarray, T: np.ndarray, ends: np.ndarray, pad: Padded, wlong: int
