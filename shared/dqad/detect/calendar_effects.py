@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -177,64 +178,151 @@ def learn_effects(
     Among several supported categories of one point, the one with the smallest spread wins (the
     most specific description: a quarter end inside the month-end category widens its spread).
     """
-    m = len(rows)
-    best_lr = np.zeros(m)
-    best_spread = np.full(m, np.inf)
-    best_cat = np.full(m, -1, dtype=np.int64)
-    best_cnt = np.zeros(m)
-    evidence = np.full(m, np.inf)
-    holiday_seen = np.zeros(m)
-    on_holiday = cats[rows, HOLIDAY]
-    floor = max(np.log1p(rules.min_relative_change), 1e-9)
-    business = cats[:, -1]
+    asked = _EffectQuery(series_codes, cats, ratios, rows, noise_rel, rules, centred)
+    best = _BestEffects.none(len(rows))
     for c in range(cats.shape[1] - 1):
-        in_cat = cats[rows, c]
-        if not in_cat.any():
+        if cats[rows, c].any():
+            _learn_category(asked, c, best)
+    return best.effects(cats[rows, HOLIDAY], rules, centred)
+
+
+@dataclass(frozen=True)
+class _EffectQuery:
+    """What :func:`learn_effects` was asked, in one place: every step reads the same arrays."""
+
+    series_codes: np.ndarray
+    cats: np.ndarray
+    ratios: np.ndarray
+    rows: np.ndarray
+    noise_rel: np.ndarray
+    rules: EffectRules
+    centred: bool
+
+    @property
+    def business(self) -> np.ndarray:
+        return self.cats[:, -1]
+
+
+@dataclass
+class _BestEffects:
+    """The best supported effect so far of each queried row.
+
+    Categories are tried one at a time, and of the supported ones the narrowest wins (the most
+    specific description, see :func:`learn_effects`).
+    """
+
+    log_ratio: np.ndarray
+    spread: np.ndarray
+    category: np.ndarray
+    #: occurrences of the row's own split the best effect rests on (0 for a pooled one)
+    count: np.ndarray
+    #: fewest occurrences any of the row's categories had (see ``Effects.evidence``)
+    evidence: np.ndarray
+    #: most holidays with a value, moved or not, in any of the row's windows
+    holiday_seen: np.ndarray
+
+    @classmethod
+    def none(cls, m: int) -> _BestEffects:
+        """No row has an effect yet: an infinite spread loses to any supported effect."""
+        return cls(
+            log_ratio=np.zeros(m),
+            spread=np.full(m, np.inf),
+            category=np.full(m, -1, dtype=np.int64),
+            count=np.zeros(m),
+            evidence=np.full(m, np.inf),
+            holiday_seen=np.zeros(m),
+        )
+
+    def offer(self, q: np.ndarray, ok: np.ndarray, stats: _WindowStats, c: int, pooled: bool) -> None:
+        """Take category ``c``'s effect at the rows ``q`` where it is supported and narrower."""
+        better = ok & (stats.spread < self.spread[q])
+        sel = q[better]
+        self.log_ratio[sel], self.spread[sel], self.category[sel] = stats.med[better], stats.spread[better], c
+        # a pooled effect is a guess for a split not seen yet (a weekday surge on a Saturday)
+        self.count[sel] = 0 if pooled else stats.cnt[better]
+
+    def effects(self, on_holiday: np.ndarray, rules: EffectRules, centred: bool) -> Effects:
+        """The choice made; a row without an effect has no spread to widen its scale by."""
+        applies = self.category >= 0
+        self.spread[~applies] = 0.0
+        # centred windows count the point itself among the occurrences
+        unproven = on_holiday & ~applies & (self.holiday_seen < rules.min_occurrences + centred)
+        thin = applies & (self.count < rules.min_occurrences + centred)
+        return Effects(
+            log_ratio=self.log_ratio,
+            spread=self.spread,
+            category=self.category,
+            evidence=self.evidence,
+            unproven_holiday=unproven,
+            thin=thin,
+        )
+
+
+class _WindowStats(NamedTuple):
+    """Median, robust spread (IQR / 1.349), count and share positive of occurrence windows."""
+
+    med: np.ndarray
+    spread: np.ndarray
+    cnt: np.ndarray
+    pos: np.ndarray
+
+    def take(self, at: np.ndarray) -> _WindowStats:
+        return _WindowStats(self.med[at], self.spread[at], self.cnt[at], self.pos[at])
+
+
+def _learn_category(asked: _EffectQuery, c: int, best: _BestEffects) -> None:
+    """Offer ``best`` category ``c``'s effect at every queried row on it, split by business day.
+
+    Business days and weekend days of a category first (a table closing on the last business day
+    shows nothing on a Sunday month end), then both pooled where that split has too few.
+    """
+    rules, rows, business = asked.rules, asked.rows, asked.business
+    in_cat = asked.cats[rows, c]
+    cat_cnt = np.zeros(len(rows))
+    for b in (True, False, None):
+        if b is None:
+            on = np.flatnonzero(asked.cats[:, c])
+            q = np.flatnonzero(in_cat & (cat_cnt < rules.min_occurrences + asked.centred))
+        else:
+            on = np.flatnonzero(asked.cats[:, c] & (business == b))
+            q = np.flatnonzero(in_cat & (business[rows] == b))
+        if not len(on) or not len(q):
             continue
-        cat_cnt = np.zeros(m)
-        # business days and weekend days of a category first (a table closing on the last business
-        # day shows nothing on a Sunday month end), then both pooled where that split has too few
-        for b in (True, False, None):
-            if b is None:
-                on = np.flatnonzero(cats[:, c])
-                q = np.flatnonzero(in_cat & (cat_cnt < rules.min_occurrences + centred))
-            else:
-                on = np.flatnonzero(cats[:, c] & (business == b))
-                q = np.flatnonzero(in_cat & (business[rows] == b))
-            if not len(on) or not len(q):
-                continue
-            at = np.searchsorted(on, rows[q])
-            r = ratios[on]
-            if c == HOLIDAY:
-                # holidays: learnt from the occurrences that moved the value (see apply_effects)
-                seen = _occurrence_count(series_codes[on], r, rules.occurrences, centred)[at]
-                holiday_seen[q] = np.maximum(holiday_seen[q], seen)
-                r = np.where(np.abs(r) > np.log1p(rules.strong_change), r, np.nan)
-            med, spread, cnt, pos = _occurrence_stats(series_codes[on], r, rules.occurrences, centred)
-            med, spread, cnt, pos = med[at], spread[at], cnt[at], pos[at]
-            # a holiday's evidence is every earlier holiday with a value, not only those that moved it
-            cat_cnt[q] = np.maximum(cat_cnt[q], holiday_seen[q] if c == HOLIDAY else cnt)
-            noise = noise_rel[q]
-            big = np.abs(med) > np.maximum(rules.noise_factor * noise, floor)
-            strong = np.abs(med) > np.maximum(2 * rules.noise_factor * noise, np.log1p(rules.strong_change))
-            same_sign = np.where(med > 0, pos, 1.0 - pos) >= rules.consistency
-            # centred windows hold the point itself: a strong effect needs one other occurrence there
-            enough = (cnt >= rules.min_occurrences) | (strong & (cnt >= 1 + centred))
-            ok = enough & big & same_sign & np.isfinite(med)
-            better = ok & (spread < best_spread[q])
-            sel = q[better]
-            best_lr[sel], best_spread[sel], best_cat[sel] = med[better], spread[better], c
-            # a pooled effect is a guess for a split not seen yet (a weekday surge on a Saturday)
-            best_cnt[sel] = 0 if b is None else cnt[better]
-        evidence[in_cat] = np.minimum(evidence[in_cat], cat_cnt[in_cat])
-    best_spread[best_cat < 0] = 0.0
-    # centred windows count the point itself among the occurrences
-    unproven = on_holiday & (best_cat < 0) & (holiday_seen < rules.min_occurrences + centred)
-    thin = (best_cat >= 0) & (best_cnt < rules.min_occurrences + centred)
-    return Effects(
-        log_ratio=best_lr, spread=best_spread, category=best_cat, evidence=evidence, unproven_holiday=unproven,
-        thin=thin,
-    )
+        stats = _split_stats(asked, c, on, q, best)
+        # a holiday's evidence is every earlier holiday with a value, not only those that moved it
+        cat_cnt[q] = np.maximum(cat_cnt[q], best.holiday_seen[q] if c == HOLIDAY else stats.cnt)
+        ok = _supported(stats, asked.noise_rel[q], rules, asked.centred)
+        best.offer(q, ok, stats, c, pooled=b is None)
+    best.evidence[in_cat] = np.minimum(best.evidence[in_cat], cat_cnt[in_cat])
+
+
+def _split_stats(asked: _EffectQuery, c: int, on: np.ndarray, q: np.ndarray, best: _BestEffects) -> _WindowStats:
+    """The window of occurrences ``on`` of category ``c`` at each queried row ``q``.
+
+    How many holidays had a value at all, moved or not, goes to ``best.holiday_seen``: that is a
+    holiday's evidence, though only the moving ones teach its effect.
+    """
+    at = np.searchsorted(on, asked.rows[q])
+    r = asked.ratios[on]
+    k, codes = asked.rules.occurrences, asked.series_codes[on]
+    if c == HOLIDAY:
+        # holidays: learnt from the occurrences that moved the value (see apply_effects)
+        seen = _occurrence_count(codes, r, k, asked.centred)[at]
+        best.holiday_seen[q] = np.maximum(best.holiday_seen[q], seen)
+        r = np.where(np.abs(r) > np.log1p(asked.rules.strong_change), r, np.nan)
+    return _occurrence_stats(codes, r, k, asked.centred).take(at)
+
+
+def _supported(stats: _WindowStats, noise: np.ndarray, rules: EffectRules, centred: bool) -> np.ndarray:
+    """Where the windows' median effect is large, consistent and seen often enough (module docstring)."""
+    floor = max(np.log1p(rules.min_relative_change), 1e-9)
+    med = stats.med
+    big = np.abs(med) > np.maximum(rules.noise_factor * noise, floor)
+    strong = np.abs(med) > np.maximum(2 * rules.noise_factor * noise, np.log1p(rules.strong_change))
+    same_sign = np.where(med > 0, stats.pos, 1.0 - stats.pos) >= rules.consistency
+    # centred windows hold the point itself: a strong effect needs one other occurrence there
+    enough = (stats.cnt >= rules.min_occurrences) | (strong & (stats.cnt >= 1 + centred))
+    return enough & big & same_sign & np.isfinite(med)
 
 
 def _occurrence_count(codes: np.ndarray, ratios: np.ndarray, k: int, centred: bool) -> np.ndarray:
@@ -245,10 +333,8 @@ def _occurrence_count(codes: np.ndarray, ratios: np.ndarray, k: int, centred: bo
     return np.nan_to_num(pad.rolling(ratios, window, "count", min_periods=0, **kw))
 
 
-def _occurrence_stats(
-    codes: np.ndarray, ratios: np.ndarray, k: int, centred: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Median, robust spread (IQR / 1.349), count and share positive of each occurrence's window."""
+def _occurrence_stats(codes: np.ndarray, ratios: np.ndarray, k: int, centred: bool) -> _WindowStats:
+    """The statistics of each occurrence's window (its ``k`` predecessors, or centred on it)."""
     window = 2 * (k // 2) + 1 if centred else k
     pad = Padded(codes, window + 1)
     kw = {"strictly_before": not centred, "center": centred}
@@ -258,7 +344,7 @@ def _occurrence_stats(
     cnt = np.nan_to_num(pad.rolling(ratios, window, "count", min_periods=0, **kw))
     positive = np.where(np.isnan(ratios), np.nan, (ratios > 0).astype(np.float64))
     pos = np.nan_to_num(pad.rolling(positive, window, "mean", **kw), nan=0.5)
-    return med, np.nan_to_num((q3 - q1) / 1.349), cnt, pos
+    return _WindowStats(med, np.nan_to_num((q3 - q1) / 1.349), cnt, pos)
 
 
 def apply_effects(
