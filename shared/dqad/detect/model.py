@@ -19,9 +19,7 @@ Why this shape:
 
 "Better" for champion/challenger: challenger F1 >= champion F1 + ``promote_margin``, or F1 within the
 margin and PR-AUC >= champion PR-AUC + ``promote_margin``. A margin keeps the champion stable
-against noise between retrains (a model swap must pay for itself). A robust champion facing a robust
-challenger is always replaced: nothing is fitted, so the swap is only a recalibration on the longer
-history (and on series that did not exist when the champion was trained).
+against noise between retrains (a model swap must pay for itself).
 """
 
 from __future__ import annotations
@@ -317,12 +315,11 @@ def is_better(challenger: dict[str, float], champion: dict[str, float] | None, m
     """Champion/challenger rule (see module docstring)."""
     if not champion:
         return True, "no champion yet"
-    if challenger.get("fitted") == 0.0 and champion.get("fitted") == 0.0:
-        # nothing is fitted: the two are one detector, and the challenger's calibration has seen the
-        # longer history, the series that appeared since (a kept champion never calibrates them and
-        # holds their thresholds from before they existed) and any new feedback. Their F1s, measured
-        # on different validation windows, say nothing about which is better
-        return True, "the robust detector, recalibrated on the longer history"
+    robust_both = challenger.get("fitted") == 0.0 and champion.get("fitted") == 0.0
+    if robust_both and challenger.get("n_human") != champion.get("n_human"):
+        # nothing is fitted: the robust detector's thresholds are calibrated on the feedback, so the
+        # calibration that has seen the new feedback wins (the F1s were measured on different labels)
+        return True, "the robust detector, recalibrated on new human feedback"
     cf, cp = float(challenger.get("f1", 0.0)), float(challenger.get("pr_auc", 0.0))
     hf, hp = float(champion.get("f1", 0.0)), float(champion.get("pr_auc", 0.0))
     if cf >= hf + margin:

@@ -264,14 +264,13 @@ def test_human_events_are_runs_of_labelled_anomalies_per_series() -> None:
     assert _human_events(series, ts, y, np.zeros(7, bool)) == 0
 
 
-def test_a_robust_challenger_always_replaces_a_robust_champion() -> None:
+def test_a_robust_challenger_with_new_feedback_replaces_a_robust_champion() -> None:
     from dqad.detect.model import is_better
 
     robust_old = {"f1": 0.6, "pr_auc": 0.5, "fitted": 0.0, "n_human": 0.0}
     robust_new = {"f1": 0.4, "pr_auc": 0.3, "fitted": 0.0, "n_human": 1.0}
     assert is_better(robust_new, robust_old, 0.01)[0]
-    # the same feedback too: its calibration has seen the longer history and the newer series
-    assert is_better({**robust_new, "n_human": 0.0}, robust_old, 0.01)[0]
-    # a fitted model is compared on its merits, and so is a champion of before the flag
+    # the same feedback: compared on its merits; a fitted model too, and a champion of before the flag
+    assert not is_better({**robust_new, "n_human": 0.0}, robust_old, 0.01)[0]
     assert not is_better({**robust_new, "fitted": 1.0}, robust_old, 0.01)[0]
     assert not is_better(robust_new, {"f1": 0.6, "pr_auc": 0.5}, 0.01)[0]
