@@ -48,8 +48,7 @@ import numpy as np
 import pandas as pd
 
 from dqad.detect.config import DetectorConfig
-
-DAILY_STEP_S = 20 * 3600
+from dqad.detect.vectorised import DAILY_STEP_S
 
 
 def odds_scale(p: float | np.ndarray, factor: float | np.ndarray) -> float | np.ndarray:

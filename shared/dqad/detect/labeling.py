@@ -23,6 +23,7 @@ import pandas as pd
 from dqad.detect.calendar_effects import HOLIDAY, apply_effects, calendar_categories, learn_effects, log_ratio
 from dqad.detect.config import LabelerConfig
 from dqad.detect.vectorised import (
+    DAILY_STEP_S,
     RHYTHM_MIN_HISTORY,
     TAIL_MIN_POINTS,
     TAIL_QUANTILES,
@@ -240,7 +241,7 @@ def _sorted_points(df: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Labeler
 def _slots(pts: _Points, cfg: LabelerConfig) -> _Slots:
     """Each point's slots and calendar days, from its series' cadence."""
     step = step_seconds(pts.ts, pts.pad)
-    daily = ~(step < 20 * 3600)
+    daily = ~(step < DAILY_STEP_S)
     cats = calendar_categories(pts.t_index, cfg.holidays) & daily[:, None]  # daily series only
     special = np.asarray(cats[:, :-1].any(axis=1))
     slot_base = slot_codes(pts.t_index, step, cfg.slots)

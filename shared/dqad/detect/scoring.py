@@ -33,6 +33,7 @@ from dqad.detect.vectorised import (
     series_time_order,
     window_quantiles,
 )
+from dqad.wording import fmt_value
 
 OUTPUT_COLUMNS = ("score", "is_anomaly", "severity", "expected_low", "expected_high", "reasons")
 SEVERITIES = ("", "low", "medium", "high")
@@ -77,17 +78,6 @@ def _tail_positions(codes: np.ndarray, ts: np.ndarray, cfg: DetectorConfig) -> n
     # learnt from, needs the ordinary days before it, as it had at training time
     keep = (from_end < need[pad.gid]) | (med_step >= DAILY_STEP_S)[pad.gid]
     return order[keep]
-
-
-def _fmt(x: float) -> str:
-    if not math.isfinite(x):
-        return "n/a"
-    ax = abs(x)
-    if ax >= 100:
-        return f"{x:,.0f}"
-    if ax >= 1:
-        return f"{x:,.2f}".rstrip("0").rstrip(".")
-    return f"{x:.3g}"
 
 
 def _slot_name(dow: int, hour: int, minute: int, daily: bool, effect: int) -> str:
@@ -211,8 +201,8 @@ def _value_reason(r: _Flagged) -> tuple[float, str] | None:
     if abs(exp) > 1e-9:
         pct = (v - exp) / abs(exp) * 100
         word = "below" if pct < 0 else "above"
-        return r.abs_z, f"value {_fmt(v)} is {abs(pct):.0f}% {word} the usual {_fmt(exp)} {where}"
-    return r.abs_z, f"value {_fmt(v)} where {_fmt(exp)} is usual {where}"
+        return r.abs_z, f"value {fmt_value(v)} is {abs(pct):.0f}% {word} the usual {fmt_value(exp)} {where}"
+    return r.abs_z, f"value {fmt_value(v)} where {fmt_value(exp)} is usual {where}"
 
 
 def _row_text(r: _Flagged, together: dict[int, str]) -> str:
@@ -224,7 +214,7 @@ def _row_text(r: _Flagged, together: dict[int, str]) -> str:
     if r.load in together:
         parts.append((TOGETHER_WEIGHT, together[r.load]))
     if r.same > 0 and r.same_rate < STALE_REPEAT_RATE:
-        parts.append((STALE_WEIGHT, f"same value as the previous load ({_fmt(r.value)}): the data may be stale"))
+        parts.append((STALE_WEIGHT, f"same value as the previous load ({fmt_value(r.value)}): the data may be stale"))
     if r.gap > LONG_GAP:
         parts.append((GAP_WEIGHT, f"{r.gap:.0f}x the usual interval since the previous load"))
     if r.delay > LATE_LOAD_Z:
@@ -640,7 +630,7 @@ def _explain_range(
         if ctl.why[r]:
             texts[j] = f"{why_text(c, int(ctl.why[r]))}; {texts[j]}"
         elif inside[r]:
-            texts[j] = f"inside its expected range ({_fmt(lo[r])} to {_fmt(hi[r])}) but flagged: {texts[j]}"
+            texts[j] = f"inside its expected range ({fmt_value(lo[r])} to {fmt_value(hi[r])}) but flagged: {texts[j]}"
     quiet = np.flatnonzero(outside & ~is_anom)
     extra = []
     for r in quiet.tolist():
@@ -651,7 +641,7 @@ def _explain_range(
             why = f"its score {decide_on[r]:.2f} is below the alarm threshold {threshold:.2f} (small for this series)"
         else:
             why = "the series' own alarm threshold is higher, or an alert of the same incident was already sent"
-        extra.append(f"outside its expected range ({_fmt(lo[r])} to {_fmt(hi[r])}) but not alerted: {why}")
+        extra.append(f"outside its expected range ({fmt_value(lo[r])} to {fmt_value(hi[r])}) but not alerted: {why}")
     if not len(quiet):
         return rows, texts
     all_rows = np.r_[rows, quiet]
