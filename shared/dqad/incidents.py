@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from dqad.wording import about, fmt_value, is_missing, metric_words, plural
 
@@ -353,101 +353,168 @@ def _classify(
     return Incident(kind, (group,), ts, severity, summary, involved, job=job, dataset=dataset)
 
 
+class _Verdict(NamedTuple):
+    """What a rule makes of a load: its kind, its one-line summary and the normal metrics it cites."""
+
+    kind: Kind
+    summary: str
+    lead: tuple[Evidence, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Load:
+    """The evidence of one load as the rules read it, anomalies first."""
+
+    table: str
+    ev: list[Evidence]
+    flagged: list[Evidence]
+    rules: Rules
+    previous: Mapping[str, Sequence[float]]
+
+    def first(self, role: str, *, flagged_only: bool = True) -> Evidence | None:
+        return next((e for e in (self.flagged if flagged_only else self.ev) if e.role == role), None)
+
+    def before(self, e: Evidence) -> Sequence[float]:
+        return self.previous.get(e.series, ())
+
+
 def _rule(
     table: str,
     ev: list[Evidence],
     flagged: list[Evidence],
     rules: Rules,
     previous: Mapping[str, Sequence[float]],
-) -> tuple[Kind, str, tuple[Evidence, ...]]:
-    """The kind of a load's incident, its one-line summary and the normal metrics it cites."""
+) -> _Verdict:
+    """The kind of a load's incident, its one-line summary and the normal metrics it cites.
 
-    def first(role: str, among: Sequence[Evidence] = flagged) -> Evidence | None:
-        return next((e for e in among if e.role == role), None)
+    The rules are tried in order and the first that recognises the load names it: an empty load also
+    moves every other metric, so the most telling explanation has to win over the ones it implies.
+    """
+    load = _Load(table, ev, flagged, rules, previous)
+    for rule in _RULES:
+        verdict = rule(load)
+        if verdict is not None:
+            return verdict
+    return _other(load)
 
-    rows_any = first("row_count", ev)
-    rows = first("row_count")
-    if rows_any is not None and rows_any.value == 0 and (rows_any.is_anomaly or flagged):
+
+def _empty(load: _Load) -> _Verdict | None:
+    rows_any = load.first("row_count", flagged_only=False)
+    if rows_any is not None and rows_any.value == 0 and (rows_any.is_anomaly or load.flagged):
         usual = f" instead of about {about(rows_any.expected)}" if rows_any.expected else ""
-        return Kind.EMPTY, f"{table} loaded empty: 0 rows{usual}", (rows_any,)
+        return _Verdict(Kind.EMPTY, f"{load.table} loaded empty: 0 rows{usual}", (rows_any,))
+    return None
 
-    stuck = [e for e in flagged if _stuck(e, previous.get(e.series, ()), rules.stuck_loads)]
-    if stuck:
-        names = ", ".join(dict.fromkeys(e.words for e in stuck))
-        n = rules.stuck_loads
-        return Kind.STUCK, f"{table}: {names} repeated the previous {n} loads' numbers exactly", ()
 
-    if rows is not None and rows.value is not None and rows.expected:
-        ratio = rows.value / rows.expected
-        if _below(rows) and ratio < rules.partial_below:
-            return (
-                Kind.PARTIAL,
-                f"{table} loaded partially: {about(rows.value, 'rows')} instead of about {about(rows.expected)}"
-                f" ({ratio:.0%} of the usual)",
-                (),
-            )
-        lo, hi = rules.duplicate_ratio
-        total = first("sum", ev)
-        total_ratio = total.value / total.expected if total and total.value is not None and total.expected else None
-        if _above(rows) and lo <= ratio <= hi and (total_ratio is None or lo <= total_ratio <= hi):
-            return (
-                Kind.DUPLICATED,
-                f"{table} loaded twice: {about(rows.value, 'rows')}, {ratio:.1f}× the usual {about(rows.expected)}",
-                (total,) if total is not None and not total.is_anomaly else (),
-            )
+def _stuck_values(load: _Load) -> _Verdict | None:
+    n = load.rules.stuck_loads
+    stuck = [e for e in load.flagged if _stuck(e, load.before(e), n)]
+    if not stuck:
+        return None
+    names = ", ".join(dict.fromkeys(e.words for e in stuck))
+    return _Verdict(Kind.STUCK, f"{load.table}: {names} repeated the previous {n} loads' numbers exactly")
 
-    distinct = first("distinct")
+
+def _row_count_change(load: _Load) -> _Verdict | None:
+    """Partial and duplicated loads: a flagged row count far from its expected value."""
+    rows, table, rules = load.first("row_count"), load.table, load.rules
+    if rows is None or rows.value is None or not rows.expected:
+        return None
+    ratio = rows.value / rows.expected
+    if _below(rows) and ratio < rules.partial_below:
+        return _Verdict(
+            Kind.PARTIAL,
+            f"{table} loaded partially: {about(rows.value, 'rows')} instead of about {about(rows.expected)}"
+            f" ({ratio:.0%} of the usual)",
+        )
+    lo, hi = rules.duplicate_ratio
+    total = load.first("sum", flagged_only=False)
+    total_ratio = total.value / total.expected if total and total.value is not None and total.expected else None
+    if _above(rows) and lo <= ratio <= hi and (total_ratio is None or lo <= total_ratio <= hi):
+        return _Verdict(
+            Kind.DUPLICATED,
+            f"{table} loaded twice: {about(rows.value, 'rows')}, {ratio:.1f}× the usual {about(rows.expected)}",
+            (total,) if total is not None and not total.is_anomaly else (),
+        )
+    return None
+
+
+def _distinct_collapse(load: _Load) -> _Verdict | None:
+    distinct = load.first("distinct")
+    rows_any = load.first("row_count", flagged_only=False)
     rows_ok = rows_any is None or not rows_any.is_anomaly
     collapsed = (
         distinct is not None
         and distinct.value is not None
         and bool(distinct.expected)
         and _below(distinct)
-        and distinct.value / distinct.expected < rules.collapse_below  # type: ignore[operator]
+        and distinct.value / distinct.expected < load.rules.collapse_below  # type: ignore[operator]
     )
-    if collapsed and rows_ok:
-        assert distinct is not None
-        return (
-            Kind.DISTINCT_COLLAPSE,
-            f"{table}: {distinct.words} collapsed to {fmt_value(distinct.value)} instead of about "
-            f"{about(distinct.expected)}",
-            (rows_any,) if rows_any is not None else (),
-        )
+    if not (collapsed and rows_ok):
+        return None
+    assert distinct is not None
+    return _Verdict(
+        Kind.DISTINCT_COLLAPSE,
+        f"{load.table}: {distinct.words} collapsed to {fmt_value(distinct.value)} instead of about "
+        f"{about(distinct.expected)}",
+        (rows_any,) if rows_any is not None else (),
+    )
 
-    nulls = first("null_pct")
-    if nulls is not None and _above(nulls):
-        return (
-            Kind.NULL_SPIKE,
-            f"{table}: {nulls.words} rose to {fmt_value(nulls.value)}% (normally at most "
-            f"{fmt_value(nulls.expected_high)}%)",
-            (),
-        )
 
-    drifting = [e for e in flagged if _drifting(e, previous.get(e.series, ()), rules.drift_loads)]
-    if drifting:
-        e = drifting[0]
-        way = "above" if _above(e) else "below"
-        loads = rules.drift_loads + 1
-        edge = e.expected_high if way == "above" else e.expected_low
-        return (
-            Kind.DRIFT,
-            f"{table}: {e.words} has stayed {way} its usual range for {loads} loads (now {fmt_value(e.value)}, "
-            f"usually {'at most' if way == 'above' else 'at least'} {fmt_value(edge)})",
-            (),
-        )
+def _null_spike(load: _Load) -> _Verdict | None:
+    nulls = load.first("null_pct")
+    if nulls is None or not _above(nulls):
+        return None
+    return _Verdict(
+        Kind.NULL_SPIKE,
+        f"{load.table}: {nulls.words} rose to {fmt_value(nulls.value)}% (normally at most "
+        f"{fmt_value(nulls.expected_high)}%)",
+    )
 
-    duration = first("duration")
-    if duration is not None and _above(duration):
-        return (
-            Kind.SLOW,
-            f"{table} loaded slowly: {duration.words} {fmt_value(duration.value)} instead of at most "
-            f"{fmt_value(duration.expected_high)}",
-            (),
-        )
 
+def _drift(load: _Load) -> _Verdict | None:
+    drifting = [e for e in load.flagged if _drifting(e, load.before(e), load.rules.drift_loads)]
+    if not drifting:
+        return None
+    e = drifting[0]
+    way = "above" if _above(e) else "below"
+    loads = load.rules.drift_loads + 1
+    edge = e.expected_high if way == "above" else e.expected_low
+    return _Verdict(
+        Kind.DRIFT,
+        f"{load.table}: {e.words} has stayed {way} its usual range for {loads} loads (now {fmt_value(e.value)}, "
+        f"usually {'at most' if way == 'above' else 'at least'} {fmt_value(edge)})",
+    )
+
+
+def _slow(load: _Load) -> _Verdict | None:
+    duration = load.first("duration")
+    if duration is None or not _above(duration):
+        return None
+    return _Verdict(
+        Kind.SLOW,
+        f"{load.table} loaded slowly: {duration.words} {fmt_value(duration.value)} instead of at most "
+        f"{fmt_value(duration.expected_high)}",
+    )
+
+
+def _other(load: _Load) -> _Verdict:
+    flagged = load.flagged
     parts = [f"{e.words} {_how_far(e)}" for e in flagged[:3]]
     more = f" and {len(flagged) - 3} more" if len(flagged) > 3 else ""
-    return Kind.OTHER, f"{table}: {', '.join(parts)}{more}", ()
+    return _Verdict(Kind.OTHER, f"{load.table}: {', '.join(parts)}{more}")
+
+
+#: The rules in the order they are tried (see ``_rule``); a load none recognises is ``_other``.
+_RULES: tuple[Callable[[_Load], _Verdict | None], ...] = (
+    _empty,
+    _stuck_values,
+    _row_count_change,
+    _distinct_collapse,
+    _null_spike,
+    _drift,
+    _slow,
+)
 
 
 def merge_by_job(incidents: Sequence[Incident], window: timedelta = JOB_WINDOW) -> list[Incident]:

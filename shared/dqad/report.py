@@ -27,7 +27,8 @@ import html
 import io
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from numbers import Real
 from typing import TYPE_CHECKING, Any
@@ -151,6 +152,47 @@ def _date_ticks(start: float, end: float, n: int = 6) -> np.ndarray:
     return np.arange(first, end + 1e-9, step)
 
 
+@dataclass(frozen=True)
+class _PlotData:
+    """One series' arrays, converted once per plot: the band, the lines, the points and the limits all read them."""
+
+    h_t: np.ndarray  # history times
+    h_v: np.ndarray  # history values
+    n_t: np.ndarray  # new points' times
+    n_v: np.ndarray  # new points' values
+    low: np.ndarray  # expected range of the new points
+    high: np.ndarray
+    ok: np.ndarray  # new points with both ends of their range
+    flagged: np.ndarray  # new points flagged as anomalies
+    past: np.ndarray | None  # history points labelled as anomalies, when the history has labels
+    all_t: np.ndarray
+    step: float  # the usual spacing of the loads, in days
+
+
+def _plot_data(hist: pd.DataFrame, new: pd.DataFrame, date2num: Callable[[Any], np.ndarray]) -> _PlotData:
+    import numpy as np
+
+    h_t = date2num(hist["timestamp"].to_numpy(dtype="datetime64[ns]"))
+    n_t = date2num(new["timestamp"].to_numpy(dtype="datetime64[ns]"))
+    all_t = np.concatenate([h_t, n_t])
+    step = float(np.median(np.diff(all_t))) if len(all_t) > 2 else 1.0
+    low = new["expected_low"].to_numpy(dtype=float)
+    high = new["expected_high"].to_numpy(dtype=float)
+    return _PlotData(
+        h_t=h_t,
+        h_v=hist["value"].to_numpy(dtype=float),
+        n_t=n_t,
+        n_v=new["value"].to_numpy(dtype=float),
+        low=low,
+        high=high,
+        ok=~(np.isnan(low) | np.isnan(high)),
+        flagged=new["is_anomaly"].to_numpy(dtype=bool),
+        past=hist["label"].to_numpy() == 1 if "label" in hist else None,
+        all_t=all_t,
+        step=step if step > 0 else 1.0,
+    )
+
+
 class _Plotter:
     """One reusable Agg figure and axes; each plot swaps the data artists and keeps the rest.
 
@@ -170,7 +212,7 @@ class _Plotter:
         self.fig = Figure(figsize=_FIG_SIZE, dpi=_DPI, facecolor="white")
         self.fig.subplots_adjust(left=0.1, right=0.985, top=0.95, bottom=0.14)
         ax = self.ax = self.fig.add_subplot()
-        # x ticks are placed by hand (see render): date locators walk rrules, which costs more than the plot.
+        # x ticks are placed by hand (see _frame): date locators walk rrules, which costs more than the plot.
         self.fixed_locator = ticker.FixedLocator
         self.date_formatter = mdates.DateFormatter
         ax.yaxis.set_major_locator(ticker.MaxNLocator(4))
@@ -186,78 +228,84 @@ class _Plotter:
 
     def render(self, hist: pd.DataFrame, new: pd.DataFrame) -> str:
         """PNG (base64) of one series: recent history, expected range of the new points, flags."""
-        import numpy as np
-
-        ax = self.ax
         for artist in self._artists:
             artist.remove()
-        h_t = self.date2num(hist["timestamp"].to_numpy(dtype="datetime64[ns]"))
-        n_t = self.date2num(new["timestamp"].to_numpy(dtype="datetime64[ns]"))
-        h_v = hist["value"].to_numpy(dtype=float)
-        n_v = new["value"].to_numpy(dtype=float)
-        all_t = np.concatenate([h_t, n_t])
-        step = float(np.median(np.diff(all_t))) if len(all_t) > 2 else 1.0
-        step = step if step > 0 else 1.0
-        low = new["expected_low"].to_numpy(dtype=float)
-        high = new["expected_high"].to_numpy(dtype=float)
-        ok = ~(np.isnan(low) | np.isnan(high))
-        flagged = new["is_anomaly"].to_numpy(dtype=bool)
+        data = _plot_data(hist, new, self.date2num)
+        self._artists = [*self._band(data), *self._lines(data), *self._points(data)]
+        self._frame(data)
+        buf = io.BytesIO()
+        self.fig.savefig(buf, format="png", dpi=_DPI, pil_kwargs={"compress_level": 3})
+        return base64.b64encode(buf.getvalue()).decode()
 
-        # One new point (a daily load): widen its band to the left over a few loads so it reads as a
-        # range to compare with, not a sliver; several new points (hourly loads): one step each.
-        single = len(n_t) == 1
-        width = step * (4.5 if single else 0.9)
-        arts = [
-            *ax.bar(
-                n_t[ok] + (step * 0.4 - width / 2 if single else 0.0),
-                (high - low)[ok],
-                bottom=low[ok],
+    def _band(self, d: _PlotData) -> list:
+        """The expected range of the new points.
+
+        One new point (a daily load): its band is widened to the left over a few loads so it reads as
+        a range to compare with, not a sliver; several new points (hourly loads): one step each.
+        """
+        single = len(d.n_t) == 1
+        width = d.step * (4.5 if single else 0.9)
+        arts = list(
+            self.ax.bar(
+                d.n_t[d.ok] + (d.step * 0.4 - width / 2 if single else 0.0),
+                (d.high - d.low)[d.ok],
+                bottom=d.low[d.ok],
                 width=width,
                 color=_COLORS["band"],
                 alpha=0.22,
                 edgecolor="none",
                 zorder=1,
-            ),
-            *ax.plot(h_t, h_v, color=_COLORS["history"], lw=1.2, zorder=2),
-        ]
-        if single and ok[0]:
-            x0 = n_t[0] + step * 0.4 - width
-            arts.append(ax.hlines([low[0], high[0]], x0, x0 + width, color=_COLORS["band"], lw=1, zorder=1))
-        if len(h_t) and len(n_t):  # join the last history point to the new load, dotted
-            arts += ax.plot([h_t[-1], n_t[0]], [h_v[-1], n_v[0]], color=_COLORS["history"], lw=1, ls=":", zorder=2)
-        if "label" in hist:
-            past = hist["label"].to_numpy() == 1
-            if past.any():
-                arts.append(
-                    ax.scatter(
-                        h_t[past], h_v[past], s=22, facecolors="none", edgecolors=_COLORS["past"], lw=1.3, zorder=3
-                    )
+            )
+        )
+        if single and d.ok[0]:
+            x0 = d.n_t[0] + d.step * 0.4 - width
+            arts.append(self.ax.hlines([d.low[0], d.high[0]], x0, x0 + width, color=_COLORS["band"], lw=1, zorder=1))
+        return arts
+
+    def _lines(self, d: _PlotData) -> list:
+        ax = self.ax
+        arts = list(ax.plot(d.h_t, d.h_v, color=_COLORS["history"], lw=1.2, zorder=2))
+        if len(d.h_t) and len(d.n_t):  # join the last history point to the new load, dotted
+            arts += ax.plot(
+                [d.h_t[-1], d.n_t[0]], [d.h_v[-1], d.n_v[0]], color=_COLORS["history"], lw=1, ls=":", zorder=2
+            )
+        return arts
+
+    def _points(self, d: _PlotData) -> list:
+        """Past anomalies (labelled in the history) ringed, the new points dotted, the flagged ones red."""
+        ax, flagged = self.ax, d.flagged
+        arts = []
+        if d.past is not None and d.past.any():
+            arts.append(
+                ax.scatter(
+                    d.h_t[d.past], d.h_v[d.past], s=22, facecolors="none", edgecolors=_COLORS["past"], lw=1.3, zorder=3
                 )
+            )
         if (~flagged).any():
-            arts.append(ax.scatter(n_t[~flagged], n_v[~flagged], s=18, color=_COLORS["new"], zorder=4))
+            arts.append(ax.scatter(d.n_t[~flagged], d.n_v[~flagged], s=18, color=_COLORS["new"], zorder=4))
         if flagged.any():
             arts.append(
                 ax.scatter(
-                    n_t[flagged], n_v[flagged], s=46, color=_COLORS["flag"], edgecolors="white", lw=1.2, zorder=5
+                    d.n_t[flagged], d.n_v[flagged], s=46, color=_COLORS["flag"], edgecolors="white", lw=1.2, zorder=5
                 )
             )
-        self._artists = arts
+        return arts
 
-        # Limits by hand: history, band and new values all visible, with a little air.
-        ys = np.concatenate([h_v, n_v, low[ok], high[ok]])
+    def _frame(self, d: _PlotData) -> None:
+        """Limits by hand: history, band and new values all visible, with a little air."""
+        import numpy as np
+
+        ax, all_t = self.ax, d.all_t
+        ys = np.concatenate([d.h_v, d.n_v, d.low[d.ok], d.high[d.ok]])
         ys = ys[np.isfinite(ys)]
         if len(ys):
             lo, hi = float(ys.min()), float(ys.max())
             pad = (hi - lo) * 0.08 or max(abs(hi) * 0.05, 1.0)
             ax.set_ylim(lo - pad, hi + pad)
         if len(all_t):
-            ax.set_xlim(all_t.min() - step * 0.6, all_t.max() + step * 0.9)
+            ax.set_xlim(all_t.min() - d.step * 0.6, all_t.max() + d.step * 0.9)
             ax.xaxis.set_major_locator(self.fixed_locator(_date_ticks(all_t.min(), all_t.max()).tolist()))
             ax.xaxis.set_major_formatter(self.date_formatter("%b %d" if all_t.max() - all_t.min() >= 3 else "%H:%M"))
-
-        buf = io.BytesIO()
-        self.fig.savefig(buf, format="png", dpi=_DPI, pil_kwargs={"compress_level": 3})
-        return base64.b64encode(buf.getvalue()).decode()
 
 
 # -- HTML ---------------------------------------------------------------------------------------------

@@ -41,12 +41,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aws_lambda_powertools import Logger
 
 from dqad.contract import DataRef, DatasetFetched, LoadCompleted, TimeWindow, loaded_at_problem, make_run_id
-from dqad.datasets import SqlSource, normalise_status
+from dqad.datasets import Dataset, SqlSource, normalise_status
 from dqad.stage import PermanentError, StageRuntime, publish_failure
 from dqad.storage import ParquetSink, Storage
 from dqad_fetcher.canonical import SchemaMismatch, arrow_scalar, to_canonical_chunk
@@ -368,6 +368,22 @@ POLL_CLOCK: Callable[[], float] = time.monotonic
 FETCH_PROGRESS: ProgressCallback | None = None
 
 
+class _Files(NamedTuple):
+    """The run's two Parquet files, uploaded."""
+
+    history: DataRef
+    new: DataRef
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """One pass over the source: the files it wrote, or None when the window had no new rows (nothing
+    was uploaded), and what the log line says about it either way."""
+
+    files: _Files | None
+    log: dict[str, Any]
+
+
 def fetch(
     rt: StageRuntime,
     detail: LoadCompleted,
@@ -380,14 +396,30 @@ def fetch(
     ``sleep`` / ``clock`` (default :data:`POLL_SLEEP` / :data:`POLL_CLOCK`) pace the Redshift Data
     API poller; tests inject them to drive a statement to FINISHED, FAILED or a timeout without waiting.
     """
-    from dqad_fetcher.sources import SourceContext, SourceError, iter_source
-
     try:
         ds = rt.catalog.get(detail.dataset)
     except ValueError as exc:
         raise PermanentError(str(exc)) from exc
     window = ds.window(detail.loaded_at)
-    history_start, new_start, new_end = window
+    fetched = _fetch_window(rt, detail, ds, window, sleep or POLL_SLEEP, clock or POLL_CLOCK)
+    if fetched.files is None:
+        _report_no_new_data(rt, detail, window, fetched.log)
+        return None
+    return _publish_fetched(rt, detail, ds, window, fetched.files, fetched.log)
+
+
+def _fetch_window(
+    rt: StageRuntime,
+    detail: LoadCompleted,
+    ds: Dataset,
+    window: Window,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> _Fetched:
+    """Stream the source once into the two files. A SQL error, a timeout or data that does not fit the
+    configured columns would fail the same way on a retry: they are permanent (a StageFailed)."""
+    from dqad_fetcher.sources import SourceContext, SourceError, iter_source
+
     prefix = rt.run_prefix(ds.name, detail.run_id)
     ctx = SourceContext(
         storage=rt.storage,
@@ -395,8 +427,8 @@ def fetch(
         client=rt.clients,
         unload_uri=f"{prefix}/unload/",
         run_id=detail.run_id,
-        sleep=sleep or POLL_SLEEP,
-        clock=clock or POLL_CLOCK,
+        sleep=sleep,
+        clock=clock,
     )
     split = WindowSplit(rt.storage, prefix, window)
     started = time.perf_counter()
@@ -413,26 +445,35 @@ def fetch(
         "statements": ctx.statement_ids,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    if refs is None:
-        # An ETL load with no metrics is itself worth telling someone about: the run ends here, but
-        # visibly (an operator alert), never in silence. The record is handled, not parked in the DLQ.
-        logger.warning("no new data in the load's window; no run downstream", extra=log)
-        publish_failure(
-            rt,
-            detail,
-            NoNewData(
-                f"the source has no rows for this load's window [{new_start:%Y-%m-%d %H:%M}, {new_end:%Y-%m-%d %H:%M}) "
-                f"UTC: the metrics of log {detail.log_id} ({detail.table_name}) are missing"
-            ),
-        )
-        return None
-    history_ref, new_ref = refs
-    logger.info("fetched", extra={**log, "history_rows": history_ref.rows, "new_rows": new_ref.rows})
+    return _Fetched(files=None if refs is None else _Files(*refs), log=log)
+
+
+def _report_no_new_data(rt: StageRuntime, detail: LoadCompleted, window: Window, log: dict[str, Any]) -> None:
+    """An ETL load with no metrics is itself worth telling someone about: the run ends here, but
+    visibly (an operator alert), never in silence. The record is handled, not parked in the DLQ."""
+    _, new_start, new_end = window
+    logger.warning("no new data in the load's window; no run downstream", extra=log)
+    publish_failure(
+        rt,
+        detail,
+        NoNewData(
+            f"the source has no rows for this load's window [{new_start:%Y-%m-%d %H:%M}, {new_end:%Y-%m-%d %H:%M}) "
+            f"UTC: the metrics of log {detail.log_id} ({detail.table_name}) are missing"
+        ),
+    )
+
+
+def _publish_fetched(
+    rt: StageRuntime, detail: LoadCompleted, ds: Dataset, window: Window, files: _Files, log: dict[str, Any]
+) -> DatasetFetched:
+    """DatasetFetched for the run, or one per shard when the run is too big for one message."""
+    history_start, new_start, new_end = window
+    logger.info("fetched", extra={**log, "history_rows": files.history.rows, "new_rows": files.new.rows})
     event = DatasetFetched(
         run_id=detail.run_id,
         dataset=ds.name,
-        history=history_ref,
-        new=new_ref,
+        history=files.history,
+        new=files.new,
         window=TimeWindow(history_start=history_start, new_start=new_start, new_end=new_end),
         load_log_id=detail.log_id,
     )

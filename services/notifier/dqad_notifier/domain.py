@@ -38,7 +38,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from aws_lambda_powertools import Logger
 
@@ -138,55 +138,86 @@ def _iso(ts: datetime) -> str:
     return (ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts).isoformat()
 
 
+class _Headline(NamedTuple):
+    """The subject and the opening lines: the run's incidents when it has any, else its anomaly counts."""
+
+    subject: str
+    lines: list[str]
+
+
 def digest(alert: list[ScoredPoint], ctx: DigestContext) -> tuple[str, str]:
     """Subject and plain-text body. ``alert`` holds the anomalies to mail."""
     order = rank_order(
         [p.severity for p in alert], [p.score for p in alert], [p.series for p in alert], [p.group for p in alert]
     )
     ranked = [alert[i] for i, _ in order]
+    head = _headline(ranked, ctx)
+    shown = ranked[: ctx.max_in_body]
+    lines = head.lines + _report_lines(ctx)
+    if ctx.incidents and shown:
+        lines += ["Metric detail:", ""]
+    lines += _table_lines(ranked, shown, ctx)
+    if len(ranked) > len(shown):
+        lines += [f"... and {plural(len(ranked) - len(shown), 'more anomaly', 'more anomalies')} in the report.", ""]
+    lines += _not_repeated_lines(ctx)
+    if ctx.feedback is None:
+        lines += [
+            "Your verdict teaches dqad: mark a point 'normal' and similar points stop being flagged;",
+            "use --label anomaly to confirm an incident.",
+            "",
+        ]
+    lines += [
+        "--",
+        f"dqad data-quality alerts for dataset {ctx.dataset}. Ask your data team to change who receives them.",
+    ]
+    return head.subject, "\n".join(lines)
+
+
+def _headline(ranked: list[ScoredPoint], ctx: DigestContext) -> _Headline:
     n = len(ranked)
     counts = severity_counts(p.severity for p in ranked)
-    worst_count = next(iter(counts.items()), ("", 0))
     new_word = "new " if ctx.repeated or ctx.continuing else ""
     anomalies_text = plural(n, new_word + "anomaly", new_word + "anomalies")
     by_severity = ", ".join(f"{c} {s}" for s, c in counts.items())
-    if ctx.incidents:
-        kinds = list(dict.fromkeys(i.kind.words for i in ctx.incidents))
-        named = ", ".join(kinds[:3]) + (f" +{len(kinds) - 3} more" if len(kinds) > 3 else "")
-        subject = _ascii(f"[dqad] {ctx.dataset}: {named} - run {ctx.run_id}")
-        lines = [
-            f"dqad found {plural(len(ctx.incidents), 'incident', 'incidents')} in {ctx.dataset}"
-            + (f" ({anomalies_text}: {by_severity})." if n else "."),
-            f"Run {ctx.run_id}: {ctx.scored_rows:,} points scored, model {ctx.model_version}.",
-            "",
-            "What happened:",
-        ]
-        lines += [line for i in ctx.incidents for line in incident_lines(i)]
-        lines.append("")
-    else:
-        subject = _ascii(
-            f"[dqad] {ctx.dataset}: {anomalies_text} ({worst_count[1]} {worst_count[0]}) - run {ctx.run_id}"
-        )
-        lines = [
-            f"dqad found {anomalies_text} in {ctx.dataset}: {by_severity}.",
-            f"Run {ctx.run_id}: {ctx.scored_rows:,} points scored, model {ctx.model_version}.",
-            "",
-        ]
-    shown = ranked[: ctx.max_in_body]
-    if ctx.report_link:
-        valid = _duration(ctx.report_link_expiry_s)
-        if ctx.report_link_session_bound:
-            lines += [
-                f"Report with a plot of every anomaly (link valid at most {valid}: it is signed with the notifier's",
-                "temporary AWS credentials and stops working when they expire, which can be within hours):",
-                ctx.report_link,
-                f"The report stays at {ctx.report_uri} (open it in the S3 console).",
-                "",
-            ]
-        else:
-            lines += [f"Report with a plot of every anomaly (link valid {valid}):", ctx.report_link, ""]
-    if ctx.incidents and shown:
-        lines += ["Metric detail:", ""]
+    run_line = f"Run {ctx.run_id}: {ctx.scored_rows:,} points scored, model {ctx.model_version}."
+    if not ctx.incidents:
+        worst_count = next(iter(counts.items()), ("", 0))
+        subject = f"[dqad] {ctx.dataset}: {anomalies_text} ({worst_count[1]} {worst_count[0]}) - run {ctx.run_id}"
+        lines = [f"dqad found {anomalies_text} in {ctx.dataset}: {by_severity}.", run_line, ""]
+        return _Headline(_ascii(subject), lines)
+    kinds = list(dict.fromkeys(i.kind.words for i in ctx.incidents))
+    named = ", ".join(kinds[:3]) + (f" +{len(kinds) - 3} more" if len(kinds) > 3 else "")
+    lines = [
+        f"dqad found {plural(len(ctx.incidents), 'incident', 'incidents')} in {ctx.dataset}"
+        + (f" ({anomalies_text}: {by_severity})." if n else "."),
+        run_line,
+        "",
+        "What happened:",
+        *(line for i in ctx.incidents for line in incident_lines(i)),
+        "",
+    ]
+    return _Headline(_ascii(f"[dqad] {ctx.dataset}: {named} - run {ctx.run_id}"), lines)
+
+
+def _report_lines(ctx: DigestContext) -> list[str]:
+    """The report link, with how long it works: a link that died with the session must not look broken."""
+    if not ctx.report_link:
+        return []
+    valid = _duration(ctx.report_link_expiry_s)
+    if not ctx.report_link_session_bound:
+        return [f"Report with a plot of every anomaly (link valid {valid}):", ctx.report_link, ""]
+    return [
+        f"Report with a plot of every anomaly (link valid at most {valid}: it is signed with the notifier's",
+        "temporary AWS credentials and stops working when they expire, which can be within hours):",
+        ctx.report_link,
+        f"The report stays at {ctx.report_uri} (open it in the S3 console).",
+        "",
+    ]
+
+
+def _table_lines(ranked: list[ScoredPoint], shown: list[ScoredPoint], ctx: DigestContext) -> list[str]:
+    """The anomalies shown, under one heading per table; a table's count covers the ones not shown too."""
+    lines: list[str] = []
     for group in dict.fromkeys(p.group for p in shown):  # tables in rank order
         in_group = [p for p in ranked if p.group == group]
         lines += [
@@ -198,8 +229,11 @@ def digest(alert: list[ScoredPoint], ctx: DigestContext) -> tuple[str, str]:
         for point in shown:
             if point.group == group:
                 lines += _anomaly_lines(point, group, ctx)
-    if n > len(shown):
-        lines += [f"... and {plural(n - len(shown), 'more anomaly', 'more anomalies')} in the report.", ""]
+    return lines
+
+
+def _not_repeated_lines(ctx: DigestContext) -> list[str]:
+    """What this email leaves out on purpose, so that a reader does not take it for everything."""
     not_mailed = []
     if ctx.repeated:
         not_mailed.append(f"{plural(ctx.repeated, 'anomaly', 'anomalies')} already sent in an earlier alert")
@@ -210,19 +244,9 @@ def digest(alert: list[ScoredPoint], ctx: DigestContext) -> tuple[str, str]:
         )
     if ctx.below_threshold:
         not_mailed.append(f"{ctx.below_threshold} below the minimum severity '{ctx.min_severity}'")
-    if not_mailed:
-        lines += ["Not repeated here: " + "; ".join(not_mailed) + ". All are in the report.", ""]
-    if ctx.feedback is None:
-        lines += [
-            "Your verdict teaches dqad: mark a point 'normal' and similar points stop being flagged;",
-            "use --label anomaly to confirm an incident.",
-            "",
-        ]
-    lines += [
-        "--",
-        f"dqad data-quality alerts for dataset {ctx.dataset}. Ask your data team to change who receives them.",
-    ]
-    return subject, "\n".join(lines)
+    if not not_mailed:
+        return []
+    return ["Not repeated here: " + "; ".join(not_mailed) + ". All are in the report.", ""]
 
 
 def incident_lines(incident: Incident) -> list[str]:
@@ -354,36 +378,90 @@ def _save_state(store: StateStore, dataset: str, decision: Decision, etag: str |
         logger.exception("could not save alert state; repeats of this run's anomalies may be mailed again")
 
 
+@dataclass(frozen=True)
+class _AlertRun:
+    """One scored run of a dataset and what the alert state decided about it, read once per event."""
+
+    rt: StageRuntime
+    detail: AnomaliesScored
+    ds: Dataset
+    scores: list[ScoredPoint]
+    store: StateStore
+    etag: str | None
+    decision: Decision
+    sns: Any
+
+    def save_state(self) -> None:
+        _save_state(self.store, self.ds.name, self.decision, self.etag)
+
+
+@dataclass(frozen=True)
+class _EmailOutcome:
+    """The digest's publish: SNS's response, or the error that the record fails with once the channels
+    have gone out."""
+
+    response: Any = None  # what boto3's publish returned
+    error: Exception | None = None
+
+
 def _send_alert(rt: StageRuntime, detail: AnomaliesScored) -> dict:
+    run = _alert_run(rt, detail)
+    decision = run.decision
+    total = sum(p.is_anomaly for p in run.scores)
+    result = {"message_id": None, "anomaly_count": total, "suppressed_count": decision.suppressed, "kind": "none"}
+    if not decision.alert:
+        result["message_id"] = _heartbeat(run)
+        logger.info("nothing new to mail", extra={"anomalies": total, "suppressed": decision.suppressed})
+        run.save_state()
+        return result
+    ctx = _digest_context(run)
+    email = _publish_digest(run, ctx)
+    sent = _deliver_channels(run, ctx)
+    if email.error is not None:
+        raise email.error
+    logger.info(
+        "alert sent",
+        extra={
+            "alerted": len(decision.alert),
+            "suppressed": decision.suppressed,
+            "incidents": len(ctx.incidents),
+            "channels": {r.channel: r.status for r in sent},
+        },
+    )
+    return {**result, "message_id": email.response["MessageId"], "kind": "alert"}
+
+
+def _alert_run(rt: StageRuntime, detail: AnomaliesScored) -> _AlertRun:
     ds = rt.catalog.get(detail.dataset)
-    opts = ds.notifier
     scores = read_points(rt.storage.read_table(detail.scores))
-    total = sum(p.is_anomaly for p in scores)
     store = StateStore(rt.clients("s3"), rt.settings.bucket)
     state, etag = store.load(ds.name)
-    decision = decide(state, scores, opts.realert_after_hours, opts.min_severity)
+    decision = decide(state, scores, ds.notifier.realert_after_hours, ds.notifier.min_severity)
     rt.settings.require("alerts_topic_arn")
-    sns = rt.clients("sns")
-    result = {"message_id": None, "anomaly_count": total, "suppressed_count": decision.suppressed, "kind": "none"}
+    return _AlertRun(rt, detail, ds, scores, store, etag, decision, rt.clients("sns"))
 
-    if not decision.alert:
-        today = datetime.now(UTC).date().isoformat()
-        if opts.heartbeat and decision.state.last_heartbeat != today:
-            subject, body = heartbeat_message(ds.name, detail.run_id, detail.scored_rows, decision.suppressed)
-            response = sns.publish(
-                TopicArn=rt.settings.alerts_topic_arn,
-                Subject=subject,
-                Message=body,
-                MessageAttributes=_attrs(
-                    dataset=ds.name, severity="none", anomaly_count=0, run_id=detail.run_id, kind="heartbeat"
-                ),
-            )
-            decision.state.last_heartbeat = today
-            result["message_id"] = response["MessageId"]
-        logger.info("nothing new to mail", extra={"anomalies": total, "suppressed": decision.suppressed})
-        _save_state(store, ds.name, decision, etag)
-        return result
 
+def _heartbeat(run: _AlertRun) -> str | None:
+    """The daily "all clear" of a run with nothing new to mail, at most once a day: its SNS message id,
+    or None when none is due."""
+    today = datetime.now(UTC).date().isoformat()
+    state = run.decision.state
+    if not run.ds.notifier.heartbeat or state.last_heartbeat == today:
+        return None
+    name, run_id = run.ds.name, run.detail.run_id
+    subject, body = heartbeat_message(name, run_id, run.detail.scored_rows, run.decision.suppressed)
+    response = run.sns.publish(
+        TopicArn=run.rt.settings.alerts_topic_arn,
+        Subject=subject,
+        Message=body,
+        MessageAttributes=_attrs(dataset=name, severity="none", anomaly_count=0, run_id=run_id, kind="heartbeat"),
+    )
+    state.last_heartbeat = today
+    return response["MessageId"]
+
+
+def _digest_context(run: _AlertRun) -> DigestContext:
+    rt, detail, ds, decision, opts = run.rt, run.detail, run.ds, run.decision, run.ds.notifier
     expiry = min(rt.settings.report_link_expiry_s, PRESIGN_MAX_S)
     if rt.settings.report_link_expiry_s > PRESIGN_MAX_S:
         logger.warning("DQAD_REPORT_LINK_EXPIRY_S above 7 days; presigned links are capped at 7 days")
@@ -406,48 +484,47 @@ def _send_alert(rt: StageRuntime, detail: AnomaliesScored) -> dict:
         feedback=_linker(rt, ds.name, detail.run_id, opts.feedback_link_expiry_hours),
         cli_flags="" if _is_local(rt) else " --aws",
     )
-    ctx.incidents = alerted_incidents(run_incidents(rt, detail, ds, scores), decision.alert)
-    subject, body = digest(decision.alert, ctx)
-    worst = min((p.severity for p in decision.alert), key=lambda s: SEVERITY_ORDER.get(s, 3))
-    email_error: Exception | None = None
+    ctx.incidents = alerted_incidents(run_incidents(rt, detail, ds, run.scores), decision.alert)
+    return ctx
+
+
+def _publish_digest(run: _AlertRun, ctx: DigestContext) -> _EmailOutcome:
+    """Mail the digest and remember what was mailed. A failed publish is returned, not raised: the
+    channels must not depend on the email."""
+    alert = run.decision.alert
+    subject, body = digest(alert, ctx)
+    worst = min((p.severity for p in alert), key=lambda s: SEVERITY_ORDER.get(s, 3))
     try:
-        response = sns.publish(
-            TopicArn=rt.settings.alerts_topic_arn,
+        response = run.sns.publish(
+            TopicArn=run.rt.settings.alerts_topic_arn,
             Subject=subject,
             Message=body,
             MessageAttributes=_attrs(
-                dataset=ds.name,
+                dataset=run.ds.name,
                 severity=worst or "low",
-                anomaly_count=len(decision.alert),
-                run_id=detail.run_id,
+                anomaly_count=len(alert),
+                run_id=run.detail.run_id,
                 kind="alert",
             ),
         )
-        _save_state(store, ds.name, decision, etag)
+        run.save_state()
     except Exception as exc:  # the channels still go out; the record then fails and the email is retried
-        email_error = exc
+        return _EmailOutcome(error=exc)
+    return _EmailOutcome(response=response)
+
+
+def _deliver_channels(run: _AlertRun, ctx: DigestContext) -> list[channels.ChannelResult]:
     message = Message(
-        dataset=ds.name,
-        run_id=detail.run_id,
+        dataset=run.ds.name,
+        run_id=run.detail.run_id,
         incidents=ctx.incidents,
-        anomalies=decision.alert,
+        anomalies=run.decision.alert,
         report_link=ctx.report_link,
         feedback=ctx.feedback,
         cli_flags=ctx.cli_flags,
     )
-    sent = channels.deliver_all(rt, ds, message, functools.partial(_report_channel_failure, rt, ds, detail.run_id))
-    if email_error is not None:
-        raise email_error
-    logger.info(
-        "alert sent",
-        extra={
-            "alerted": len(decision.alert),
-            "suppressed": decision.suppressed,
-            "incidents": len(ctx.incidents),
-            "channels": {r.channel: r.status for r in sent},
-        },
-    )
-    return {**result, "message_id": response["MessageId"], "kind": "alert"}
+    report_failure = functools.partial(_report_channel_failure, run.rt, run.ds, run.detail.run_id)
+    return channels.deliver_all(run.rt, run.ds, message, report_failure)
 
 
 def run_incidents(rt: StageRuntime, detail: AnomaliesScored, ds: Dataset, scores: list[ScoredPoint]) -> list[Incident]:
