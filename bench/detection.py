@@ -108,8 +108,9 @@ def scenarios(seed: int, with_labels: bool) -> dict:
 
 def write_scenario_results(runs: dict[str, dict], started: dict[str, str]) -> Path:
     """The tracked scenario-corpus record (``bench/results/scenarios.json``): per run, per family."""
-    return save_result("scenarios", {"command": ".venv/bin/python -m bench.detection --scenario-seeds 0",
-                                     "runs": runs}, started)
+    seeds = ",".join(sorted({name.split("-", 1)[0].removeprefix("seed") for name in runs}, key=int))
+    command = f".venv/bin/python -m bench.detection --scenario-seeds {seeds}"
+    return save_result("scenarios", {"command": command, "runs": runs}, started)
 
 
 def _captured(fn_args: tuple) -> tuple[dict, str]:
