@@ -408,11 +408,15 @@ def intermittent_at(
     and whose rate is the signal; judged burst against burst, real feeds (nab-dev) raised three
     more false alarms and found nothing more.
     """
+    applies = np.zeros(len(rows), dtype=bool)
+    at_daily = np.flatnonzero(daily)  # the zero share is read at daily rows only (a 5-minute feed pays nothing)
+    if not len(at_daily):
+        return expected, scale, applies
     is_zero = (base == 0).astype(np.float64)
     is_zero[np.isnan(base)] = np.nan
-    share = np.nan_to_num(pad.trailing_rate(is_zero, rows, width))
-    applies = np.zeros(len(rows), dtype=bool)
-    mostly_zero = np.flatnonzero((share >= INTERMITTENT_ZERO_SHARE) & daily)
+    share = np.zeros(len(rows))
+    share[at_daily] = np.nan_to_num(pad.trailing_rate(is_zero, rows[at_daily], width))
+    mostly_zero = at_daily[share[at_daily] >= INTERMITTENT_ZERO_SHARE]
     if not len(mostly_zero):
         return expected, scale, applies
     qs, cnt = _earlier_bursts(pad, base, rows[mostly_zero], INTERMITTENT_HORIZON_WINDOWS * width)
