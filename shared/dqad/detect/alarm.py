@@ -27,8 +27,8 @@ What a user wants is a bounded number of alerts per series and per day, each a n
    raises the threshold, for deviations in *its direction* only, to just above its score: its
    twin (a planned migration that lifts the null share the same way next week) is not flagged,
    while a drop of the same series still is. Only mature points count, and only explicit
-   feedback: labels that cover most of a series' history are a complete labels file, whose
-   "normal" means "no incident here" rather than "expected".
+   feedback: labels that cover most of the stretch they span are a complete labels file
+   (``explicit_feedback``), whose "normal" means "no incident here" rather than "expected".
 4. **Incidents, not points** (``suppress_continuing``): an alarm less than ``incident_gap_hours``
    after the previous alert of the same series belongs to that incident and is not a new alert (an
    alerting system does not re-alert inside an ongoing incident; it re-alerts once the gap has passed,
@@ -107,15 +107,41 @@ def budget_threshold(score: np.ndarray, t_s: np.ndarray, base: float, allowed: f
 
 #: how far above a confirmed-normal point's score its series' threshold goes (odds scale)
 CONFIRMED_NORMAL_MARGIN = 1.1
-#: rule 3 reads human labels as explicit feedback while they cover less than this share of a
-#: series' history; beyond it they are a complete labels file
-EXPLICIT_FEEDBACK_SHARE = 0.5
+#: rule 3 reads a series' human labels as a complete labels file, not explicit feedback, when they
+#: cover at least this share of the loads between the first and the last of them...
+LABELS_FILE_SHARE = 0.5
+#: ...and are at least this many: more consecutive verdicts than anyone gives alert by alert (two
+#: weeks of daily loads), so that one or two confirmed alerts stay explicit feedback
+LABELS_FILE_MIN_POINTS = 14
 
 
-def explicit_feedback(series: np.ndarray, human: np.ndarray) -> np.ndarray:
-    """Per row: whether its series' human labels are explicit feedback (rule 3), not a labels file."""
-    share = pd.Series(human.astype(np.float64)).groupby(series).transform("mean").to_numpy()
-    return share < EXPLICIT_FEEDBACK_SHARE
+def explicit_feedback(series: np.ndarray, human: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per row: whether its series' human labels are explicit feedback (rule 3), not a labels file.
+
+    A labels file marks spans (every load of its windows and the stretch around them), feedback
+    marks the few loads someone looked at. The share is taken over the labels' own span, not over
+    the whole history: a file that labelled the first weeks of a series stays a labels file as the
+    history grows past it (as a share of the whole history it fell below one half after a few
+    retrains, and its "normal" then raised the thresholds of every series it covered).
+    ``t`` orders the rows in time (any monotone number).
+    """
+    n = len(series)
+    if n == 0 or not human.any():
+        return np.ones(n, dtype=bool)
+    order = np.lexsort((t, series))
+    s_sorted, h_sorted = series[order], human[order].astype(np.int64)
+    frame = pd.DataFrame({"s": s_sorted, "h": h_sorted})
+    rank = frame.groupby("s", sort=False).cumcount().to_numpy()
+    labelled_rank = pd.Series(np.where(h_sorted > 0, rank, np.nan))
+    by_series = labelled_rank.groupby(s_sorted, sort=False)
+    first = by_series.transform("min").to_numpy()
+    last = by_series.transform("max").to_numpy()
+    count = frame.groupby("s", sort=False)["h"].transform("sum").to_numpy()
+    span = np.nan_to_num(last - first + 1, nan=1.0)
+    labels_file = (count >= LABELS_FILE_MIN_POINTS) & (count >= LABELS_FILE_SHARE * span)
+    out = np.empty(n, dtype=bool)
+    out[order] = ~labels_file
+    return out
 
 
 @dataclass
@@ -154,7 +180,7 @@ def calibrate_series(
         human_anom = np.zeros(len(frame), dtype=bool)
         human = human_normal = human_anom
     up = (features["seas_z"].to_numpy() > 0) if "seas_z" in features.columns else np.zeros(len(frame), dtype=bool)
-    explicit_rows = explicit_feedback(series, human)
+    explicit_rows = explicit_feedback(series, human, t_s)
     confirmed: tuple[dict[str, float], dict[str, float]] = ({}, {})
     gap_s = cfg.incident_gap_hours * 3600.0
     thresholds: dict[str, float] = {}
@@ -171,9 +197,13 @@ def calibrate_series(
         if len(use) < cfg.min_calibration_points:
             _confirm(str(s), normal_rows, score, up, base, confirmed)
             continue
-        span_days = (t_s[use].max() - t_s[use].min()) / 86400.0
+        # the budget counts the labelled incidents too, as it does unlabelled: taking them out freed
+        # their share of the budget for ordinary points and lowered the threshold below the one the
+        # same history gives without labels (labels must never add false alarms)
+        budgeted = idx[mature[idx]]
+        span_days = (t_s[budgeted].max() - t_s[budgeted].min()) / 86400.0
         allowed = cfg.alarm_budget_per_day * span_days
-        th = budget_threshold(score[use], t_s[use], base, allowed, gap_s)
+        th = budget_threshold(score[budgeted], t_s[budgeted], base, allowed, gap_s)
         if th > base:
             th = float(odds_scale(th, cfg.calibration_margin))
         # human-labelled incidents of this series that stand above all its other points: put the

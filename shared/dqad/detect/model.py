@@ -396,10 +396,10 @@ class _TrainingRows:
 def _training_rows(hist: _History, cfg: DetectorConfig) -> _TrainingRows:
     """Subsample the history and flag what a human labelled.
 
-    Only explicit feedback counts as a human "normal": in a series whose history is mostly
-    human-labelled (a complete labels file), "normal" means "no incident here", not "expected" (the
-    same rule as the per-series calibration, dqad.detect.alarm); it raised the global threshold to
-    its cap on every series.
+    Only explicit feedback counts as a human "normal": in a series whose human labels cover most
+    of the stretch they span (a complete labels file, see dqad.detect.alarm.explicit_feedback),
+    "normal" means "no incident here", not "expected" (the same rule as the per-series
+    calibration); it raised the global threshold to its cap on every series.
     """
     labeled, n = hist.labeled, len(hist.y)
     idx, w = _subsample(n, hist.y, cfg.max_train_rows, cfg.random_state)
@@ -407,7 +407,7 @@ def _training_rows(hist: _History, cfg: DetectorConfig) -> _TrainingRows:
         human_all = (labeled["label_source"].astype(str) == "human").to_numpy()
     else:
         human_all = np.zeros(n, dtype=bool)
-    explicit = explicit_feedback(labeled["series"].astype(str).to_numpy(), human_all)
+    explicit = explicit_feedback(labeled["series"].astype(str).to_numpy(), human_all, hist.ts)
     series_all = labeled["series"].astype(str).to_numpy() if "series" in labeled.columns else np.zeros(n)
     return _TrainingRows(
         X=hist.X.iloc[idx],
@@ -694,8 +694,8 @@ def _robust_threshold(
     corpus it raised the threshold and halved the recall of sub-daily tables for no gain overall).
     Human feedback does help: the threshold is raised just above the highest score of a point a
     human called normal, so what a person confirmed as normal in the past does not alarm in the
-    future (explicit feedback only: ``human_normal`` leaves out series whose history is mostly
-    labelled, where a complete labels file's "normal" says only "no incident here").
+    future (explicit feedback only: ``human_normal`` leaves out series whose labels cover
+    the stretch they span, where a complete labels file's "normal" says only "no incident here").
 
     Either way the global threshold stays at most ``odds_scale(0.5, calibration_margin)`` (0.6 by
     default, |z| = 9 sigma): it is the floor of *every* series' threshold, and pooled validation is

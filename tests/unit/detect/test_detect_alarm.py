@@ -13,6 +13,7 @@ from dqad.detect.alarm import (
     calibrate_series,
     count_incidents,
     decide,
+    explicit_feedback,
     odds_scale,
     suppress_continuing,
 )
@@ -172,3 +173,53 @@ def test_a_complete_labels_file_does_not_mute_a_series() -> None:
     # explicit feedback on that one point does mute its twin
     frame["label_source"] = np.where(np.arange(120) == 60, "human", "seasonal_rule")
     assert calibrate_series(score, frame, feats, 0.5, CFG).confirmed_up == {"s": pytest.approx(odds_scale(0.9, 1.1))}
+
+
+def test_a_labels_file_of_the_early_history_stays_a_labels_file_as_the_history_grows() -> None:
+    """Its share is read over the span it labels: as a share of the whole history it fell below one
+    half after a few retrains, and its "normal" then raised the series' threshold."""
+    for n in (120, 400, 2000):  # the same 60 labelled loads, an ever longer history
+        series = np.array(["file"] * n + ["feedback"] * n)
+        t = np.tile(np.arange(n, dtype=float), 2)
+        human = np.zeros(2 * n, dtype=bool)
+        human[:60] = True  # the first 60 loads of "file", every one labelled
+        human[[n + 10, n + 50, n + 90]] = True  # three alerts of "feedback" someone looked at
+        explicit = explicit_feedback(series, human, t)
+        assert not explicit[:n].any(), n
+        assert explicit[n:].all(), n
+
+
+def test_sparse_or_few_human_labels_are_explicit_feedback_in_any_row_order() -> None:
+    rng = np.random.default_rng(0)
+    n = 300
+    t = np.arange(n, dtype=float)
+    sparse = np.zeros(n, dtype=bool)
+    sparse[::10] = True  # 30 verdicts spread over the whole history: under half their span
+    few = np.zeros(n, dtype=bool)
+    few[100:110] = True  # ten consecutive verdicts: fewer than a labels file has
+    dense = np.zeros(n, dtype=bool)
+    dense[100:200:2] = True  # every other load of a stretch: a labels file
+    series = np.repeat(np.array(["sparse", "few", "dense"]), n)
+    human = np.concatenate([sparse, few, dense])
+    order = rng.permutation(3 * n)
+    explicit = explicit_feedback(series[order], human[order], np.tile(t, 3)[order])
+    by_series = pd.Series(explicit).groupby(series[order]).all()
+    assert by_series.to_dict() == {"dense": False, "few": True, "sparse": True}
+    assert explicit_feedback(series, np.zeros(3 * n, dtype=bool), np.tile(t, 3)).all()
+
+
+def test_a_labelled_incident_keeps_its_share_of_the_alert_budget() -> None:
+    """Taking a labelled incident out of the budget left its alert to the ordinary points: the
+    threshold fell below the one the same history gives without labels, and labels added alarms."""
+    n = 14 * 288  # two weeks of 5-minute loads: a budget of two alerts
+    frame, feats = _hist(n, "5min", "s")
+    s = np.random.default_rng(2).uniform(0.0, 0.5, n)
+    s[500], s[3500] = 0.9, 0.8  # two ordinary spikes
+    s[2000:2005] = 0.85  # an incident between them
+    unlabelled = calibrate_series(s, frame, feats, 0.5, CFG).thresholds["s"]
+    frame["label"] = 0
+    frame["label_source"] = "none"
+    frame.loc[2000:2004, ["label", "label_source"]] = [1, "human"]
+    labelled = calibrate_series(s, frame, feats, 0.5, CFG).thresholds["s"]
+    assert labelled == pytest.approx(unlabelled)
+    assert labelled > 0.85 > 0.8  # the ordinary spike below the incident does not alert
