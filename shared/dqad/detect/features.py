@@ -33,6 +33,7 @@ from dqad.detect.calendar_effects import (
 from dqad.detect.config import DetectorConfig
 from dqad.detect.vectorised import (
     DAILY_STEP_S,
+    DAY_S,
     RHYTHM_MIN_HISTORY,
     TAIL_MIN_POINTS,
     TAIL_QUANTILES,
@@ -51,6 +52,16 @@ from dqad.detect.vectorised import (
 )
 
 Z_CLIP = 50.0
+#: the residual noise of a sub-daily series (one that loads more than once a day) is measured over
+#: ``SUB_DAILY_SCALE_DAYS`` of its loads, at least ``scale_window`` and at most this many (a day of
+#: 5-minute loads): ``scale_window`` loads of 5-minute data are under five hours, and an incident
+#: lasting a quarter of them (a failing machine's temperature falling for an afternoon) became its
+#: own noise and stopped alarming; a day-long one in 30-minute data (a city's taxi trips on a
+#: holiday) did the same over 28 hours. Daily series keep ``scale_window`` (56 loads, eight weeks).
+#: Three days, not more: over twelve days of hourly loads a table whose residuals are uneven through
+#: the day measured them too wide and missed a value stuck for an hour; measured on nab-dev and the
+#: scenario corpus's hourly tables together (the worst of the two, not either alone)
+SUB_DAILY_SCALE_POINTS = 288
 REL_CLIP = 20.0
 #: a series repeating its previous value less often than this is one where a repeat may mean stale
 STALE_REPEAT_RATE = 0.05
@@ -117,15 +128,34 @@ def _mark(n: int, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _within_before(gid: np.ndarray, tgt: np.ndarray, width: int) -> np.ndarray:
-    """Rows that are a target or lie at most ``width`` rows before a target of their own group."""
+def _within_before(gid: np.ndarray, tgt: np.ndarray, width: int | np.ndarray) -> np.ndarray:
+    """Rows that are a target or lie at most ``width`` rows before a target of their own group.
+
+    ``width`` is one number or one per row (read at the target row).
+    """
     n = len(gid)
     at = np.arange(n)
     nxt = np.minimum.accumulate(np.where(tgt, at, n)[::-1])[::-1] if n else at
     has = nxt < n
     out = np.zeros(n, dtype=bool)
-    out[has] = (gid[nxt[has]] == gid[has]) & (nxt[has] - at[has] <= width)
+    reach = np.broadcast_to(np.asarray(width, dtype=np.int64), (n,))[nxt[has]]
+    out[has] = (gid[nxt[has]] == gid[has]) & (nxt[has] - at[has] <= reach)
     return out
+
+
+SUB_DAILY_SCALE_DAYS = 3.0
+
+
+def scale_points(step_s: np.ndarray, scale_window: int) -> np.ndarray:
+    """Per row, how many earlier residuals measure its noise (see :data:`SUB_DAILY_SCALE_POINTS`).
+
+    Rounded up to a multiple of eight loads so that an irregular feed's varying step gives a few
+    distinct widths, each one pass of the window quantiles.
+    """
+    step = np.maximum(np.nan_to_num(np.asarray(step_s, dtype=np.float64), nan=float(DAY_S)), 1.0)
+    span = np.ceil(SUB_DAILY_SCALE_DAYS * DAY_S / step / 8.0) * 8.0
+    width = np.clip(span, scale_window, max(SUB_DAILY_SCALE_POINTS, scale_window)).astype(np.int64)
+    return np.where(step < DAILY_STEP_S, width, scale_window)
 
 
 def _seasonal_baseline(
@@ -231,6 +261,8 @@ class _Layout:
     cats: np.ndarray
     candidate: np.ndarray
     slot_base: np.ndarray
+    #: per row, the residuals its noise is measured over (``scale_points``)
+    scale_width: np.ndarray
 
     @property
     def n(self) -> int:
@@ -280,9 +312,13 @@ def _layout(
     else:
         tgt = _extend_to_loads(df, ts_ns, np.asarray(targets, dtype=bool))[order]
     T = np.flatnonzero(tgt)
-    pad = Padded(sc, max(max(cfg.windows), cfg.scale_window, 16) + 1)
+    width = max(max(cfg.windows), cfg.scale_window, 16)
+    pad = Padded(sc, width + 1)
     # calendar and seasonal slots (every row: earlier rows feed the seasonal baselines)
     step = step_seconds(ts_sorted, pad, exact=tgt)
+    scale_width = scale_points(step, cfg.scale_window)
+    if len(T) and scale_width[T].max() > width:  # the steps do not depend on the padding
+        pad = Padded(sc, int(scale_width[T].max()) + 1)
     daily = ~(step < DAILY_STEP_S)
     cats = calendar_categories(t_index, cfg.holidays) & daily[:, None]  # daily series only
     candidate = np.logical_or.reduce([cats[:, c] for c in range(cats.shape[1] - 1)]) if n else np.zeros(0, bool)
@@ -290,6 +326,7 @@ def _layout(
         df=df, order=order, series_names=series_names, sc=sc, ts=ts_sorted, t_index=t_index, v=v, bv=bv,
         tgt=tgt, T=T, pad=pad, ends=pad.pos[T] - 1,  # windows strictly before each target
         step=step, daily=daily, cats=cats, candidate=candidate, slot_base=slot_codes(t_index, step, cfg.slots),
+        scale_width=scale_width,
     )
 
 
@@ -315,7 +352,7 @@ def _baseline(lay: _Layout, cfg: DetectorConfig, bbuf: np.ndarray, trailing_scal
     pad, T, daily = lay.pad, lay.T, lay.daily
     bv_ord = np.where(lay.candidate, np.nan, lay.bv)
     full = len(T) == lay.n
-    R = T if full else np.flatnonzero(_within_before(pad.gid, lay.tgt, cfg.scale_window))
+    R = T if full else np.flatnonzero(_within_before(pad.gid, lay.tgt, lay.scale_width))
     R_all = np.flatnonzero(_mark(lay.n, R) | lay.candidate)  # sorted, as np.union1d gives it (without its sort)
     seas_med_all, seas_n_all = _seasonal_baseline(lay.sc, lay.slot_base, bv_ord, cfg.seasonal_k, R_all)
     # where the seasonal slot has too little history, fall back to the longest trailing median
@@ -366,8 +403,8 @@ def _residual_noise(
     """Expected value and scale from the residuals at ``R``: their robust centre (a trend's bias) and spread."""
     rbuf = np.full(lay.pad.size, np.nan)
     rbuf[lay.pad.pos[R]] = resid_r
-    (r_med, r_q1, r_q3, r_lo, r_hi), r_cnt = window_quantiles(
-        rbuf, lay.ends, cfg.scale_window, [0.5, 0.25, 0.75, *TAIL_QUANTILES], min_periods=1
+    (r_med, r_q1, r_q3, r_lo, r_hi), r_cnt = _quantiles_by_width(
+        rbuf, lay.ends, lay.scale_width[lay.T], [0.5, 0.25, 0.75, *TAIL_QUANTILES]
     )
     for q in (r_q1, r_q3):
         q[r_cnt < 3] = np.nan
@@ -378,6 +415,21 @@ def _residual_noise(
     # until the slots hold three such residuals, the trailing window's spread is the only measure
     # of the noise there is (wide, as it should be while the series is young)
     return expected, np.where(np.isnan(scale) | (r_cnt < 3), trailing_scale, scale)
+
+
+def _quantiles_by_width(
+    buf: np.ndarray, ends: np.ndarray, widths: np.ndarray, qs: list[float]
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """``window_quantiles`` (min_periods 1) where each end has its own width (a few distinct ones)."""
+    outs = [np.full(len(ends), np.nan) for _ in qs]
+    counts = np.zeros(len(ends), dtype=np.int64)
+    for width in np.unique(widths).tolist():
+        at = np.flatnonzero(widths == width) if len(widths) and widths.min() != widths.max() else slice(None)
+        part, cnt = window_quantiles(buf, ends[at], int(width), qs, min_periods=1)
+        for out, p in zip(outs, part, strict=True):
+            out[at] = p
+        counts[at] = cnt
+    return outs, counts
 
 
 def _deviation_features(feats: _Sink, lay: _Layout, base: _Baseline) -> tuple[np.ndarray, np.ndarray]:

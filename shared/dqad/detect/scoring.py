@@ -20,7 +20,7 @@ from dqad.detect.alarm import odds_scale
 from dqad.detect.calendar_effects import CATEGORIES, WORDS
 from dqad.detect.config import DetectorConfig
 from dqad.detect.controls import Control, Controlled, apply_controls, sensitivity, why_text
-from dqad.detect.features import DEVIATING_Z, STALE_REPEAT_RATE, compute
+from dqad.detect.features import DEVIATING_Z, STALE_REPEAT_RATE, compute, scale_points
 from dqad.detect.model import ModelBundle
 from dqad.detect.vectorised import (
     DAILY_STEP_S,
@@ -70,7 +70,8 @@ def _tail_positions(codes: np.ndarray, ts: np.ndarray, cfg: DetectorConfig) -> n
     (med_step,), _ = window_quantiles(pad.buffer(step), pad.pos[last], 64, [0.5])
     med_step = np.nan_to_num(med_step, nan=float(DAY_S))
     cycle = np.where(med_step >= DAILY_STEP_S, 7, np.ceil(DAY_S / np.maximum(med_step, 1.0)))
-    need = max(*cfg.windows, cfg.scale_window, 16) + 2 + (cfg.seasonal_k + 1) * cycle + cfg.scale_window
+    scale = scale_points(med_step, cfg.scale_window)  # the residuals that measure the noise
+    need = np.maximum(max(*cfg.windows, 16), scale) + 2 + (cfg.seasonal_k + 1) * cycle + scale
     need = np.where(med_step < DAILY_STEP_S, need + (cfg.seasonal_k + 1) * 6 * cycle, need)  # weekly slot (week_z)
     from_end = last[pad.gid] - np.arange(len(codes))
     # daily series keep their whole history (the dataset's history_days: a few hundred rows): the

@@ -14,6 +14,7 @@ import pandas as pd
 
 from dqad.detect import DetectorConfig, LabelerConfig, label_history
 from dqad.detect.calendar_effects import CATEGORIES, calendar_categories
+from dqad.detect.features import SUB_DAILY_SCALE_POINTS, build_features, scale_points
 from dqad.detect.holiday_calendar import holiday_dates
 from dqad.detect.vectorised import rhythm_scale, robust_scale
 
@@ -317,3 +318,25 @@ def test_the_labeler_leaves_a_quarter_end_to_its_own_effect_not_the_month_end_s(
     values = 40_000 * np.where(quarter, 3.0, 1.0) * np.exp(rng.normal(0, 0.03, len(days)))
     labeled = label_history(_frame("fin.ledger", values, days), None, LabelerConfig())
     assert labeled["label"].to_numpy()[quarter].sum() == 0
+
+
+def test_sub_daily_noise_is_measured_over_three_days_of_loads_and_daily_noise_over_eight_weeks() -> None:
+    cfg = DetectorConfig()
+    steps = np.array([300.0, 1800.0, 3600.0, 6 * 3600.0, 86_400.0, 7 * 86_400.0, np.nan])
+    assert scale_points(steps, cfg.scale_window).tolist() == [SUB_DAILY_SCALE_POINTS, 144, 72] + [cfg.scale_window] * 4
+    assert scale_points(steps[:1], 1000).tolist() == [1000]  # a wider configured window is kept
+
+
+def test_a_sub_daily_drop_lasting_hours_keeps_its_deviation_to_the_end() -> None:
+    """Measured over the last 56 loads (under five hours of 5-minute data), the drop's own residuals
+    became the noise after an hour, and a failing machine's temperature falling all afternoon
+    stopped deviating."""
+    rng = np.random.default_rng(3)
+    ts = pd.date_range("2024-03-01", periods=288 * 8, freq="5min")
+    values = 80 + rng.normal(0, 1.0, len(ts))
+    start, length = 288 * 7 + 100, 36  # three hours, ten sigma down
+    values[start:start + length] -= 10
+    feats = build_features(pd.DataFrame({"series": "machine/temp", "timestamp": ts, "value": values}), DetectorConfig())
+    seas_z = feats["seas_z"].to_numpy()
+    assert (seas_z[start + 24:start + length] < -5).all()  # its third hour too
+    assert (np.abs(seas_z[start + length + 12:]) < 5).mean() > 0.95  # and the level that returns is normal
