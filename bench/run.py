@@ -238,6 +238,7 @@ def detection_rows(data: dict) -> list[str]:
                     m["alarms"]["dqad"],
                 )
             )
+    rows += _nab_detectors_line(modes)
     rows += ["", f"Synthetic: event F1 ≥ 0.85 and ≥ 3× the best baseline: {verdict(synth_ok)}."]
     rows += [f"False alarms outside incident windows on special days: {'; '.join(special)}."] if special else []
     if record and {"nolabels", "labels"} <= set(modes):
@@ -252,6 +253,26 @@ def detection_rows(data: dict) -> list[str]:
     else:
         rows += ["nab-dev: not measured yet (`.venv/bin/python -m bench.detection`)."]
     return rows
+
+
+def _nab_detectors_line(modes: dict) -> list[str]:
+    """nab-dev event F1 of every detector of the backtest, without / with labels ("—" where a record
+    made before a detector was added lacks it)."""
+    if not modes:
+        return []
+    from dqad_dev.backtest import DETECTORS
+
+    def f1(mode: str, key: str) -> str:
+        m = modes.get(mode, {})
+        value = m.get("event_f1", {}).get(key)
+        if value is None and key == "dqad":
+            value = m.get("dqad_event", {}).get("f1")
+        if value is None and key in ("zscore", "iforest"):
+            value = m.get(f"{key}_event_f1")
+        return f"{value:.3f}" if value is not None else "—"
+
+    cells = "; ".join(f"{name} {f1('nolabels', k)} / {f1('labels', k)}" for k, name in DETECTORS)
+    return ["", f"nab-dev event F1 of every detector (no labels / history windows as labels): {cells}."]
 
 
 def section_load(_repeat: int) -> list[str]:
@@ -356,7 +377,9 @@ def section_scale(_repeat: int) -> list[str]:
     return out
 
 
-SCENARIO_DETECTORS = ("dqad", "zscore", "elementary", "elementary_dow", "deequ", "iforest")
+SCENARIO_DETECTORS = (
+    "dqad", "zscore", "elementary", "elementary_dow", "deequ", "iforest", "lagdiff", "lagdiff_smoothed",
+)
 SCENARIO_WORST_TARGET = 0.75
 
 
@@ -403,14 +426,20 @@ def _scenario_table(plain: dict, labelled: dict | None) -> list[str]:
     head = " | ".join(SCENARIO_DETECTORS)
     rows = [f"| family | {head} | dqad with labels |", "|---|" + "---:|" * (len(SCENARIO_DETECTORS) + 1)]
     for family, by_detector in plain["per_family"].items():
-        cells = " | ".join(f"{by_detector[d]['f1']:.3f}" for d in SCENARIO_DETECTORS)
+        cells = " | ".join(_f1_cell(by_detector, d) for d in SCENARIO_DETECTORS)
         with_labels = f"{labelled['per_family'][family]['dqad']['f1']:.3f}" if labelled else "—"
         rows.append(f"| {family} | {cells} | {with_labels} |")
     for key, title in (("overall", "**overall**"), ("worst", "**worst family**")):
-        cells = " | ".join(f"{plain[key][d]['f1']:.3f}" for d in SCENARIO_DETECTORS)
+        cells = " | ".join(_f1_cell(plain[key], d) for d in SCENARIO_DETECTORS)
         with_labels = f"{labelled[key]['dqad']['f1']:.3f}" if labelled else "—"
         rows.append(f"| {title} | {cells} | {with_labels} |")
     return rows
+
+
+def _f1_cell(by_detector: dict, detector: str) -> str:
+    """A detector's F1, or "—" in a record made before that detector was run."""
+    m = by_detector.get(detector)
+    return f"{m['f1']:.3f}" if m is not None else "—"
 
 
 def section_artifacts(_repeat: int) -> list[str]:

@@ -12,7 +12,8 @@ Protocol (causal, as in production):
 - the user's labels on the scored part are used only to measure, never to train.
 The same split feeds the baselines (rolling 3-sigma z-score, per-series IsolationForest) and the peers'
 methods (``dqad_dev.peers``: Elementary-style z-score with and without weekday seasonality, Deequ-style
-OnlineNormal), all from past points only.
+OnlineNormal, anomstack's PCA + KNN on lag/difference features with and without its alert smoothing and
+snooze), all from past points only; the two that train (IsolationForest, anomstack) fit on the history.
 """
 
 from __future__ import annotations
@@ -44,12 +45,13 @@ from dqad_dev.evaluate import (
     points_to_windows,
     zscore_baseline,
 )
-from dqad_dev.peers import deequ_online_normal, elementary_zscore
+from dqad_dev.peers import anomstack_lagdiff, anomstack_lagdiff_smoothed, deequ_online_normal, elementary_zscore
 
 #: detectors of the backtest's table: (metrics key, name shown)
 DETECTORS: tuple[tuple[str, str], ...] = (
     ("dqad", "dqad"), ("zscore", "3-sigma"), ("iforest", "iforest"), ("elementary", "elementary"),
-    ("elementary_dow", "elem.+dow"), ("deequ", "deequ-onl."),
+    ("elementary_dow", "elem.+dow"), ("deequ", "deequ-onl."), ("lagdiff", "anomstack"),
+    ("lagdiff_smoothed", "anoms.+sm."),
 )
 
 #: the baselines and peer methods run after the blocks, one progress step each
@@ -234,6 +236,8 @@ def run_backtest(
         ("elementary", lambda: elementary_zscore(df)),
         ("elementary_dow", lambda: elementary_zscore(df, seasonality="day_of_week")),
         ("deequ", lambda: deequ_online_normal(df)),
+        ("lagdiff", lambda: anomstack_lagdiff(df, hist_mask)),
+        ("lagdiff_smoothed", lambda: anomstack_lagdiff_smoothed(df, hist_mask)),
     ]
     for done, (key, alarms) in enumerate(peers, n_chunks + 1):
         scored_frame[key] = alarms()[test]
