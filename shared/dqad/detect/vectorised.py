@@ -31,14 +31,30 @@ DERIVED_COLUMNS = ("label", "label_source")
 _STR = pd.Series([], dtype=str).dtype  # the dtype ``astype(str)`` gives
 
 
+def _is_names(column: pd.Series) -> bool:
+    """Strings as ``astype(str)`` gives them, or a Categorical of them with sorted, unique categories.
+
+    The scorer hands its blocks over as such Categoricals (codes into the sorted names it read from
+    Arrow dictionaries): factorising one, sorted, gives the codes its strings would give, so the
+    features are the same, and no string of the history is materialised.
+    """
+    if column.dtype == _STR:
+        return True
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return False
+    names = column.dtype.categories
+    return names.dtype == _STR and names.is_unique and names.is_monotonic_increasing
+
+
 def _is_canonical(frame: pd.DataFrame) -> bool:
-    """True when the mandatory columns already have the types ``normalise`` would give them."""
+    """True when the mandatory columns already have the types ``normalise`` would give them
+    (strings, or Categoricals that stand for them: see :func:`_is_names`)."""
     if "group" not in frame.columns:
         return False
     s, g = frame["series"], frame["group"]
     return (
-        s.dtype == _STR
-        and g.dtype == _STR
+        _is_names(s)
+        and _is_names(g)
         and frame["timestamp"].dtype == np.dtype("datetime64[ns]")
         and frame["value"].dtype == np.float64
         and not g.hasnans
@@ -52,7 +68,8 @@ def normalise(frame: pd.DataFrame, *, copy: bool = True) -> pd.DataFrame:
     ``group`` defaults to ``series``; timestamps become tz-naive UTC datetime64[ns]. With
     ``copy=False`` a frame that is already canonical is returned as it is (the caller promises not
     to modify it): the scorer hands an already normalised million-row frame to the features, and
-    copying it again would cost as much as reading it.
+    copying it again would cost as much as reading it. Such a frame may hold ``series`` and
+    ``group`` as Categoricals with sorted string categories (:func:`_is_names`).
     """
     missing = [c for c in ("series", "timestamp", "value") if c not in frame.columns]
     if missing:
