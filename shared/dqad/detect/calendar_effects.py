@@ -128,7 +128,7 @@ def calendar_categories(ts: pd.DatetimeIndex, holidays: Sequence[date] = ()) -> 
             bday,
         ]
     )
-    return cols[inv]
+    return np.take(cols, inv, axis=0)  # a row gather: several times faster than cols[inv]
 
 
 @dataclass

@@ -277,7 +277,7 @@ def _component_labels(
     """Connected sets of series linked by a shared group (label propagation over the distinct
     (series, group) pairs: two rounds when each series has one group); labels per row of each frame."""
     width = max(n_g, 1)
-    pairs = np.unique(np.concatenate([s * width + g for s, g in zip(s_rows, g_rows, strict=True)]))
+    pairs = np.unique(np.concatenate([_runs(s * width + g) for s, g in zip(s_rows, g_rows, strict=True)]))
     ps, pg = pairs // width, pairs % width
     lab = np.arange(n_s)
     while True:
@@ -289,6 +289,12 @@ def _component_labels(
             break
         lab = new
     return [lab[s] for s in s_rows], n_s
+
+
+def _runs(x: np.ndarray) -> np.ndarray:
+    """``x`` without repeats of the value before (a series' rows hold one pair, row after row): the
+    same set of values, a few per series instead of a history's worth for ``np.unique`` to sort."""
+    return x[np.r_[True, x[1:] != x[:-1]]] if len(x) else x
 
 
 def _pack(c_tail: np.ndarray, c_new: np.ndarray, n_comp: int, block_rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
