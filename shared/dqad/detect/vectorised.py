@@ -600,11 +600,11 @@ def slot_codes(
     else:
         base = np.zeros(len(ts), dtype=np.int64)
     code[daily] = base[daily]
-    if "hour" in slots:
-        minute = minute_of_day(ts)
-        step_min = np.clip(np.nan_to_num(step_s / 60.0, nan=60.0), 1, 1440)
-        code_sub = 100 + np.floor(minute / step_min).astype(np.int64)
-        code[~daily] = code_sub[~daily]
+    sub = np.flatnonzero(~daily)  # the time of day only where it is the slot (none in a daily history)
+    if "hour" in slots and len(sub):
+        minute = minute_of_day(ts[sub])
+        step_min = np.clip(np.nan_to_num(step_s[sub] / 60.0, nan=60.0), 1, 1440)
+        code[sub] = 100 + np.floor(minute / step_min).astype(np.int64)
     return code
 
 
