@@ -569,7 +569,8 @@ def _key_features(feats: _Sink, df: pd.DataFrame, rows: np.ndarray, series_names
         if df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
             feats[f"key_{c}"] = _hash01(df[c].iloc[rows].fillna(""))
     used, at_used = np.unique(sc_t, return_inverse=True)  # the targets' series only
-    metric_of_series = np.array([str(s).rsplit("/", 1)[-1] for s in series_names[used]], dtype=object)
+    used_names = np.asarray(series_names[used], dtype=object)  # plain names (iterating an Index is slower)
+    metric_of_series = np.array([str(s).rsplit("/", 1)[-1] for s in used_names], dtype=object)
     feats["key_metric"] = _crc01(metric_of_series)[at_used] if len(used) else np.zeros(0)
 
 
