@@ -220,8 +220,33 @@ def window_quantiles(
     starts = ends - (width - 1)
     if m and starts.min() < 0:
         raise ValueError("window reaches before the buffer (padding too small)")
-    outs = [np.full(m, np.nan) for _ in qs]
     counts = _window_counts(buf, starts, ends, width)
+    if m and counts[0] >= 0:
+        # windows with too few values are NaN whatever they hold: only the others are sorted
+        # (half of the rhythm medians' windows, whose slots' first points have few earlier ones)
+        live = np.flatnonzero((counts >= max(min_periods, 1)) | (counts == width))
+        if len(live) < m:
+            sub, _ = _sorted_quantiles(buf, starts[live], counts[live], width, qs, min_periods, chunk)
+            outs = [np.full(m, np.nan) for _ in qs]
+            for out, s in zip(outs, sub, strict=True):
+                out[live] = s
+            return outs, counts
+    return _sorted_quantiles(buf, starts, counts, width, qs, min_periods, chunk)
+
+
+def _sorted_quantiles(
+    buf: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
+    width: int,
+    qs: Sequence[float],
+    min_periods: int,
+    chunk: int,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """:func:`window_quantiles` of the windows at ``starts``, sorting each; ``counts`` may be -1
+    (not counted yet, see :func:`_window_counts`), and is then filled in."""
+    m = len(starts)
+    outs = [np.full(m, np.nan) for _ in qs]
     view = sliding_window_view(buf, width)
 
     def run(a: int) -> None:
