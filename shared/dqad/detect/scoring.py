@@ -381,6 +381,9 @@ def score_new(
         res.add(bundle, _rows(tail, t_pos), _rows(new_n, n_pos), n_pos)
     carried = ["series", "group", "timestamp", "value", *[c for c in key_columns(new_n) if c in new_n.columns]]
     out = new_n[carried].reset_index(drop=True)
+    for c in ("series", "group"):  # names given as sorted Categoricals (which normalise keeps) come out as strings
+        if isinstance(out[c].dtype, pd.CategoricalDtype):
+            out[c] = out[c].astype(str)
     for name, col in res.columns().items():
         out[name] = _str_series(col).array if isinstance(col, pa.Array) else col
     out.index = new.index
