@@ -251,7 +251,8 @@ def _sorted_quantiles(
 
     def run(a: int) -> None:
         sl = slice(a, a + chunk)
-        srt = np.sort(view[starts[sl]], axis=1)
+        srt = view[starts[sl]]  # a fresh copy of the windows (a gather), sorted in place
+        srt.sort(axis=1)
         c = counts[sl]
         if len(c) and c[0] < 0:  # not counted yet (see _window_counts)
             c[:] = np.count_nonzero(srt == srt, axis=1)  # NaN != NaN
