@@ -270,6 +270,15 @@ def suppress_continuing(alarm: np.ndarray, series: np.ndarray, t_s: np.ndarray, 
     return out
 
 
+def _per_name(names: list[str], table: dict[str, float]) -> np.ndarray:
+    """``table``'s value of each name (NaN where it has none), as ``Series.map(table)`` gives it.
+
+    A dict lookup per name: ``Series.map`` builds an index of the whole table first, which for a
+    model calibrated on many series cost the scorer more than the lookups, once per block.
+    """
+    return np.array([table.get(n, np.nan) for n in names], dtype=np.float64)
+
+
 def decide(
     score: np.ndarray,
     base: float,
@@ -293,18 +302,18 @@ def decide(
         return score >= np.where(subdaily, strict, thr)
     # series as codes into its distinct names: the per-series lookups run once per series, not per row
     series, distinct = pd.factorize(frame["series"].astype(str))
-    names = pd.Series(np.asarray(distinct, dtype=object))
+    names = np.asarray(distinct, dtype=object).tolist()
     cal = calibration or SeriesCalibration({}, {})
-    calibrated = names.map(cal.thresholds).to_numpy(dtype=np.float64)[series]
-    step = names.map(cal.step_s).to_numpy(dtype=np.float64)[series]
+    calibrated = _per_name(names, cal.thresholds)[series]
+    step = _per_name(names, cal.step_s)[series]
     known_step = np.isfinite(step)
     subdaily = np.where(known_step, step < DAILY_STEP_S, subdaily)
     warm = np.inf if cfg.subdaily_warmup else strict
     thr = np.where(np.isfinite(calibrated), np.maximum(calibrated, base), np.where(subdaily, warm, thr))
     up = _upward(features, frame)
     if up is not None and (cal.confirmed_up or cal.confirmed_down):
-        c_up = names.map(cal.confirmed_up or {}).to_numpy(dtype=np.float64)[series]
-        c_down = names.map(cal.confirmed_down or {}).to_numpy(dtype=np.float64)[series]
+        c_up = _per_name(names, cal.confirmed_up or {})[series]
+        c_down = _per_name(names, cal.confirmed_down or {})[series]
         confirmed = np.where(up, c_up, c_down)
         thr = np.where(np.isfinite(confirmed), np.fmax(thr, confirmed), thr)
     alarm = score >= thr

@@ -343,6 +343,19 @@ def _trailing_features(feats: _Sink, lay: _Layout, cfg: DetectorConfig) -> tuple
     return bbuf, wscale[max(cfg.windows)]
 
 
+def _asked_candidates(lay: _Layout) -> np.ndarray:
+    """The candidate days whose ratio a target's calendar effect can read: those of its categories.
+
+    Effects are learnt only for the categories the targets fall on (a new load on the first
+    business day reads the earlier first business days), so the seasonal baseline of the other
+    candidate days, a third of a daily history, is not computed for a scorer's new loads.
+    """
+    asked = lay.cats[lay.T, :-1].any(axis=0) if len(lay.T) else np.zeros(lay.cats.shape[1] - 1, dtype=bool)
+    if asked.all():
+        return lay.candidate
+    return np.asarray(lay.cats[:, np.flatnonzero(asked)].any(axis=1))
+
+
 def _baseline(lay: _Layout, cfg: DetectorConfig, bbuf: np.ndarray, trailing_scale: np.ndarray) -> _Baseline:
     """The targets' expected value and scale: seasonal slot, residual noise, calendar effects, bursts."""
     # seasonal baseline of the ordinary slot; candidate calendar days are left out of it and judged
@@ -353,7 +366,7 @@ def _baseline(lay: _Layout, cfg: DetectorConfig, bbuf: np.ndarray, trailing_scal
     bv_ord = np.where(lay.candidate, np.nan, lay.bv)
     full = len(T) == lay.n
     R = T if full else np.flatnonzero(_within_before(pad.gid, lay.tgt, lay.scale_width))
-    R_all = np.flatnonzero(_mark(lay.n, R) | lay.candidate)  # sorted, as np.union1d gives it (without its sort)
+    R_all = np.flatnonzero(_mark(lay.n, R) | _asked_candidates(lay))  # sorted, as np.union1d gives it
     seas_med_all, seas_n_all = _seasonal_baseline(lay.sc, lay.slot_base, bv_ord, cfg.seasonal_k, R_all)
     # where the seasonal slot has too little history, fall back to the longest trailing median
     fallback = np.flatnonzero(seas_n_all < MIN_SEASONAL_HISTORY)
@@ -608,7 +621,8 @@ def _key_features(feats: _Sink, df: pd.DataFrame, rows: np.ndarray, series_names
         if df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
             feats[f"key_{c}"] = _hash01(df[c].iloc[rows].fillna(""))
     used, at_used = np.unique(sc_t, return_inverse=True)  # the targets' series only
-    metric_of_series = np.array([str(s).rsplit("/", 1)[-1] for s in series_names[used]], dtype=object)
+    used_names = np.asarray(series_names[used], dtype=object)  # plain names (iterating an Index is slower)
+    metric_of_series = np.array([str(s).rsplit("/", 1)[-1] for s in used_names], dtype=object)
     feats["key_metric"] = _crc01(metric_of_series)[at_used] if len(used) else np.zeros(0)
 
 

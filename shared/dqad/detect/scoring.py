@@ -278,7 +278,7 @@ def _component_labels(
     """Connected sets of series linked by a shared group (label propagation over the distinct
     (series, group) pairs: two rounds when each series has one group); labels per row of each frame."""
     width = max(n_g, 1)
-    pairs = np.unique(np.concatenate([s * width + g for s, g in zip(s_rows, g_rows, strict=True)]))
+    pairs = np.unique(np.concatenate([_runs(s * width + g) for s, g in zip(s_rows, g_rows, strict=True)]))
     ps, pg = pairs // width, pairs % width
     lab = np.arange(n_s)
     while True:
@@ -290,6 +290,12 @@ def _component_labels(
             break
         lab = new
     return [lab[s] for s in s_rows], n_s
+
+
+def _runs(x: np.ndarray) -> np.ndarray:
+    """``x`` without repeats of the value before (a series' rows hold one pair, row after row): the
+    same set of values, a few per series instead of a history's worth for ``np.unique`` to sort."""
+    return x[np.r_[True, x[1:] != x[:-1]]] if len(x) else x
 
 
 def _pack(c_tail: np.ndarray, c_new: np.ndarray, n_comp: int, block_rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -308,8 +314,9 @@ def _pack(c_tail: np.ndarray, c_new: np.ndarray, n_comp: int, block_rows: int) -
     block_of = (np.cumsum(sizes) - 1) // block_rows
     n_blocks = int(block_of.max(initial=0)) + 1
     out = []
+    small = np.uint16 if n_blocks <= np.iinfo(np.uint16).max else np.int64  # radix sort: linear
     for c in (c_tail, c_new):
-        b = block_of[c]
+        b = block_of[c].astype(small)
         order = np.argsort(b, kind="stable")
         out.append(np.split(order, np.cumsum(np.bincount(b, minlength=n_blocks))[:-1]))
     return [(t, n) for t, n in zip(*out, strict=True) if len(n)]
@@ -375,6 +382,9 @@ def score_new(
         res.add(bundle, _rows(tail, t_pos), _rows(new_n, n_pos), n_pos)
     carried = ["series", "group", "timestamp", "value", *[c for c in key_columns(new_n) if c in new_n.columns]]
     out = new_n[carried].reset_index(drop=True)
+    for c in ("series", "group"):  # names given as sorted Categoricals (which normalise keeps) come out as strings
+        if isinstance(out[c].dtype, pd.CategoricalDtype):
+            out[c] = out[c].astype(str)
     for name, col in res.columns().items():
         out[name] = _str_series(col).array if isinstance(col, pa.Array) else col
     out.index = new.index
@@ -414,11 +424,12 @@ def plain_strings(table: pa.Table) -> pa.Table:
     return table
 
 
-def _arrow_codes(columns: list[pa.ChunkedArray]) -> tuple[list[np.ndarray], int]:
+def _arrow_codes(columns: list[pa.ChunkedArray]) -> tuple[list[np.ndarray], pd.Index]:
     """Codes of string columns (plain or dictionary-encoded) into the sorted union of their names.
 
     Each column's chunks (Parquet row groups) first share one dictionary (Arrow unifies them), so
-    only one small list of names per column is looked up in Python.
+    only one small list of names per column is looked up in Python. Returns the codes of each
+    column and the names (sorted, unique).
     """
     indices, dicts = [], []
     for col in columns:
@@ -431,7 +442,7 @@ def _arrow_codes(columns: list[pa.ChunkedArray]) -> tuple[list[np.ndarray], int]
         names.get_indexer(d)[np.concatenate(i)] if i else np.zeros(0, np.int64)
         for i, d in zip(indices, dicts, strict=True)
     ]
-    return codes, len(names)
+    return codes, names
 
 
 _HEAP_TUNED = False
@@ -480,13 +491,51 @@ def _ns_timestamps(table: pa.Table) -> pa.Table:
     return table
 
 
-def _take(table: pa.Table, pos: np.ndarray) -> pd.DataFrame:
-    """Rows ``pos`` of ``table`` as a frame with plain string columns (a slice when they are consecutive)."""
+#: columns of the history the features never read (the labeler's provenance of each label)
+_UNREAD_HISTORY = ("label_source",)
+
+
+@dataclass(frozen=True)
+class _Coded:
+    """A table's ``series`` and ``group`` as codes into sorted names (see :func:`_arrow_codes`)."""
+
+    series: np.ndarray
+    group: np.ndarray
+    series_dtype: pd.CategoricalDtype
+    group_dtype: pd.CategoricalDtype
+
+
+def _take(table: pa.Table, pos: np.ndarray, coded: _Coded, drop: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Rows ``pos`` of ``table`` as a frame (a slice when they are consecutive), without ``drop``.
+
+    ``series`` and ``group`` become Categoricals of the codes, whose categories are the sorted
+    names (:func:`dqad.detect.vectorised.normalise` takes them as they are): decoding a block's
+    150,000 strings, concatenating and hashing them again was a fifth of the scorer's time.
+    Other string columns are decoded (key columns are hashed as strings).
+    """
+    rest = [c for c in table.column_names if c not in ("series", "group", *drop)]
     if len(pos) and pos[-1] - pos[0] + 1 == len(pos):
-        part = table.slice(int(pos[0]), len(pos))
+        part = table.select(rest).slice(int(pos[0]), len(pos))
     else:
-        part = table.take(pa.array(pos))
-    return plain_strings(part).to_pandas()
+        part = table.select(rest).take(pa.array(pos))
+    frame = plain_strings(part).to_pandas()
+    series = pd.Categorical.from_codes(coded.series[pos], dtype=coded.series_dtype)
+    group = pd.Categorical.from_codes(coded.group[pos], dtype=coded.group_dtype)
+    frame.insert(0, "series", series)
+    frame.insert(1, "group", group)
+    return frame
+
+
+def _in_file_order(positions: np.ndarray, n: int) -> np.ndarray:
+    """``positions`` (distinct rows of an ``n``-row table) in ascending order, in linear time.
+
+    A block's history rows then come out of :func:`_pack` in file order: a run of consecutive rows
+    (a slice, not a gather) when the file keeps each table's rows together. ``compute`` sorts its
+    rows by (series, time) itself, and rows of equal (series, time) keep their file order either way.
+    """
+    mask = np.zeros(n, dtype=bool)
+    mask[positions] = True
+    return np.flatnonzero(mask)
 
 
 def score_table(
@@ -509,21 +558,27 @@ def score_table(
         out = score_new(bundle, h, plain_strings(new).to_pandas(), block_rows=block_rows)
         return pa.Table.from_pandas(out, preserve_index=False)
     frames = [new] if hist is None else [new, hist]
-    s_codes, n_s = _arrow_codes([t["series"] for t in frames])
-    g_codes, n_g = _arrow_codes([t["group"] for t in frames])
+    s_codes, s_names = _arrow_codes([t["series"] for t in frames])
+    g_codes, g_names = _arrow_codes([t["group"] for t in frames])
+    n_s, n_g = len(s_names), len(g_names)
+    s_dtype, g_dtype = pd.CategoricalDtype(s_names), pd.CategoricalDtype(g_names)
+    coded_new = _Coded(s_codes[0], g_codes[0], s_dtype, g_dtype)
     if hist is None:
         t_pos = np.zeros(0, dtype=np.int64)
         s_tail = g_tail = t_pos
     else:
-        ts = hist["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
-        t_pos = _tail_positions(s_codes[1], ts, bundle.cfg)
+        ts = hist["timestamp"].to_numpy().view(np.int64)  # timestamp[ns] (_arrow_ready): no copies
+        t_pos = _in_file_order(_tail_positions(s_codes[1], ts, bundle.cfg), hist.num_rows)
         s_tail, g_tail = s_codes[1][t_pos], g_codes[1][t_pos]
     (c_tail, c_new), n_comp = _component_labels([s_tail, s_codes[0]], [g_tail, g_codes[0]], n_s, n_g)
     res = _Results(new.num_rows)
-    empty_tail = new.schema.empty_table() if hist is None else None
+    coded_hist = None if hist is None else _Coded(s_codes[1], g_codes[1], s_dtype, g_dtype)
     for tb, nb in _pack(c_tail, c_new, n_comp, block_rows):
-        tail = plain_strings(empty_tail).to_pandas() if hist is None else _take(hist, t_pos[tb])
-        res.add(bundle, tail, _take(new, nb), nb)
+        if hist is None or coded_hist is None:
+            tail = _take(new, t_pos, coded_new)  # no history: an empty frame of the new rows' columns
+        else:
+            tail = _take(hist, t_pos[tb], coded_hist, drop=_UNREAD_HISTORY)
+        res.add(bundle, tail, _take(new, nb, coded_new), nb)
     carried = [c for c in new.column_names if c not in STANDARD_COLUMNS and c not in DERIVED_COLUMNS]
     out = plain_strings(new.select(["series", "group", "timestamp", "value", *carried]))
     for name, col in res.columns().items():

@@ -31,14 +31,30 @@ DERIVED_COLUMNS = ("label", "label_source")
 _STR = pd.Series([], dtype=str).dtype  # the dtype ``astype(str)`` gives
 
 
+def _is_names(column: pd.Series) -> bool:
+    """Strings as ``astype(str)`` gives them, or a Categorical of them with sorted, unique categories.
+
+    The scorer hands its blocks over as such Categoricals (codes into the sorted names it read from
+    Arrow dictionaries): factorising one, sorted, gives the codes its strings would give, so the
+    features are the same, and no string of the history is materialised.
+    """
+    if column.dtype == _STR:
+        return True
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return False
+    names = column.dtype.categories
+    return names.dtype == _STR and names.is_unique and names.is_monotonic_increasing
+
+
 def _is_canonical(frame: pd.DataFrame) -> bool:
-    """True when the mandatory columns already have the types ``normalise`` would give them."""
+    """True when the mandatory columns already have the types ``normalise`` would give them
+    (strings, or Categoricals that stand for them: see :func:`_is_names`)."""
     if "group" not in frame.columns:
         return False
     s, g = frame["series"], frame["group"]
     return (
-        s.dtype == _STR
-        and g.dtype == _STR
+        _is_names(s)
+        and _is_names(g)
         and frame["timestamp"].dtype == np.dtype("datetime64[ns]")
         and frame["value"].dtype == np.float64
         and not g.hasnans
@@ -52,7 +68,8 @@ def normalise(frame: pd.DataFrame, *, copy: bool = True) -> pd.DataFrame:
     ``group`` defaults to ``series``; timestamps become tz-naive UTC datetime64[ns]. With
     ``copy=False`` a frame that is already canonical is returned as it is (the caller promises not
     to modify it): the scorer hands an already normalised million-row frame to the features, and
-    copying it again would cost as much as reading it.
+    copying it again would cost as much as reading it. Such a frame may hold ``series`` and
+    ``group`` as Categoricals with sorted string categories (:func:`_is_names`).
     """
     missing = [c for c in ("series", "timestamp", "value") if c not in frame.columns]
     if missing:
@@ -203,25 +220,70 @@ def window_quantiles(
     starts = ends - (width - 1)
     if m and starts.min() < 0:
         raise ValueError("window reaches before the buffer (padding too small)")
+    counts = _window_counts(buf, starts, ends, width)
+    if m and counts[0] >= 0:
+        # windows with too few values are NaN whatever they hold: only the others are sorted
+        # (half of the rhythm medians' windows, whose slots' first points have few earlier ones)
+        live = np.flatnonzero((counts >= max(min_periods, 1)) | (counts == width))
+        if len(live) < m:
+            sub, _ = _sorted_quantiles(buf, starts[live], counts[live], width, qs, min_periods, chunk)
+            outs = [np.full(m, np.nan) for _ in qs]
+            for out, s in zip(outs, sub, strict=True):
+                out[live] = s
+            return outs, counts
+    return _sorted_quantiles(buf, starts, counts, width, qs, min_periods, chunk)
+
+
+def _sorted_quantiles(
+    buf: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
+    width: int,
+    qs: Sequence[float],
+    min_periods: int,
+    chunk: int,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """:func:`window_quantiles` of the windows at ``starts``, sorting each; ``counts`` may be -1
+    (not counted yet, see :func:`_window_counts`), and is then filled in."""
+    m = len(starts)
     outs = [np.full(m, np.nan) for _ in qs]
-    counts = np.zeros(m, dtype=np.int64)
     view = sliding_window_view(buf, width)
 
     def run(a: int) -> None:
         sl = slice(a, a + chunk)
-        srt = np.sort(view[starts[sl]], axis=1)
+        srt = view[starts[sl]]  # a fresh copy of the windows (a gather), sorted in place
+        srt.sort(axis=1)
         c = counts[sl]
-        c[:] = np.count_nonzero(srt == srt, axis=1)  # NaN != NaN
+        if len(c) and c[0] < 0:  # not counted yet (see _window_counts)
+            c[:] = np.count_nonzero(srt == srt, axis=1)  # NaN != NaN
         part = np.flatnonzero(c != width)  # windows with gaps (series starts, blanked labels): few
+        whole = len(part) == len(c)  # every window has gaps (a slot's first points): no copies
         for out, q in zip(outs, qs, strict=True):
             o = out[sl]
-            o[:] = _order_stat(srt, width, q)  # full windows: the same ranks everywhere
+            if not whole:
+                o[:] = _order_stat(srt, width, q)  # full windows: the same ranks everywhere
             if len(part):
-                val = _order_stat(srt[part], c[part], q)
-                o[part] = np.where(c[part] >= max(min_periods, 1), val, np.nan)
+                cp = c if whole else c[part]
+                val = _order_stat(srt if whole else srt[part], cp, q)
+                o[part] = np.where(cp >= max(min_periods, 1), val, np.nan)
 
     _map_chunks(run, range(0, m, chunk))
     return outs, counts
+
+
+def _window_counts(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
+    """Valid (non-NaN) values of each window ``buf[start : end + 1]``, or -1 where left to the caller.
+
+    Where the windows cover much of the buffer (the seasonal and rhythm medians), a running count
+    over the buffer answers them all with one pass and two gathers: counting the values of every
+    sorted window was a fifth of the time. A few windows in a long buffer (a series' typical step)
+    are cheaper to count where they are sorted.
+    """
+    if len(ends) * width < len(buf):
+        return np.full(len(ends), -1, dtype=np.int64)
+    valid = np.zeros(len(buf) + 1, dtype=np.int64)
+    np.cumsum(buf == buf, out=valid[1:])  # NaN != NaN
+    return valid[ends + 1] - valid[starts]
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -564,11 +626,11 @@ def slot_codes(
     else:
         base = np.zeros(len(ts), dtype=np.int64)
     code[daily] = base[daily]
-    if "hour" in slots:
-        minute = minute_of_day(ts)
-        step_min = np.clip(np.nan_to_num(step_s / 60.0, nan=60.0), 1, 1440)
-        code_sub = 100 + np.floor(minute / step_min).astype(np.int64)
-        code[~daily] = code_sub[~daily]
+    sub = np.flatnonzero(~daily)  # the time of day only where it is the slot (none in a daily history)
+    if "hour" in slots and len(sub):
+        minute = minute_of_day(ts[sub])
+        step_min = np.clip(np.nan_to_num(step_s[sub] / 60.0, nan=60.0), 1, 1440)
+        code[sub] = 100 + np.floor(minute / step_min).astype(np.int64)
     return code
 
 
