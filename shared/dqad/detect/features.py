@@ -62,6 +62,7 @@ Z_CLIP = 50.0
 #: the day measured them too wide and missed a value stuck for an hour; measured on nab-dev and the
 #: scenario corpus's hourly tables together (the worst of the two, not either alone)
 SUB_DAILY_SCALE_POINTS = 288
+SUB_DAILY_SCALE_DAYS = 3.0
 REL_CLIP = 20.0
 #: a series repeating its previous value less often than this is one where a repeat may mean stale
 STALE_REPEAT_RATE = 0.05
@@ -141,9 +142,6 @@ def _within_before(gid: np.ndarray, tgt: np.ndarray, width: int | np.ndarray) ->
     reach = np.broadcast_to(np.asarray(width, dtype=np.int64), (n,))[nxt[has]]
     out[has] = (gid[nxt[has]] == gid[has]) & (nxt[has] - at[has] <= reach)
     return out
-
-
-SUB_DAILY_SCALE_DAYS = 3.0
 
 
 def scale_points(step_s: np.ndarray, scale_window: int) -> np.ndarray:
@@ -434,10 +432,13 @@ def _quantiles_by_width(
     buf: np.ndarray, ends: np.ndarray, widths: np.ndarray, qs: list[float]
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """``window_quantiles`` (min_periods 1) where each end has its own width (a few distinct ones)."""
+    distinct = np.unique(widths)
+    if len(distinct) <= 1:  # one width (every daily or every 5-minute block): one pass, no scatter
+        return window_quantiles(buf, ends, int(distinct[0]) if len(distinct) else 1, qs, min_periods=1)
     outs = [np.full(len(ends), np.nan) for _ in qs]
     counts = np.zeros(len(ends), dtype=np.int64)
-    for width in np.unique(widths).tolist():
-        at = np.flatnonzero(widths == width) if len(widths) and widths.min() != widths.max() else slice(None)
+    for width in distinct.tolist():
+        at = np.flatnonzero(widths == width)
         part, cnt = window_quantiles(buf, ends[at], int(width), qs, min_periods=1)
         for out, p in zip(outs, part, strict=True):
             out[at] = p
