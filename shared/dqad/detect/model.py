@@ -79,7 +79,6 @@ class RobustDetector:
         stuck = (
             (X["same_as_prev"].to_numpy() > 0)
             & (X["same_rate"].to_numpy() < STALE_REPEAT_RATE)
-            & (X["is_daily"].to_numpy() > 0)
             & (X["grp_other_same_frac"].to_numpy() >= 0.5)
             & (X["n_hist"].to_numpy() >= 7)
         )
