@@ -15,9 +15,11 @@ What a user wants is a bounded number of alerts per series and per day, each a n
    and its noise reaches further. The budget threshold is searched from the margin *below* the
    global threshold, so the result rises continuously as a history nears its budget: searched from
    the global threshold, one history point at 0.501 instead of 0.497 lifted a series' threshold
-   by the whole margin, and labels that moved one score by 0.004 added false alarms. Only *mature* history points count (full seasonal baseline and
-   robust scale; warm-up points have meaningless z-scores). Points a human labelled as anomalies
-   are left out (they are incidents, not noise). When the history holds human-labelled anomalies
+   by the whole margin, and labels that moved one score by 0.004 added false alarms. Only *mature*
+   history points count (full seasonal baseline and robust scale; warm-up points have meaningless
+   z-scores). Points a human labelled as anomalies count as the incidents they are, as unlabelled
+   ones do (left out, they freed their share of the budget for ordinary points, and labels added
+   false alarms). When the history holds human-labelled anomalies
    whose scores stand above every other point of the series, the threshold is lowered to the middle
    (odds scale) of the gap between them and the rest: the human showed what an incident of this
    series looks like, and where the normal points end.
