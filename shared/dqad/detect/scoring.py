@@ -27,7 +27,7 @@ from dqad.detect.vectorised import (
     DAY_S,
     DERIVED_COLUMNS,
     STANDARD_COLUMNS,
-    Padded,
+    group_starts,
     key_columns,
     normalise,
     series_time_order,
@@ -62,23 +62,61 @@ def _tail_positions(codes: np.ndarray, ts: np.ndarray, cfg: DetectorConfig) -> n
     if len(codes) == 0:
         return np.zeros(0, dtype=np.int64)
     order = series_time_order(codes, ts)
-    codes, ts = codes[order], ts[order]
-    pad = Padded(codes, 65)
-    step = np.r_[np.nan, np.diff(ts) / 1e9]
-    step[pad.starts] = np.nan
-    last = np.r_[pad.starts[1:], len(codes)] - 1
-    (med_step,), _ = window_quantiles(pad.buffer(step), pad.pos[last], 64, [0.5])
+    keep = _tail_keep(group_starts(codes[order]), ts[order], cfg)
+    return order if keep is None else order[keep]
+
+
+def _tail_rows(codes: np.ndarray, ts: np.ndarray, cfg: DetectorConfig) -> np.ndarray | None:
+    """``_tail_positions`` in ascending order, or None when they are every row.
+
+    A history file holds each series in one run, in time order: the runs are then the groups
+    ``_tail_keep`` works on, in the file's own order, and a daily history (kept whole) costs a few
+    thousand steps, not a sort and copies of its millions of codes and timestamps.
+    """
+    n = len(codes)
+    starts = group_starts(codes)
+    if len(starts) == len(np.unique(codes[starts])) and (
+        (codes[1:] != codes[:-1]) | (ts[1:] >= ts[:-1])
+    ).all():
+        keep = _tail_keep(starts, ts, cfg)
+        return None if keep is None else np.flatnonzero(keep)
+    positions = _tail_positions(codes, ts, cfg)
+    return None if len(positions) == n else _in_file_order(positions, n)
+
+
+#: the steps whose median tells a series' cadence in ``_tail_keep``
+_TAIL_STEPS = 64
+
+
+def _tail_keep(starts: np.ndarray, ts: np.ndarray, cfg: DetectorConfig) -> np.ndarray | None:
+    """Which rows ``_tail_positions`` keeps, or None for all; rows are in groups of one series each,
+    each in time order, beginning at ``starts``.
+
+    The cadence is a median of the last steps of each series only: they are laid out a series per
+    row of a small matrix, whose windows hold the same values the padded buffer of every row held.
+    """
+    n, m, w = len(ts), len(starts), _TAIL_STEPS
+    if n == 0:
+        return None
+    last = np.r_[starts[1:], n] - 1
+    at = last[:, None] - np.arange(w - 1, -1, -1)
+    j = np.maximum(at, 1)
+    step = np.where(at > starts[:, None], (ts[j] - ts[j - 1]) / 1e9, np.nan)  # the first row has no step
+    (med_step,), _ = window_quantiles(step.ravel(), np.arange(m) * w + (w - 1), w, [0.5])
     med_step = np.nan_to_num(med_step, nan=float(DAY_S))
-    cycle = np.where(med_step >= DAILY_STEP_S, 7, np.ceil(DAY_S / np.maximum(med_step, 1.0)))
-    scale = scale_points(med_step, cfg.scale_window)  # the residuals that measure the noise
-    need = np.maximum(max(*cfg.windows, 16), scale) + 2 + (cfg.seasonal_k + 1) * cycle + scale
-    need = np.where(med_step < DAILY_STEP_S, need + (cfg.seasonal_k + 1) * 6 * cycle, need)  # weekly slot (week_z)
-    from_end = last[pad.gid] - np.arange(len(codes))
+    daily = med_step >= DAILY_STEP_S
     # daily series keep their whole history (the dataset's history_days: a few hundred rows): the
     # ratio of an earlier calendar day to its ordinary baseline, which their calendar effects are
     # learnt from, needs the ordinary days before it, as it had at training time
-    keep = (from_end < need[pad.gid]) | (med_step >= DAILY_STEP_S)[pad.gid]
-    return order[keep]
+    if daily.all():
+        return None
+    cycle = np.where(daily, 7, np.ceil(DAY_S / np.maximum(med_step, 1.0)))
+    scale = scale_points(med_step, cfg.scale_window)  # the residuals that measure the noise
+    need = np.maximum(max(*cfg.windows, 16), scale) + 2 + (cfg.seasonal_k + 1) * cycle + scale
+    need = np.where(med_step < DAILY_STEP_S, need + (cfg.seasonal_k + 1) * 6 * cycle, need)  # weekly slot (week_z)
+    sizes = np.diff(np.r_[starts, n])
+    from_end = np.repeat(last, sizes) - np.arange(n)
+    return (from_end < np.repeat(need, sizes)) | np.repeat(daily, sizes)
 
 
 def _slot_name(dow: int, hour: int, minute: int, daily: bool, effect: int) -> str:
@@ -563,21 +601,21 @@ def score_table(
     n_s, n_g = len(s_names), len(g_names)
     s_dtype, g_dtype = pd.CategoricalDtype(s_names), pd.CategoricalDtype(g_names)
     coded_new = _Coded(s_codes[0], g_codes[0], s_dtype, g_dtype)
+    t_pos: np.ndarray | None = None  # the history rows kept (None: every row)
     if hist is None:
-        t_pos = np.zeros(0, dtype=np.int64)
-        s_tail = g_tail = t_pos
+        s_tail = g_tail = np.zeros(0, dtype=np.int64)
     else:
         ts = hist["timestamp"].to_numpy().view(np.int64)  # timestamp[ns] (_arrow_ready): no copies
-        t_pos = _in_file_order(_tail_positions(s_codes[1], ts, bundle.cfg), hist.num_rows)
-        s_tail, g_tail = s_codes[1][t_pos], g_codes[1][t_pos]
+        t_pos = _tail_rows(s_codes[1], ts, bundle.cfg)
+        s_tail, g_tail = (s_codes[1], g_codes[1]) if t_pos is None else (s_codes[1][t_pos], g_codes[1][t_pos])
     (c_tail, c_new), n_comp = _component_labels([s_tail, s_codes[0]], [g_tail, g_codes[0]], n_s, n_g)
     res = _Results(new.num_rows)
     coded_hist = None if hist is None else _Coded(s_codes[1], g_codes[1], s_dtype, g_dtype)
     for tb, nb in _pack(c_tail, c_new, n_comp, block_rows):
         if hist is None or coded_hist is None:
-            tail = _take(new, t_pos, coded_new)  # no history: an empty frame of the new rows' columns
+            tail = _take(new, np.zeros(0, dtype=np.int64), coded_new)  # no history: an empty frame
         else:
-            tail = _take(hist, t_pos[tb], coded_hist, drop=_UNREAD_HISTORY)
+            tail = _take(hist, tb if t_pos is None else t_pos[tb], coded_hist, drop=_UNREAD_HISTORY)
         res.add(bundle, tail, _take(new, nb, coded_new), nb)
     carried = [c for c in new.column_names if c not in STANDARD_COLUMNS and c not in DERIVED_COLUMNS]
     out = plain_strings(new.select(["series", "group", "timestamp", "value", *carried]))

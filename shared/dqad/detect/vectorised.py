@@ -346,11 +346,41 @@ def series_time_order(codes: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
     """
     if len(codes) < 2:
         return np.arange(len(codes))
+    order = _order_of_runs(codes, ts_ns)
+    if order is not None:
+        return order
     order = np.argsort(codes, kind="stable")
     c, t = codes[order], ts_ns[order]
     if ((c[1:] != c[:-1]) | (t[1:] >= t[:-1])).all():
         return order
     return np.lexsort((ts_ns, codes))
+
+
+def _order_of_runs(codes: np.ndarray, ts_ns: np.ndarray) -> np.ndarray | None:
+    """:func:`series_time_order` of rows that come in a few time-ordered runs of one series each, else None.
+
+    Histories are written a series at a time (a block is its history tail, series after series,
+    and then the new loads), so the stable sort by series is a stable sort of the runs, and the
+    result is put together from them without sorting or gathering the rows: on a history of
+    millions of rows the argsort and the checks on its gathered copies were a tenth of the scorer.
+    """
+    n = len(codes)
+    change = codes[1:] != codes[:-1]
+    starts = np.flatnonzero(np.r_[True, change])
+    if len(starts) > n // 4 or not (change | (ts_ns[1:] >= ts_ns[:-1])).all():
+        return None
+    ends = np.r_[starts[1:], n] - 1  # inclusive
+    runs = np.argsort(codes[starts], kind="stable")
+    first, last = starts[runs], ends[runs]
+    same = codes[first[1:]] == codes[first[:-1]]  # consecutive runs of one series must stay in time order
+    if (same & (ts_ns[first[1:]] < ts_ns[last[:-1]])).any():
+        return None
+    # each run's positions continue the previous run's: a step of one, and a jump at every run start
+    step = np.ones(n, dtype=np.int64)
+    at = np.cumsum(ends[runs] - first + 1)[:-1]
+    step[0] = first[0]
+    step[at] = first[1:] - last[:-1]
+    return np.cumsum(step, out=step)
 
 
 #: normal-equivalent sigma of an inter-quantile range: IQR / 1.349, the 5-95 % range / 3.29

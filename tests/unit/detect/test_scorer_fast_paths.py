@@ -87,3 +87,75 @@ def test_score_new_gives_strings_for_categorical_names(loads_factory) -> None:
     for c in ("series", "group"):
         coded[c] = pd.Categorical(new[c], categories=sorted(df[c].unique()))
     pd.testing.assert_frame_equal(score_new(bundle, history, coded), score_new(bundle, history, new), check_exact=True)
+
+
+def _plain_series_time_order(codes: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    return np.lexsort((np.arange(len(codes)), ts, codes))  # stable by (series, time)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_series_time_order_of_runs_equals_a_full_sort(seed: int) -> None:
+    """Series in runs (one or several each, in time order or not, ties of time): the sort by (series, time)."""
+    from dqad.detect.vectorised import series_time_order
+
+    rng = np.random.default_rng(seed)
+    for _ in range(500):
+        k = int(rng.integers(1, 8))
+        sizes = rng.integers(1, 30, k)
+        codes = np.repeat(rng.integers(0, 5, k), sizes)
+        kind = rng.integers(0, 3)
+        if kind == 0:  # time-ordered runs, ties and overlaps between runs of one series
+            ts = np.concatenate([np.sort(rng.integers(0, 50, s)) for s in sizes])
+        elif kind == 1:  # history then later loads
+            ts = np.concatenate([np.arange(s) + o for s, o in zip(sizes, rng.integers(0, 60, k), strict=True)])
+        else:
+            ts = rng.integers(0, 50, len(codes))
+        ts = ts.astype(np.int64)
+        np.testing.assert_array_equal(series_time_order(codes, ts), _plain_series_time_order(codes, ts))
+
+
+def _plain_tail_positions(codes: np.ndarray, ts: np.ndarray, cfg: DetectorConfig) -> np.ndarray:
+    """The history rows new points depend on, from a padded buffer of every row's step."""
+    from dqad.detect.features import scale_points
+    from dqad.detect.vectorised import DAILY_STEP_S, DAY_S, Padded
+
+    order = _plain_series_time_order(codes, ts)
+    codes, ts = codes[order], ts[order]
+    pad = Padded(codes, 65)
+    step = np.r_[np.nan, np.diff(ts) / 1e9]
+    step[pad.starts] = np.nan
+    last = np.r_[pad.starts[1:], len(codes)] - 1
+    med_step = pd.Series(pad.buffer(step)).rolling(64, min_periods=1).median().to_numpy()[pad.pos[last]]
+    med_step = np.nan_to_num(med_step, nan=float(DAY_S))
+    cycle = np.where(med_step >= DAILY_STEP_S, 7, np.ceil(DAY_S / np.maximum(med_step, 1.0)))
+    scale = scale_points(med_step, cfg.scale_window)
+    need = np.maximum(max(*cfg.windows, 16), scale) + 2 + (cfg.seasonal_k + 1) * cycle + scale
+    need = np.where(med_step < DAILY_STEP_S, need + (cfg.seasonal_k + 1) * 6 * cycle, need)
+    from_end = last[pad.gid] - np.arange(len(codes))
+    return order[(from_end < need[pad.gid]) | (med_step >= DAILY_STEP_S)[pad.gid]]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_history_tail_from_the_runs_of_a_file(seed: int) -> None:
+    """Daily, hourly and 5-minute series, jittered, in runs, shuffled or with stray rows: the same rows."""
+    from dqad.detect.scoring import _tail_positions, _tail_rows
+
+    cfg = DetectorConfig()
+    rng = np.random.default_rng(seed)
+    for _ in range(120):
+        k = int(rng.integers(1, 7))
+        sizes = rng.integers(1, 700, k)
+        codes = np.repeat(rng.permutation(20)[:k], sizes)
+        steps = [
+            rng.choice([300, 3600, 86_400, 7 * 86_400]) + rng.integers(-100, 100, s) * (rng.random() < 0.5)
+            for s in sizes
+        ]
+        ts = np.concatenate([np.cumsum(s) for s in steps]).astype(np.int64) * 10**9
+        if rng.random() < 0.2:
+            codes = codes[rng.permutation(len(codes))]
+        if rng.random() < 0.2:  # a series in two runs
+            codes, ts = np.r_[codes, codes[:5]], np.r_[ts, ts[:5] + 1]
+        expected = _plain_tail_positions(codes, ts, cfg)
+        np.testing.assert_array_equal(_tail_positions(codes, ts, cfg), expected)
+        rows = _tail_rows(codes, ts, cfg)
+        np.testing.assert_array_equal(np.arange(len(codes)) if rows is None else rows, np.sort(expected))
