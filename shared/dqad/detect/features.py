@@ -33,6 +33,7 @@ from dqad.detect.calendar_effects import (
 from dqad.detect.config import DetectorConfig
 from dqad.detect.vectorised import (
     DAILY_STEP_S,
+    DAY_NS,
     DAY_S,
     RHYTHM_MIN_HISTORY,
     TAIL_MIN_POINTS,
@@ -175,6 +176,25 @@ def _seasonal_baseline(
     pad = Padded(key[order], k + 1)
     (med,), cnt = window_quantiles(pad.buffer(base_values[order]), pad.pos[inv[rows]] - 1, k, [0.5])
     return med, cnt.astype(np.float64)
+
+
+#: the repeat of a weekday slot in a daily series without gaps, and of its fortnightly rhythm slot
+_WEEK = 7
+_FORTNIGHT = 14
+
+
+def _weekly_without_gaps(lay: _Layout, cfg: DetectorConfig) -> bool:
+    """Whether every series is daily, slotted by weekday, with a load on each calendar day.
+
+    Its slots then repeat every seven rows and its rhythm slots every fourteen, all distinct
+    within (:func:`dqad.detect.vectorised.rhythm_slots`): a slot's earlier values are every
+    seventh row of the series, read in place, and the seasonal baselines need no sort by slot
+    (two sorts and their copies of the frame were most of a daily block's baseline).
+    """
+    if "dow" not in cfg.slots or not lay.daily.all() or lay.n < 2:
+        return False
+    day = lay.ts // DAY_NS
+    return bool(((day[1:] - day[:-1] == 1) | (lay.sc[1:] != lay.sc[:-1])).all())
 
 
 def _extend_to_loads(df: pd.DataFrame, ts_ns: np.ndarray, tmask: np.ndarray) -> np.ndarray:
@@ -365,7 +385,15 @@ def _baseline(lay: _Layout, cfg: DetectorConfig, bbuf: np.ndarray, trailing_scal
     full = len(T) == lay.n
     R = T if full else np.flatnonzero(_within_before(pad.gid, lay.tgt, lay.scale_width))
     R_all = np.flatnonzero(_mark(lay.n, R) | _asked_candidates(lay))  # sorted, as np.union1d gives it
-    seas_med_all, seas_n_all = _seasonal_baseline(lay.sc, lay.slot_base, bv_ord, cfg.seasonal_k, R_all)
+    weekly = _weekly_without_gaps(lay, cfg)
+    by_series = Padded(lay.sc, _FORTNIGHT * cfg.seasonal_k) if weekly else None
+    if by_series is not None:
+        (seas_med_all,), seas_n = window_quantiles(
+            by_series.buffer(bv_ord), by_series.pos[R_all] - _WEEK, cfg.seasonal_k, [0.5], stride=_WEEK
+        )
+        seas_n_all = seas_n.astype(np.float64)
+    else:
+        seas_med_all, seas_n_all = _seasonal_baseline(lay.sc, lay.slot_base, bv_ord, cfg.seasonal_k, R_all)
     # where the seasonal slot has too little history, fall back to the longest trailing median
     fallback = np.flatnonzero(seas_n_all < MIN_SEASONAL_HISTORY)
     # a calendar day's ratio, which its effect is learnt from, is taken against one earlier
@@ -381,11 +409,17 @@ def _baseline(lay: _Layout, cfg: DetectorConfig, bbuf: np.ndarray, trailing_scal
     seas_med = seas_med_all[at_t]
     # the scale's residuals: against the second rhythm in a series that follows it, so that a
     # fortnightly run's other week (or a weekly rhythm of sub-daily data) does not count as noise
-    rhythm = rhythm_slots(lay.t_index, daily, lay.slot_base)
     # its occurrences keep the month and quarter ends (a payroll Friday that is also the last
     # business day is still a payroll Friday); holidays stay out of every baseline
     bv_rhythm = np.where(lay.cats[:, HOLIDAY], np.nan, lay.bv)
-    rhythm_med_r, rhythm_n_r = _seasonal_baseline(lay.sc, rhythm, bv_rhythm, cfg.seasonal_k, R)
+    if by_series is not None:
+        (rhythm_med_r,), rhythm_n = window_quantiles(
+            by_series.buffer(bv_rhythm), by_series.pos[R] - _FORTNIGHT, cfg.seasonal_k, [0.5], stride=_FORTNIGHT
+        )
+        rhythm_n_r = rhythm_n.astype(np.float64)
+    else:
+        rhythm = rhythm_slots(lay.t_index, daily, lay.slot_base)
+        rhythm_med_r, rhythm_n_r = _seasonal_baseline(lay.sc, rhythm, bv_rhythm, cfg.seasonal_k, R)
     # a residual against the fallback baseline (a slot with too little history yet, compared with
     # a trailing median of every weekday) measures the weekly cycle, not the noise: left out
     resid_r = bv_ord[R] - seas_med_all[in_r]
@@ -393,7 +427,12 @@ def _baseline(lay: _Layout, cfg: DetectorConfig, bbuf: np.ndarray, trailing_scal
     # against the second rhythm in a daily series' slot that follows it, so that a fortnightly
     # run's other week does not count as noise (sub-daily series keep their ordinary residuals)
     resid_rhythm = np.where((rhythm_n_r >= RHYTHM_MIN_HISTORY) & daily[R], bv_ord[R] - rhythm_med_r, np.nan)
-    follows = prefers_rhythm(lay.sc[R], lay.slot_base[R], resid_r, resid_rhythm) & np.isfinite(resid_rhythm)
+    # R's rows of a series are consecutive when its targets are (one new load each, or a run of
+    # them): its slots then repeat every seven of them too
+    in_runs = weekly and bool(((R[1:] - R[:-1] == 1) | (pad.gid[R[1:]] != pad.gid[R[:-1]])).all())
+    follows = prefers_rhythm(
+        lay.sc[R], lay.slot_base[R], resid_r, resid_rhythm, period=_WEEK if in_runs else 0
+    ) & np.isfinite(resid_rhythm)
     expected, scale = _residual_noise(lay, cfg, R, np.where(follows, resid_rhythm, resid_r), seas_med, trailing_scale)
     vt = lay.v[T]
     effects = _effects(lay.sc, lay.cats, lay.bv, effect_base, R_all, T, scale / np.maximum(np.abs(expected), 1e-9), cfg)

@@ -159,3 +159,104 @@ def test_history_tail_from_the_runs_of_a_file(seed: int) -> None:
         np.testing.assert_array_equal(_tail_positions(codes, ts, cfg), expected)
         rows = _tail_rows(codes, ts, cfg)
         np.testing.assert_array_equal(np.arange(len(codes)) if rows is None else rows, np.sort(expected))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_strided_window_quantiles_equal_pandas_on_every_stride_th_value(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    qs = [0.5, 0.25, 0.75, 0.05, 0.95]
+    for _ in range(60):
+        w, stride = int(rng.integers(1, 10)), int(rng.integers(2, 16))
+        n = (w - 1) * stride + int(rng.integers(40, 300))
+        buf = np.round(rng.normal(size=n), 1)  # ties
+        buf[rng.random(n) < rng.random()] = np.nan
+        buf[: (w - 1) * stride + 1] = np.nan
+        ends = np.sort(rng.choice(np.arange((w - 1) * stride, n), size=int(rng.integers(1, 40)), replace=False))
+        min_periods = int(rng.integers(0, w + 1))
+        outs, counts = window_quantiles(
+            buf, ends, w, qs, min_periods=min_periods, chunk=int(rng.integers(1, 64)), stride=stride
+        )
+        for i, e in enumerate(ends):
+            rolling = pd.Series(buf[e - (w - 1) * stride : e + 1 : stride]).rolling(w, min_periods=min_periods)
+            assert counts[i] == rolling.count().iloc[-1]
+            for q, out in zip(qs, outs, strict=True):
+                expected = (rolling.median() if q == 0.5 else rolling.quantile(q)).iloc[-1]
+                np.testing.assert_array_equal(out[i], expected)
+
+
+def _daily_without_gaps(rng: np.random.Generator, series: int) -> pd.DataFrame:
+    """Daily series of many lengths (one load to a year) without a missing day: weekly and
+    fortnightly rhythms, zeros, NaN, ties, month ends and holidays on the way."""
+    parts = []
+    for s in range(series):
+        days = int(rng.choice([1, 2, 5, 15, 40, 90, 200, 370]))
+        ts = pd.date_range(pd.Timestamp("2024-01-01") + pd.Timedelta(days=int(rng.integers(0, 60))), periods=days)
+        ts = ts + pd.Timedelta(hours=int(rng.integers(0, 24)))
+        level = 1000.0 * (1 + s) * np.where(ts.day_of_week >= 5, 0.5, 1.0)
+        if rng.random() < 0.3:  # a fortnightly run
+            level = level * np.where(((ts.day_of_year // 7) % 2 == 0) & (ts.day_of_week == 4), 2.0, 1.0)
+        value = np.round(level * np.exp(rng.normal(0, 0.05, days)), int(rng.integers(-2, 2)))
+        value[rng.random(days) < rng.random() * 0.2] = np.nan
+        if rng.random() < 0.3:
+            value[rng.random(days) < 0.7] = 0.0  # mostly empty loads
+        group = f"t{s // 3}"
+        parts.append(pd.DataFrame({"series": f"{group}/m{s % 3}", "group": group, "timestamp": ts, "value": value}))
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_weekly_slots_read_in_place_equal_the_sort_by_slot(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Daily series without gaps: the features read every seventh row equal those of the sort by slot,
+    for one new load per series, a run of them, or scattered targets (rows between them not scored)."""
+    from datetime import date
+
+    import dqad.detect.features as features
+
+    rng = np.random.default_rng(seed)
+    df = _daily_without_gaps(rng, 12)
+    cfg = DetectorConfig(holidays=(date(2024, 1, 1), date(2024, 3, 29), date(2024, 5, 27), date(2024, 12, 25)))
+    labels = (rng.random(len(df)) < 0.05).astype(float)
+    assert features._weekly_without_gaps(features._layout(df, cfg, None, None), cfg)
+    last = df.groupby("series").cumcount(ascending=False).to_numpy()
+    for targets in (last == 0, last < 3, rng.random(len(df)) < 0.1, None):
+        fast = compute(df, cfg, labels, targets=targets)
+        with monkeypatch.context() as m:
+            m.setattr(features, "_weekly_without_gaps", lambda lay, cfg: False)
+            plain = compute(df, cfg, labels, targets=targets)
+        pd.testing.assert_frame_equal(fast.features, plain.features, check_exact=True)
+        pd.testing.assert_frame_equal(fast.aux, plain.aux, check_exact=True)
+
+
+def test_weekly_slots_need_every_day() -> None:
+    """A missing day, a sub-daily series or day-of-month slots keep the sort by slot."""
+    import dqad.detect.features as features
+
+    df = _daily_without_gaps(np.random.default_rng(0), 4)
+    cfg = DetectorConfig()
+
+    def weekly(frame: pd.DataFrame, config: DetectorConfig = cfg) -> bool:
+        return features._weekly_without_gaps(features._layout(frame, config, None, None), config)
+
+    assert weekly(df)
+    assert not weekly(df.drop(index=df.groupby("series").head(100).index[50]))
+    assert not weekly(df, DetectorConfig(slots=("dom",)))
+    hourly = df.iloc[:48].assign(timestamp=pd.date_range("2024-01-01", periods=48, freq="h"))
+    assert not weekly(pd.concat([df, hourly.assign(series="h/x", group="h")], ignore_index=True))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_prefers_rhythm_of_periodic_slots_equals_the_sort_by_slot(seed: int) -> None:
+    from dqad.detect.vectorised import prefers_rhythm
+
+    rng = np.random.default_rng(seed)
+    for _ in range(100):
+        sizes = rng.integers(1, 80, int(rng.integers(1, 6)))
+        codes = np.repeat(np.arange(len(sizes)), sizes)
+        slots = np.concatenate([(np.arange(s) + rng.integers(0, 7)) % 7 for s in sizes])
+        ordinary = np.round(rng.normal(0, 1, len(codes)), 1)
+        rhythm = np.round(rng.normal(0, 1, len(codes)) * rng.choice([0.3, 1.0], len(codes)), 1)
+        ordinary[rng.random(len(codes)) < 0.2] = np.nan
+        rhythm[rng.random(len(codes)) < 0.2] = np.nan
+        np.testing.assert_array_equal(
+            prefers_rhythm(codes, slots, ordinary, rhythm, period=7), prefers_rhythm(codes, slots, ordinary, rhythm)
+        )
