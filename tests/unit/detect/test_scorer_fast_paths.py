@@ -260,3 +260,46 @@ def test_prefers_rhythm_of_periodic_slots_equals_the_sort_by_slot(seed: int) -> 
         np.testing.assert_array_equal(
             prefers_rhythm(codes, slots, ordinary, rhythm, period=7), prefers_rhythm(codes, slots, ordinary, rhythm)
         )
+
+
+@pytest.mark.parametrize("consecutive", [True, False])
+def test_block_frame_from_arrow_columns_equals_the_pandas_concatenation(consecutive: bool) -> None:
+    """History rows (labels with nulls, NaN values) and new rows: the frame and labels of pd.concat."""
+    import pyarrow as pa
+
+    from dqad.detect.scoring import _UNREAD_HISTORY, _arrow_block, _arrow_codes, _block_frame, _Coded, _take
+
+    rng = np.random.default_rng(int(consecutive))
+    n, m = 400, 12
+    names = np.array([f"t{i % 4}/m{i}" for i in range(m)])
+
+    def table(rows: int, labelled: bool) -> pa.Table:
+        s = rng.integers(0, m, rows)
+        value = rng.normal(size=rows)
+        value[rng.random(rows) < 0.1] = np.nan
+        cols = {
+            "series": pa.array(names[s]).dictionary_encode(),
+            "group": pa.array([x.split("/")[0] for x in names[s]]).dictionary_encode(),
+            "timestamp": pa.array(rng.integers(0, 10**15, rows).astype("datetime64[ns]")),
+            "value": pa.array(value),
+        }
+        if labelled:
+            cols["label"] = pa.array(rng.integers(0, 2, rows), type=pa.int8(), mask=rng.random(rows) < 0.1)
+            cols["label_source"] = pa.array(["rule"] * rows)
+        return pa.table(cols)
+
+    hist, new = table(n, True), table(m, False)
+    (s_new, s_hist), s_names = _arrow_codes([new["series"], hist["series"]])
+    (g_new, g_hist), g_names = _arrow_codes([new["group"], hist["group"]])
+    s_dtype, g_dtype = pd.CategoricalDtype(s_names), pd.CategoricalDtype(g_names)
+    coded_hist, coded_new = _Coded(s_hist, g_hist, s_dtype, g_dtype), _Coded(s_new, g_new, s_dtype, g_dtype)
+    rows = np.arange(50, 350) if consecutive else np.sort(rng.choice(n, 200, replace=False))
+    new_n = _take(new, np.arange(m), coded_new)
+    fast = _arrow_block(hist, rows, coded_hist, new_n)
+    plain = _block_frame(_take(hist, rows, coded_hist, drop=_UNREAD_HISTORY), new_n)
+    assert fast is not None
+    pd.testing.assert_frame_equal(fast.frame, plain.frame, check_exact=True)
+    np.testing.assert_array_equal(fast.labels, plain.labels)
+    assert fast.n_tail == plain.n_tail == len(rows)
+    # a key column the features hash as strings: pandas' rules
+    assert _arrow_block(hist.append_column("table_name", pa.array(["x"] * n)), rows, coded_hist, new_n) is None
