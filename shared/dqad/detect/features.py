@@ -131,18 +131,23 @@ def _mark(n: int, rows: np.ndarray) -> np.ndarray:
 
 
 def _within_before(gid: np.ndarray, tgt: np.ndarray, width: int | np.ndarray) -> np.ndarray:
-    """Rows that are a target or lie at most ``width`` rows before a target of their own group.
+    """Rows that are a target or lie at most ``width`` rows before the next target, in its group.
 
-    ``width`` is one number or one per row (read at the target row).
+    ``width`` is one number or one per row (read at the target row); ``gid`` numbers the groups in
+    ascending order (each group's rows together). Each target claims the rows after the previous
+    target, so the rows are marked from one range per target (a running sum of their ends), not
+    from a pass over every row looking for the next target.
     """
     n = len(gid)
-    at = np.arange(n)
-    nxt = np.minimum.accumulate(np.where(tgt, at, n)[::-1])[::-1] if n else at
-    has = nxt < n
-    out = np.zeros(n, dtype=bool)
-    reach = np.broadcast_to(np.asarray(width, dtype=np.int64), (n,))[nxt[has]]
-    out[has] = (gid[nxt[has]] == gid[has]) & (nxt[has] - at[has] <= reach)
-    return out
+    T = np.flatnonzero(tgt)
+    if not len(T):
+        return np.zeros(n, dtype=bool)
+    reach = np.broadcast_to(np.asarray(width, dtype=np.int64), (n,))[T]
+    lo = np.maximum(np.maximum(T - reach, np.searchsorted(gid, gid[T])), np.r_[0, T[:-1] + 1])
+    edge = np.zeros(n + 1, dtype=np.int32)
+    edge[lo] += 1  # ranges are disjoint and in order: no index repeats within one statement
+    edge[T + 1] -= 1
+    return np.cumsum(edge[:-1]) > 0
 
 
 def scale_points(step_s: np.ndarray, scale_window: int) -> np.ndarray:
@@ -513,26 +518,28 @@ def _deviation_features(feats: _Sink, lay: _Layout, base: _Baseline) -> tuple[np
 def _history_features(feats: _Sink, lay: _Layout, base: _Baseline, wlong: int) -> np.ndarray:
     """Lags, differences, stuck and zero values, gaps and level of the targets; returns the previous value."""
     pad, T, v, vt = lay.pad, lay.T, lay.v, lay.v[lay.T]
-    vbuf = pad.buffer(v)
-    lag1 = vbuf[pad.pos[T] - 1]
+    first = pad.starts[pad.gid[T]]  # each target's series' first row
+    prev_all = np.empty_like(v)  # the previous value of the same series (none at its first row)
+    prev_all[1:] = v[:-1]
+    prev_all[pad.starts] = np.nan
+    lag1 = prev_all[T]
     feats["diff1_z"] = (vt - lag1) / base.scale
     feats["rel_lag1"] = (vt - lag1) / np.maximum(np.abs(lag1), 1e-9)
-    prev_all = vbuf[pad.pos - 1]
     same_all = (v == prev_all).astype(np.float64)
     same_all[np.isnan(prev_all)] = np.nan
     feats["same_as_prev"] = np.nan_to_num(same_all[T])
     feats["same_rate"] = pad.trailing_rate(same_all, T, wlong)
-    lag_slot = vbuf[pad.pos[T] - 7]
+    lag_slot = np.where(first <= T - 7, v[np.maximum(T - 7, 0)], np.nan)
     feats["rel_lag7"] = (vt - lag_slot) / np.maximum(np.abs(lag_slot), 1e-9)
     feats["is_missing"] = np.isnan(vt).astype(np.float64)
     feats["is_zero"] = (vt == 0).astype(np.float64)
     zero_prev = (lay.bv == 0).astype(np.float64)
     zero_prev[np.isnan(lay.bv)] = np.nan
     feats["zero_rate"] = pad.trailing_rate(zero_prev, T, wlong)
-    t_f = lay.ts.astype(np.float64)
-    prev_t = pad.buffer(t_f)[pad.pos[T] - 1]
-    feats["gap_ratio"] = (t_f[T] - prev_t) / 1e9 / np.maximum(lay.step[T], 1.0)
-    feats["n_hist"] = pad.cumcount()[T].astype(np.float64)
+    t_t = lay.ts[T].astype(np.float64)
+    prev_t = np.where(first < T, lay.ts[np.maximum(T - 1, 0)].astype(np.float64), np.nan)
+    feats["gap_ratio"] = (t_t - prev_t) / 1e9 / np.maximum(lay.step[T], 1.0)
+    feats["n_hist"] = (T - first).astype(np.float64)
     feats["level_log"] = np.sign(base.expected) * np.log1p(np.abs(base.expected))
     feats["scale_rel"] = base.scale / np.maximum(np.abs(base.expected), 1e-9)
     return lag1

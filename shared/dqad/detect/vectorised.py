@@ -645,18 +645,21 @@ def step_seconds(ts_ns: np.ndarray, pad: Padded, window: int = 16, exact: np.nda
     the median: their seasonal slot depends on it). Rolling minima are linear; medians are not.
     """
     t = ts_ns.astype("float64") / 1e9
-    prev = pad.shift(t, 1)
-    buf = pad.buffer(t - prev)
+    step = np.empty_like(t)  # each row's own step; none at a series' first row
+    step[1:] = t[1:] - t[:-1]
+    step[pad.starts] = np.nan
+    buf = pad.buffer(step)
     if exact is None:
         (med,), _ = window_quantiles(buf, pad.pos, window, [0.5])
         return med
-    step = buf[pad.pos]
-    short = np.zeros(len(buf) + 1, dtype=np.int64)
-    np.cumsum(buf < DAILY_STEP_S, out=short[1:])  # NaN compares False
-    need = exact | (short[pad.pos + 1] - short[pad.pos + 1 - window] > 0)
-    out = step.copy()  # a daily step of the window, where every step in it is daily
-    (out[need],), _ = window_quantiles(buf, pad.pos[need], window, [0.5])
-    return out
+    need = exact
+    if (step < DAILY_STEP_S).any():  # NaN compares False; a daily history has no such step at all
+        short = np.zeros(len(buf) + 1, dtype=np.int64)
+        np.cumsum(buf < DAILY_STEP_S, out=short[1:])
+        need = exact | (short[pad.pos + 1] - short[pad.pos + 1 - window] > 0)
+    # a daily step of the window stands in, where every step in it is daily
+    (step[need],), _ = window_quantiles(buf, pad.pos[need], window, [0.5])
+    return step
 
 
 def slot_codes(

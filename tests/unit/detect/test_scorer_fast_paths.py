@@ -303,3 +303,50 @@ def test_block_frame_from_arrow_columns_equals_the_pandas_concatenation(consecut
     assert fast.n_tail == plain.n_tail == len(rows)
     # a key column the features hash as strings: pandas' rules
     assert _arrow_block(hist.append_column("table_name", pa.array(["x"] * n)), rows, coded_hist, new_n) is None
+
+
+def test_rows_within_reach_of_the_next_target() -> None:
+    """One range per target equals the pass over every row that looks for the next target."""
+    from dqad.detect.features import _within_before
+
+    def plain(gid: np.ndarray, tgt: np.ndarray, width: int | np.ndarray) -> np.ndarray:
+        n = len(gid)
+        at = np.arange(n)
+        nxt = np.minimum.accumulate(np.where(tgt, at, n)[::-1])[::-1] if n else at
+        has = nxt < n
+        out = np.zeros(n, dtype=bool)
+        reach = np.broadcast_to(np.asarray(width, dtype=np.int64), (n,))[nxt[has]]
+        out[has] = (gid[nxt[has]] == gid[has]) & (nxt[has] - at[has] <= reach)
+        return out
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        n = int(rng.integers(0, 60))
+        gid = np.sort(rng.integers(0, 5, n))
+        tgt = rng.random(n) < rng.random()
+        width = rng.integers(0, 10, n) if rng.random() < 0.5 else int(rng.integers(0, 10))
+        np.testing.assert_array_equal(_within_before(gid, tgt, width), plain(gid, tgt, width))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_step_seconds_from_each_rows_own_step(seed: int) -> None:
+    """Daily, sub-daily and mixed series (ties, jitter): the medians of the padded earlier steps."""
+    from dqad.detect.vectorised import DAILY_STEP_S, Padded, step_seconds
+
+    rng = np.random.default_rng(seed)
+    for _ in range(100):
+        sizes = rng.integers(1, 60, int(rng.integers(1, 5)))
+        codes = np.repeat(np.arange(len(sizes)), sizes)
+        gaps = rng.choice([300, 3600, 86_400, 90_000], len(codes)) + rng.integers(0, 50, len(codes))
+        ts = (np.cumsum(gaps) * 10**9).astype(np.int64)
+        pad = Padded(codes, 17)
+        t = ts.astype("float64") / 1e9
+        buf = pad.buffer(t - pad.shift(t, 1))
+        median = pd.Series(buf).rolling(16, min_periods=1).median().to_numpy()[pad.pos]
+        np.testing.assert_array_equal(step_seconds(ts, pad), median)
+        exact = rng.random(len(codes)) < 0.3
+        got = step_seconds(ts, pad, exact=exact)
+        short = pd.Series(buf < DAILY_STEP_S).rolling(16, min_periods=1).sum().to_numpy()[pad.pos] > 0
+        need = exact | short
+        np.testing.assert_array_equal(got[need], median[need])
+        np.testing.assert_array_equal(got[~need], buf[pad.pos][~need])
