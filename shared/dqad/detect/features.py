@@ -202,6 +202,22 @@ def _weekly_without_gaps(lay: _Layout, cfg: DetectorConfig) -> bool:
     return bool(((day[1:] - day[:-1] == 1) | (lay.sc[1:] != lay.sc[:-1])).all())
 
 
+def _every_period(
+    lay: _Layout, values: np.ndarray, rows: np.ndarray, period: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_seasonal_baseline` where each series' slots repeat every ``period`` rows (see
+    :func:`_weekly_without_gaps`): the median and count of the last ``k`` values of the slot.
+
+    Read from the layout's own padded buffer where no window of ``rows`` reaches past its
+    padding (a history longer than the windows), else from one padded wide enough.
+    """
+    pad, reach = lay.pad, period * k
+    if len(rows) and pad.pad < reach and (rows - pad.starts[pad.gid[rows]]).min() < reach - pad.pad:
+        pad = Padded(lay.sc, reach)
+    (med,), cnt = window_quantiles(pad.buffer(values), pad.pos[rows] - period, k, [0.5], stride=period)
+    return med, cnt.astype(np.float64)
+
+
 def _extend_to_loads(df: pd.DataFrame, ts_ns: np.ndarray, tmask: np.ndarray) -> np.ndarray:
     """Targets plus the other rows of their loads (same group and timestamp): cross-metric inputs."""
     if not tmask.any() or tmask.all():
@@ -310,13 +326,30 @@ class _Baseline:
     rhythm_n_r: np.ndarray
 
 
+def _series_codes(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """``pd.factorize(series, sort=True)``: codes into the sorted names the frame holds, and the names.
+
+    The scorer's blocks hold Categoricals with sorted categories (dqad.detect.vectorised.normalise):
+    the codes are then the categories' own, renumbered over the ones present, without the hashing
+    pandas' factorize does.
+    """
+    if isinstance(series.dtype, pd.CategoricalDtype) and series.dtype.categories.is_monotonic_increasing:
+        codes = series.cat.codes.to_numpy()
+        if len(codes) and codes.min() >= 0:
+            present = np.bincount(codes, minlength=len(series.dtype.categories)) > 0
+            renumber = np.cumsum(present) - 1
+            return renumber[codes], series.dtype.categories[present]
+    codes, names = pd.factorize(series, sort=True)
+    return codes, pd.Index(names)
+
+
 def _layout(
     frame: pd.DataFrame, cfg: DetectorConfig, labels: pd.Series | np.ndarray | None, targets: np.ndarray | None
 ) -> _Layout:
     """Sort the rows by (series, time), blank labelled anomalies out of the baselines, find the targets."""
     df = normalise(frame, copy=False)
     n = len(df)
-    series_codes, series_names = pd.factorize(df["series"], sort=True)
+    series_codes, series_names = _series_codes(df["series"])
     ts_ns = df["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
     order = series_time_order(series_codes, ts_ns)
     sc = series_codes[order]
@@ -339,11 +372,15 @@ def _layout(
     pad = Padded(sc, width + 1)
     # calendar and seasonal slots (every row: earlier rows feed the seasonal baselines)
     step = step_seconds(ts_sorted, pad, exact=tgt)
-    scale_width = scale_points(step, cfg.scale_window)
+    daily = ~(step < DAILY_STEP_S)
+    all_daily = bool(daily.all())
+    # every row of a daily frame measures its noise over scale_window residuals
+    scale_width = np.full(n, cfg.scale_window, dtype=np.int64) if all_daily else scale_points(step, cfg.scale_window)
     if len(T) and scale_width[T].max() > width:  # the steps do not depend on the padding
         pad = Padded(sc, int(scale_width[T].max()) + 1)
-    daily = ~(step < DAILY_STEP_S)
-    cats = calendar_categories(t_index, cfg.holidays) & daily[:, None]  # daily series only
+    cats = calendar_categories(t_index, cfg.holidays)
+    if not all_daily:
+        cats = cats & daily[:, None]  # daily series only
     candidate = np.logical_or.reduce([cats[:, c] for c in range(cats.shape[1] - 1)]) if n else np.zeros(0, bool)
     return _Layout(
         df=df, order=order, series_names=series_names, sc=sc, ts=ts_sorted, t_index=t_index, v=v, bv=bv,
@@ -391,12 +428,8 @@ def _baseline(lay: _Layout, cfg: DetectorConfig, bbuf: np.ndarray, trailing_scal
     R = T if full else np.flatnonzero(_within_before(pad.gid, lay.tgt, lay.scale_width))
     R_all = np.flatnonzero(_mark(lay.n, R) | _asked_candidates(lay))  # sorted, as np.union1d gives it
     weekly = _weekly_without_gaps(lay, cfg)
-    by_series = Padded(lay.sc, _FORTNIGHT * cfg.seasonal_k) if weekly else None
-    if by_series is not None:
-        (seas_med_all,), seas_n = window_quantiles(
-            by_series.buffer(bv_ord), by_series.pos[R_all] - _WEEK, cfg.seasonal_k, [0.5], stride=_WEEK
-        )
-        seas_n_all = seas_n.astype(np.float64)
+    if weekly:
+        seas_med_all, seas_n_all = _every_period(lay, bv_ord, R_all, _WEEK, cfg.seasonal_k)
     else:
         seas_med_all, seas_n_all = _seasonal_baseline(lay.sc, lay.slot_base, bv_ord, cfg.seasonal_k, R_all)
     # where the seasonal slot has too little history, fall back to the longest trailing median
@@ -417,11 +450,8 @@ def _baseline(lay: _Layout, cfg: DetectorConfig, bbuf: np.ndarray, trailing_scal
     # its occurrences keep the month and quarter ends (a payroll Friday that is also the last
     # business day is still a payroll Friday); holidays stay out of every baseline
     bv_rhythm = np.where(lay.cats[:, HOLIDAY], np.nan, lay.bv)
-    if by_series is not None:
-        (rhythm_med_r,), rhythm_n = window_quantiles(
-            by_series.buffer(bv_rhythm), by_series.pos[R] - _FORTNIGHT, cfg.seasonal_k, [0.5], stride=_FORTNIGHT
-        )
-        rhythm_n_r = rhythm_n.astype(np.float64)
+    if weekly:
+        rhythm_med_r, rhythm_n_r = _every_period(lay, bv_rhythm, R, _FORTNIGHT, cfg.seasonal_k)
     else:
         rhythm = rhythm_slots(lay.t_index, daily, lay.slot_base)
         rhythm_med_r, rhythm_n_r = _seasonal_baseline(lay.sc, rhythm, bv_rhythm, cfg.seasonal_k, R)

@@ -316,7 +316,7 @@ def _component_labels(
     """Connected sets of series linked by a shared group (label propagation over the distinct
     (series, group) pairs: two rounds when each series has one group); labels per row of each frame."""
     width = max(n_g, 1)
-    pairs = np.unique(np.concatenate([_runs(s * width + g) for s, g in zip(s_rows, g_rows, strict=True)]))
+    pairs = np.unique(np.concatenate([_pair_runs(s, g, width) for s, g in zip(s_rows, g_rows, strict=True)]))
     ps, pg = pairs // width, pairs % width
     lab = np.arange(n_s)
     while True:
@@ -327,13 +327,18 @@ def _component_labels(
         if (new == lab).all():
             break
         lab = new
-    return [lab[s] for s in s_rows], n_s
+    small = np.int32 if n_s <= np.iinfo(np.int32).max else np.int64  # a history's worth of labels
+    return [lab.astype(small)[s] for s in s_rows], n_s
 
 
-def _runs(x: np.ndarray) -> np.ndarray:
-    """``x`` without repeats of the value before (a series' rows hold one pair, row after row): the
-    same set of values, a few per series instead of a history's worth for ``np.unique`` to sort."""
-    return x[np.r_[True, x[1:] != x[:-1]]] if len(x) else x
+def _pair_runs(s: np.ndarray, g: np.ndarray, width: int) -> np.ndarray:
+    """The (series, group) pairs ``s * width + g`` without repeats of the one before (a series' rows
+    hold one pair, row after row): the same set of pairs, a few per series instead of a history's
+    worth for ``np.unique`` to sort, formed at the runs' starts only (no history-long products)."""
+    if not len(s):
+        return np.zeros(0, dtype=np.int64)
+    at = np.flatnonzero(np.r_[True, (s[1:] != s[:-1]) | (g[1:] != g[:-1])])
+    return s[at].astype(np.int64) * width + g[at]
 
 
 def _pack(c_tail: np.ndarray, c_new: np.ndarray, n_comp: int, block_rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -354,7 +359,7 @@ def _pack(c_tail: np.ndarray, c_new: np.ndarray, n_comp: int, block_rows: int) -
     out = []
     small = np.uint16 if n_blocks <= np.iinfo(np.uint16).max else np.int64  # radix sort: linear
     for c in (c_tail, c_new):
-        b = block_of[c].astype(small)
+        b = block_of.astype(small)[c]
         order = np.argsort(b, kind="stable")
         out.append(np.split(order, np.cumsum(np.bincount(b, minlength=n_blocks))[:-1]))
     return [(t, n) for t, n in zip(*out, strict=True) if len(n)]
@@ -474,11 +479,14 @@ def _arrow_codes(columns: list[pa.ChunkedArray]) -> tuple[list[np.ndarray], pd.I
     for col in columns:
         col = (col if pa.types.is_dictionary(col.type) else col.dictionary_encode()).unify_dictionaries()
         chunks = [ch for ch in col.chunks if len(ch)]
-        indices.append([ch.indices.to_numpy(zero_copy_only=False).astype(np.int64) for ch in chunks])
+        # the dictionary's own (32-bit) indices, read in place: each widening or joining copy of a
+        # history's codes is fresh memory the size of the history
+        indices.append([ch.indices.to_numpy(zero_copy_only=False) for ch in chunks])
         dicts.append(chunks[0].dictionary.to_numpy(zero_copy_only=False) if chunks else np.zeros(0, dtype=object))
     names = pd.Index(np.concatenate(dicts) if dicts else np.zeros(0, dtype=object)).unique().sort_values()
+    small = np.int32 if len(names) <= np.iinfo(np.int32).max else np.int64  # half a history's worth of int64
     codes = [
-        names.get_indexer(d)[np.concatenate(i)] if i else np.zeros(0, np.int64)
+        names.get_indexer(d).astype(small)[i[0] if len(i) == 1 else np.concatenate(i)] if i else np.zeros(0, small)
         for i, d in zip(indices, dicts, strict=True)
     ]
     return codes, names

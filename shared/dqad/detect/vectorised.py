@@ -300,10 +300,10 @@ def _strided_counts(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, strid
     """Valid values of each window ``buf[start : end + 1 : stride]``, from one running count per
     residue of ``stride`` (the buffer as rows of ``stride`` values, summed down its columns)."""
     n = len(buf)
-    valid = np.zeros((-(-n // stride) + 1) * stride, dtype=np.int64)  # a first row of zeros
+    valid = np.zeros((-(-n // stride) + 1) * stride, dtype=np.int32)  # a first row of zeros
     valid[stride : stride + n] = buf == buf  # NaN != NaN
-    run = np.cumsum(valid.reshape(-1, stride), axis=0).ravel()  # run[i + stride]: valid at i, i - stride, ...
-    return run[ends + stride] - run[starts]
+    run = np.cumsum(valid.reshape(-1, stride), axis=0, dtype=np.int32).ravel()  # run[i + stride]: i, i - stride...
+    return (run[ends + stride] - run[starts]).astype(np.int64)
 
 
 _POOL: ThreadPoolExecutor | None = None

@@ -350,3 +350,49 @@ def test_step_seconds_from_each_rows_own_step(seed: int) -> None:
         need = exact | short
         np.testing.assert_array_equal(got[need], median[need])
         np.testing.assert_array_equal(got[~need], buf[pad.pos][~need])
+
+
+def test_series_codes_of_sorted_categoricals_equal_factorize() -> None:
+    from dqad.detect.features import _series_codes
+
+    rng = np.random.default_rng(0)
+    names = sorted(f"t{i}/m{j}" for i in range(6) for j in range(3))
+    for _ in range(50):
+        values = rng.choice(names[: int(rng.integers(1, len(names) + 1))], int(rng.integers(1, 80)))
+        coded = pd.Series(pd.Categorical(values, categories=names))
+        codes, uniques = _series_codes(coded)
+        expected_codes, expected_uniques = pd.factorize(pd.Series(values), sort=True)
+        np.testing.assert_array_equal(codes, expected_codes)
+        assert list(uniques) == list(expected_uniques)
+
+
+def test_component_labels_from_the_pairs_runs() -> None:
+    """Series linked by shared groups, rows in runs or shuffled: the components of every pair."""
+    from dqad.detect.scoring import _component_labels
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n_s, n_g = int(rng.integers(1, 30)), int(rng.integers(1, 10))
+        group_of = rng.integers(0, n_g, n_s)
+        frames = []
+        for _ in range(2):
+            s = np.repeat(rng.integers(0, n_s, int(rng.integers(0, 10))), rng.integers(1, 6, 1))
+            s = s if rng.random() < 0.5 else rng.permutation(s)
+            g = np.where(rng.random(len(s)) < 0.1, rng.integers(0, n_g, len(s)), group_of[s])
+            frames.append((s.astype(np.int32), g.astype(np.int32)))
+        (c0, c1), _ = _component_labels([f[0] for f in frames], [f[1] for f in frames], n_s, n_g)
+        # plain: union-find over every row's pair
+        parent = list(range(n_s + n_g))
+
+        def find(x: int, parent: list[int] = parent) -> int:
+            while parent[x] != x:
+                x = parent[x]
+            return x
+
+        for s, g in frames:
+            for a, b in zip(s.tolist(), g.tolist(), strict=True):
+                parent[find(a)] = find(n_s + b)
+        for (s, _), c in zip(frames, (c0, c1), strict=True):
+            for i in range(len(s)):
+                for j in range(len(s)):
+                    assert (c[i] == c[j]) == (find(int(s[i])) == find(int(s[j])))
