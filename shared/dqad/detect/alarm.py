@@ -12,9 +12,14 @@ What a user wants is a bounded number of alerts per series and per day, each a n
    goes above its highest score; allowing one incident in two days of history is a rate of one
    every two days, and NAB's spiky 5-minute feeds then alerted on every routine spike), then raised by
    ``calibration_margin`` on the odds scale, because the scored future is longer than the history
-   and its noise reaches further. Only *mature* history points count (full seasonal baseline and
-   robust scale; warm-up points have meaningless z-scores). Points a human labelled as anomalies
-   are left out (they are incidents, not noise). When the history holds human-labelled anomalies
+   and its noise reaches further. The budget threshold is searched from the margin *below* the
+   global threshold, so the result rises continuously as a history nears its budget: searched from
+   the global threshold, one history point at 0.501 instead of 0.497 lifted a series' threshold
+   by the whole margin, and labels that moved one score by 0.004 added false alarms. Only *mature*
+   history points count (full seasonal baseline and robust scale; warm-up points have meaningless
+   z-scores). Points a human labelled as anomalies count as the incidents they are, as unlabelled
+   ones do (left out, they freed their share of the budget for ordinary points, and labels added
+   false alarms). When the history holds human-labelled anomalies
    whose scores stand above every other point of the series, the threshold is lowered to the middle
    (odds scale) of the gap between them and the rest: the human showed what an incident of this
    series looks like, and where the normal points end.
@@ -33,8 +38,8 @@ What a user wants is a bounded number of alerts per series and per day, each a n
    after the previous alert of the same series belongs to that incident and is not a new alert (an
    alerting system does not re-alert inside an ongoing incident; it re-alerts once the gap has passed,
    as the notifier's ``realert_after_hours`` does across loads). The budget of rule 1 counts alerts
-   the same way. Daily or slower loads are never merged (the gap is strict, one load a day
-   is 24 h apart): each bad daily load is its own alert.
+   the same way. Daily or slower loads (a median step of at least 20 hours) are never merged:
+   each bad daily load is its own alert, even when it ran a little earlier than the night before.
 
 The backtest applies exactly this decision (``ModelBundle.decide``) to the scores the scorer
 produced, so the measured precision is the precision of the alerts a user would receive.
@@ -201,11 +206,17 @@ def calibrate_series(
         # their share of the budget for ordinary points and lowered the threshold below the one the
         # same history gives without labels (labels must never add false alarms)
         budgeted = idx[mature[idx]]
+        # counted as the decision counts them: each alarm of a daily series is its own incident
+        series_gap_s = gap_s if steps[str(s)] < DAILY_STEP_S else 0.0
         span_days = (t_s[budgeted].max() - t_s[budgeted].min()) / 86400.0
         allowed = cfg.alarm_budget_per_day * span_days
-        th = budget_threshold(score[budgeted], t_s[budgeted], base, allowed, gap_s)
-        if th > base:
-            th = float(odds_scale(th, cfg.calibration_margin))
+        # the budget is searched from the margin below the global threshold, and the margin then
+        # applied: the threshold rises continuously as a history comes near its budget (searched
+        # from the global threshold itself, one history point at 0.501 instead of 0.497 made the
+        # budget bind and lifted the threshold by the whole margin at once)
+        floor = float(odds_scale(base, 1.0 / cfg.calibration_margin))
+        raw = budget_threshold(score[budgeted], t_s[budgeted], floor, allowed, series_gap_s)
+        th = base if raw <= floor else max(base, float(odds_scale(raw, cfg.calibration_margin)))
         # human-labelled incidents of this series that stand above all its other points: put the
         # threshold in the middle of the gap (odds scale), so incidents like them alarm again
         ha = idx[mature[idx] & human_anom[idx]]
@@ -318,4 +329,7 @@ def decide(
         thr = np.where(np.isfinite(confirmed), np.fmax(thr, confirmed), thr)
     alarm = score >= thr
     t_s = pd.to_datetime(frame["timestamp"]).to_numpy().astype("datetime64[ns]").astype(np.int64) / 1e9
-    return suppress_continuing(alarm, series, t_s, cfg.incident_gap_hours * 3600.0)
+    # daily loads are never merged (rule 4), though a nightly load that ran a few minutes earlier
+    # than the night before lies less than the 24 hours of the gap after it
+    merged = suppress_continuing(alarm & subdaily, series, t_s, cfg.incident_gap_hours * 3600.0)
+    return merged | (alarm & ~subdaily)

@@ -183,7 +183,51 @@ def learn_effects(
     for c in range(cats.shape[1] - 1):
         if cats[rows, c].any():
             _learn_category(asked, c, best)
+    _confirm_by_description(asked, best)
     return best.effects(cats[rows, HOLIDAY], rules, centred)
+
+
+def _descriptions(cats: np.ndarray) -> np.ndarray:
+    """Per point, which calendar categories (holidays aside) it belongs to, as one integer."""
+    bits = np.array([0 if c == HOLIDAY else 1 << c for c in range(len(CATEGORIES))], dtype=np.int64)
+    return cats[:, : len(CATEGORIES)].astype(np.int64) @ bits
+
+
+def _confirm_by_description(asked: _EffectQuery, best: _BestEffects) -> None:
+    """Mark thin the effects no earlier day of the point's own calendar description showed.
+
+    Categories overlap, and a history often holds them only together: every last business day of
+    a year may have been the calendar last day too, until October ends on a Saturday. An effect
+    learnt from those days says nothing about which of the two the surge belongs to; only an
+    earlier day described by the same categories (the last business day that was not the last
+    day) does. So an effect counts as proven at a point only where such a day moved the value the
+    same way, by at least half the effect; elsewhere it is thin, and the point is judged by
+    whichever it fits, the ordinary day or the effect (:func:`apply_effects`): a month-end surge
+    that did not come on the Friday is no incident, nor is one that did.
+    Holidays are judged that way already and are left alone.
+    """
+    chosen = best.category
+    described = np.flatnonzero((chosen >= 0) & (chosen != HOLIDAY))
+    if not len(described):
+        return
+    desc = _descriptions(asked.cats)
+    rows, k = asked.rows, asked.rules.occurrences
+    own = desc[rows]
+    for c in np.unique(chosen[described]).tolist():
+        of_c = described[chosen[described] == c]
+        for d in np.unique(own[of_c]).tolist():
+            q = of_c[own[of_c] == d]
+            on = np.flatnonzero(asked.cats[:, c] & (desc == d))
+            at = np.searchsorted(on, rows[q])
+            codes, r = asked.series_codes[on], asked.ratios[on]
+            if asked.centred:
+                stats = _occurrence_stats(codes, r, k, centred=True).take(at)
+            else:
+                stats = _occurrence_stats_at(codes, r, k, at)
+            effect = best.log_ratio[q]
+            same_way = (stats.med * effect > 0) & (np.abs(stats.med) >= 0.5 * np.abs(effect))
+            shown = (stats.cnt >= 1 + asked.centred) & same_way
+            best.count[q[~shown]] = 0
 
 
 @dataclass(frozen=True)

@@ -461,14 +461,17 @@ def _baseline(lay: _Layout, cfg: DetectorConfig, bbuf: np.ndarray, trailing_scal
     resid_r[seas_n_all[in_r] < MIN_SEASONAL_HISTORY] = np.nan
     # against the second rhythm in a daily series' slot that follows it, so that a fortnightly
     # run's other week does not count as noise (sub-daily series keep their ordinary residuals)
-    resid_rhythm = np.where((rhythm_n_r >= RHYTHM_MIN_HISTORY) & daily[R], bv_ord[R] - rhythm_med_r, np.nan)
+    resid_rhythm = np.where((rhythm_n_r >= RHYTHM_MIN_HISTORY), bv_ord[R] - rhythm_med_r, np.nan)
     # R's rows of a series are consecutive when its targets are (one new load each, or a run of
     # them): its slots then repeat every seven of them too
     in_runs = weekly and bool(((R[1:] - R[:-1] == 1) | (pad.gid[R[1:]] != pad.gid[R[:-1]])).all())
     follows = prefers_rhythm(
         lay.sc[R], lay.slot_base[R], resid_r, resid_rhythm, period=_WEEK if in_runs else 0
     ) & np.isfinite(resid_rhythm)
-    expected, scale = _residual_noise(lay, cfg, R, np.where(follows, resid_rhythm, resid_r), seas_med, trailing_scale)
+    resid_base = np.where(follows, rhythm_med_r, seas_med_all[in_r])
+    expected, scale = _residual_noise(
+        lay, cfg, R, np.where(follows, resid_rhythm, resid_r), resid_base, seas_med, trailing_scale
+    )
     vt = lay.v[T]
     effects = _effects(lay.sc, lay.cats, lay.bv, effect_base, R_all, T, scale / np.maximum(np.abs(expected), 1e-9), cfg)
     expected, scale = apply_effects(expected, scale, effects, cfg.rel_scale_floor, vt, cfg.effect_rules())
@@ -482,21 +485,40 @@ def _baseline(lay: _Layout, cfg: DetectorConfig, bbuf: np.ndarray, trailing_scal
 
 
 def _residual_noise(
-    lay: _Layout, cfg: DetectorConfig, R: np.ndarray, resid_r: np.ndarray, seas_med: np.ndarray,
-    trailing_scale: np.ndarray,
+    lay: _Layout, cfg: DetectorConfig, R: np.ndarray, resid_r: np.ndarray, resid_base: np.ndarray,
+    seas_med: np.ndarray, trailing_scale: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Expected value and scale from the residuals at ``R``: their robust centre (a trend's bias) and spread."""
+    """Expected value and scale from the residuals at ``R``: their robust centre (a trend's bias) and spread.
+
+    Where every residual of a target's window was taken against a positive baseline (``resid_base``),
+    the noise is measured relative to its slot's level and carried to the target's: a table that
+    loads a tenth on Sundays, or a feed whose night hours are a fifth of its peak, is noisy in
+    proportion to its level, and an absolute spread pooled over its slots gave the quiet slot the
+    peak's noise (a Sunday could halve or double unremarked) and the peak the quiet slot's.
+    Elsewhere (zeros, values around zero) the absolute spread stays the measure.
+    """
+    T, widths = lay.T, lay.scale_width[lay.T]
     rbuf = np.full(lay.pad.size, np.nan)
     rbuf[lay.pad.pos[R]] = resid_r
-    (r_med, r_q1, r_q3, r_lo, r_hi), r_cnt = _quantiles_by_width(
-        rbuf, lay.ends, lay.scale_width[lay.T], [0.5, 0.25, 0.75, *TAIL_QUANTILES]
-    )
-    for q in (r_q1, r_q3):
+    qs = [0.5, 0.25, 0.75, *TAIL_QUANTILES]
+    (r_med, r_q1, r_q3, r_lo, r_hi), r_cnt = _quantiles_by_width(rbuf, lay.ends, widths, qs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_r = np.where(resid_base > 0, resid_r / resid_base, np.nan)
+    rbuf[lay.pad.pos[R]] = np.where(np.isfinite(resid_r), rel_r, np.nan)
+    (m_med, m_q1, m_q3, m_lo, m_hi), m_cnt = _quantiles_by_width(rbuf, lay.ends, widths, qs)
+    few_tails = (r_cnt < TAIL_MIN_POINTS) | ~lay.daily[T]
+    for q in (r_q1, r_q3, m_q1, m_q3):
         q[r_cnt < 3] = np.nan
-    for q in (r_lo, r_hi):  # daily loads only: see dqad.detect.vectorised.robust_scale
-        q[(r_cnt < TAIL_MIN_POINTS) | ~lay.daily[lay.T]] = np.nan
-    expected = seas_med + np.nan_to_num(r_med)
-    scale = robust_scale(r_q1, r_q3, seas_med, cfg.rel_scale_floor, tails=(r_lo, r_hi))
+    for q in (r_lo, r_hi, m_lo, m_hi):  # daily loads only: see dqad.detect.vectorised.robust_scale
+        q[few_tails] = np.nan
+    relative_expected = seas_med * (1 + np.nan_to_num(m_med))
+    relative = (m_cnt == r_cnt) & (seas_med > 0) & (relative_expected > 0)
+    expected = np.where(relative, relative_expected, seas_med + np.nan_to_num(r_med))
+    scale = np.where(
+        relative,
+        robust_scale(m_q1, m_q3, np.ones_like(m_q1), cfg.rel_scale_floor, tails=(m_lo, m_hi)) * np.abs(expected),
+        robust_scale(r_q1, r_q3, seas_med, cfg.rel_scale_floor, tails=(r_lo, r_hi)),
+    )
     # until the slots hold three such residuals, the trailing window's spread is the only measure
     # of the noise there is (wide, as it should be while the series is young)
     return expected, np.where(np.isnan(scale) | (r_cnt < 3), trailing_scale, scale)

@@ -19,7 +19,12 @@ Why this shape:
 
 "Better" for champion/challenger: challenger F1 >= champion F1 + ``promote_margin``, or F1 within the
 margin and PR-AUC >= champion PR-AUC + ``promote_margin``. A margin keeps the champion stable
-against noise between retrains (a model swap must pay for itself).
+against noise between retrains (a model swap must pay for itself). Two exceptions, where the F1s
+do not compare one model with another: when both are the robust detector, nothing was fitted and
+the challenger is the same detector calibrated on the longer history (it always wins: a champion
+kept for its F1 on an older history kept its older thresholds, and series that arrived since had
+none, so a sub-daily one never left its learning period); and a champion whose F1 could not be
+measured (no positive label in its validation) is no standard to beat.
 """
 
 from __future__ import annotations
@@ -79,7 +84,6 @@ class RobustDetector:
         stuck = (
             (X["same_as_prev"].to_numpy() > 0)
             & (X["same_rate"].to_numpy() < STALE_REPEAT_RATE)
-            & (X["is_daily"].to_numpy() > 0)
             & (X["grp_other_same_frac"].to_numpy() >= 0.5)
             & (X["n_hist"].to_numpy() >= 7)
         )
@@ -316,12 +320,14 @@ def is_better(challenger: dict[str, float], champion: dict[str, float] | None, m
     if not champion:
         return True, "no champion yet"
     robust_both = challenger.get("fitted") == 0.0 and champion.get("fitted") == 0.0
-    if robust_both and challenger.get("n_human") != champion.get("n_human"):
-        # nothing is fitted: the robust detector's thresholds are calibrated on the feedback, so the
-        # calibration that has seen the new feedback wins (the F1s were measured on different labels)
-        return True, "the robust detector, recalibrated on new human feedback"
+    if robust_both:
+        # nothing is fitted: the thresholds are calibrated on the history and its feedback, so the
+        # calibration that has seen more of both wins (the F1s were measured on different labels)
+        return True, "the robust detector, recalibrated on the longer history"
     cf, cp = float(challenger.get("f1", 0.0)), float(challenger.get("pr_auc", 0.0))
     hf, hp = float(champion.get("f1", 0.0)), float(champion.get("pr_auc", 0.0))
+    if not np.isfinite(hf):
+        return True, "the champion's F1 could not be measured (no positive label in its validation)"
     if cf >= hf + margin:
         return True, f"challenger F1 {cf:.3f} beats champion F1 {hf:.3f} by >= {margin}"
     if abs(cf - hf) < margin and cp >= hp + margin:

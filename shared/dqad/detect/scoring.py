@@ -657,6 +657,20 @@ class BlockScores:
     reason_texts: list[str]
 
 
+def expected_range(
+    expected: np.ndarray, scale: np.ndarray, range_z: float, never_negative: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The range shown: ``range_z`` scales either side of the expected value (calendar effects are in both).
+
+    A series that was never negative is not expected to become negative, and where even the top of
+    its range fell below zero (a falling series' trend carried on past its zeros) the range is that
+    floor alone: a low above its high told the reader nothing.
+    """
+    half = range_z * scale
+    lo = np.where(never_negative, np.maximum(expected - half, 0.0), expected - half)
+    return lo, np.maximum(expected + half, lo)
+
+
 def _score_block(bundle: ModelBundle, block: _Block, new_n: pd.DataFrame) -> BlockScores:
     """Score, decision, severity, range and reasons of one block's new rows."""
     feats, aux = _block_features(bundle, block)
@@ -669,10 +683,9 @@ def _score_block(bundle: ModelBundle, block: _Block, new_n: pd.DataFrame) -> Blo
     frame = new_n[["series", "timestamp"]].reset_index(drop=True)
     is_anom = bundle.decide(decide_on, feats, frame=frame)
     exp = aux["expected"].to_numpy(dtype=np.float64)
-    half = cfg.range_z * aux["scale"].to_numpy(dtype=np.float64)
-    lo, hi = exp - half, exp + half  # calendar effects are already in the expected value and scale
-    # a series that was never negative is not expected to become negative
-    lo = np.where(aux["series_min"].to_numpy(dtype=np.float64) >= 0, np.maximum(lo, 0.0), lo)
+    lo, hi = expected_range(
+        exp, aux["scale"].to_numpy(dtype=np.float64), cfg.range_z, aux["series_min"].to_numpy(dtype=np.float64) >= 0
+    )
     value = new_n["value"].to_numpy(dtype=np.float64)
     ctl = apply_controls(controls, series, value, exp, is_anom)
     is_anom = ctl.is_anomaly

@@ -110,3 +110,26 @@ def test_holiday_effect_only_where_the_series_shows_it() -> None:
     frame.loc[len(closed) + dip, "value"] *= 0.2
     out = _score(frame, cfg)
     assert out["is_anomaly"].to_numpy()[steady_rows & new_hol].tolist()[-1]
+
+
+def test_a_last_business_day_that_is_not_the_month_end_keeps_its_ordinary_range() -> None:
+    """A table surging on the calendar last day, whose history held its last business days only on it.
+
+    From February to September 2026 every last business day but one (29 May) was also the last
+    day and surged. On Friday 30 October (the 31st is a Saturday) the last business day is an
+    ordinary day: no earlier day described like it (a last business day that is not the last day)
+    showed the surge, so an ordinary value there is no "missing surge"; the Saturday's surge is none
+    either, and an empty load on the Friday still is an incident.
+    """
+    days = pd.date_range("2026-02-06", "2026-11-05", freq="D") + pd.Timedelta(hours=2)
+    on = _flag(days, "month_last_day")
+    df = _series("shop.orders", np.where(on, 2.0, 1.0), days, seed=4)
+    cut = "2026-10-01"
+    out = score_after(df, DetectorConfig(), cut)
+    when = days[days >= cut]
+    friday, saturday = when.get_loc(pd.Timestamp("2026-10-30 02:00")), when.get_loc(pd.Timestamp("2026-10-31 02:00"))
+    flagged = out["is_anomaly"].to_numpy()
+    assert not flagged[friday] and not flagged[saturday]
+    assert not flagged.any()
+    df.loc[np.flatnonzero(days == pd.Timestamp("2026-10-30 02:00"))[0], "value"] = 0.0
+    assert score_after(df, DetectorConfig(), cut)["is_anomaly"].to_numpy()[friday]

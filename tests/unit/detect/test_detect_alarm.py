@@ -223,3 +223,32 @@ def test_a_labelled_incident_keeps_its_share_of_the_alert_budget() -> None:
     labelled = calibrate_series(s, frame, feats, 0.5, CFG).thresholds["s"]
     assert labelled == pytest.approx(unlabelled)
     assert labelled > 0.85 > 0.8  # the ordinary spike below the incident does not alert
+
+
+def test_a_daily_load_that_ran_earlier_than_the_night_before_is_still_its_own_alert() -> None:
+    # nightly loads at 01:05, then 01:01, then 01:04: the second is 23 h 56 min after the first
+    ts = pd.to_datetime(["2024-03-29 01:05", "2024-03-30 01:01", "2024-03-31 01:04", "2024-04-01 01:02"])
+    frame = pd.DataFrame({"series": "t/row_count", "timestamp": ts})
+    cal = SeriesCalibration(thresholds={"t/row_count": 0.5}, step_s={"t/row_count": 86400.0})
+    out = decide(np.array([0.9, 0.9, 0.9, 0.1]), 0.5, CFG, cal, frame=frame)
+    assert out.tolist() == [True, True, True, False]
+
+
+def test_the_budget_threshold_rises_continuously_as_a_history_nears_its_budget() -> None:
+    """One history point crossing the global threshold by 0.004 moves the threshold a little, not by the margin."""
+    frame, feats = _hist(24 * 15, "h", "s")  # just over two weeks: a budget of two incidents
+    rng = np.random.default_rng(3)
+    base_scores = rng.uniform(0.0, 0.3, len(frame))
+    # two separate incidents' worth already near the top, a third point sits at the threshold
+    base_scores[[30, 150]] = [0.62, 0.6]
+    thresholds = []
+    for third in (0.497, 0.501):
+        s = base_scores.copy()
+        s[280] = third
+        thresholds.append(calibrate_series(s, frame, feats, 0.5, CFG).thresholds["s"])
+    low, high = thresholds
+    assert low >= 0.5 and high >= low
+    # before, 0.501 made the budget bind at the global threshold and the margin lifted it to 0.6
+    assert high - low < 0.01
+    # and the margin still applies where the budget binds: above the third incident's score
+    assert high > odds_scale(0.501, 1.0)

@@ -270,7 +270,23 @@ def test_a_robust_challenger_with_new_feedback_replaces_a_robust_champion() -> N
     robust_old = {"f1": 0.6, "pr_auc": 0.5, "fitted": 0.0, "n_human": 0.0}
     robust_new = {"f1": 0.4, "pr_auc": 0.3, "fitted": 0.0, "n_human": 1.0}
     assert is_better(robust_new, robust_old, 0.01)[0]
-    # the same feedback: compared on its merits; a fitted model too, and a champion of before the flag
-    assert not is_better({**robust_new, "n_human": 0.0}, robust_old, 0.01)[0]
+    # a fitted model is compared on its merits, and so is a champion of before the flag
     assert not is_better({**robust_new, "fitted": 1.0}, robust_old, 0.01)[0]
     assert not is_better(robust_new, {"f1": 0.6, "pr_auc": 0.5}, 0.01)[0]
+
+
+def test_a_retrained_robust_detector_always_replaces_the_robust_champion() -> None:
+    """Its thresholds are calibrated on the longer history; F1s on different labels do not compare."""
+    champion = {"fitted": 0.0, "n_human": 0.0, "f1": 0.6, "pr_auc": 0.5}
+    challenger = {"fitted": 0.0, "n_human": 0.0, "f1": 0.1, "pr_auc": 0.2}
+    promote, reason = is_better(challenger, champion, 0.01)
+    assert promote and "longer history" in reason
+
+
+def test_a_champion_whose_f1_could_not_be_measured_is_replaced() -> None:
+    champion = {"fitted": 1.0, "f1": float("nan"), "pr_auc": float("nan")}
+    challenger = {"fitted": 1.0, "f1": 0.3, "pr_auc": 0.4}
+    promote, reason = is_better(challenger, champion, 0.01)
+    assert promote and "could not be measured" in reason
+    # a measured champion still needs beating
+    assert not is_better(challenger, {**champion, "f1": 0.5, "pr_auc": 0.6}, 0.01)[0]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from dqad.detect import DetectorConfig, LabelerConfig, label_history, score_new, train_candidates
-from dqad.detect.scoring import _components
+from dqad.detect.scoring import _components, expected_range
 
 FAST = DetectorConfig(n_estimators=10, cv_folds=2, min_positive=5)
 
@@ -127,3 +128,14 @@ def test_read_table_strings_as_dictionary(tmp_path) -> None:
     assert pa.types.is_dictionary(table.schema.field("series").type)
     assert table["series"].to_pylist() == ["a/x", "b/y", "a/x"]
     assert storage.read_table(ref).schema.field("series").type in (pa.string(), pa.large_string())
+
+
+def test_the_range_shown_never_has_its_low_above_its_high() -> None:
+    """A never-negative series whose expected value fell below zero shows [0, 0], not [0, -40]."""
+    expected = np.array([100.0, -50.0, -50.0, 5.0])
+    scale = np.array([10.0, 2.0, 2.0, 10.0])
+    never_negative = np.array([True, True, False, True])
+    lo, hi = expected_range(expected, scale, 5.0, never_negative)
+    assert lo.tolist() == [50.0, 0.0, -60.0, 0.0]
+    assert hi.tolist() == [150.0, 0.0, -40.0, 55.0]
+    assert (lo <= hi).all()

@@ -340,3 +340,90 @@ def test_a_sub_daily_drop_lasting_hours_keeps_its_deviation_to_the_end() -> None
     seas_z = feats["seas_z"].to_numpy()
     assert (seas_z[start + 24:start + length] < -5).all()  # its third hour too
     assert (np.abs(seas_z[start + length + 12:]) < 5).mean() > 0.95  # and the level that returns is normal
+
+
+def test_a_quiet_slot_is_judged_by_its_own_level_of_noise() -> None:
+    """Sundays at a tenth of the weekday level, 3 % noise on every day: a doubled Sunday is far out.
+
+    Pooled in absolute terms, the weekdays' noise (3 % of the weekday level) made a Sunday's range
+    about a third of the Sunday level wide on each side, and a Sunday could double unremarked.
+    """
+    days = _days()
+    rng = np.random.default_rng(11)
+    level = 50_000 * np.where(days.day_of_week == 6, 0.1, 1.0) * np.exp(rng.normal(0, 0.03, len(days)))
+    df = _frame("shop.sessions", level, days)
+    out = _score(df, DetectorConfig())
+    sunday = (days[days >= CUT].day_of_week == 6)
+    v, lo, hi = (out[c].to_numpy() for c in ("value", "expected_low", "expected_high"))
+    assert not out["is_anomaly"].any()
+    assert np.median((hi - lo)[sunday] / v[sunday]) < 0.5  # pooled, it was over twice the Sunday level
+    doubled = df.copy()
+    first_sunday = np.flatnonzero((days >= CUT) & (days.day_of_week == 6))[3]
+    doubled.loc[first_sunday, "value"] *= 2.0
+    assert _score(doubled, DetectorConfig())["is_anomaly"].to_numpy()[first_sunday - np.flatnonzero(days >= CUT)[0]]
+
+
+def test_a_series_with_zeros_keeps_a_finite_absolute_scale() -> None:
+    """Closed Sundays (0): no relative noise can be measured against them, and none is divided by."""
+    days = _days()
+    rng = np.random.default_rng(12)
+    level = np.where(days.day_of_week == 6, 0.0, 2_000 * np.exp(rng.normal(0, 0.03, len(days))))
+    feats = build_features(_frame("shop.closed", level, days), DetectorConfig())
+    assert np.isfinite(feats.to_numpy()).all()
+    out = _score(_frame("shop.closed", level, days), DetectorConfig())
+    assert not out["is_anomaly"].any()
+    assert (out["expected_high"] >= out["expected_low"]).all()
+
+
+def test_four_loads_a_day_with_a_weekend_drop_get_ranges_as_narrow_as_their_noise() -> None:
+    """A sub-daily table whose weekends load half: its weekly rhythm is no noise.
+
+    Its residuals are taken against the same weekday's slot (the second rhythm) once the series
+    follows it; against the time of day alone, every weekend was a 50 % "residual" and the ranges
+    of the weekdays spread over about ±45 %, wide enough to hide a partial load.
+    """
+    ts = pd.date_range("2026-01-05", "2026-04-30", freq="6h") + pd.Timedelta(minutes=25)
+    rng = np.random.default_rng(13)
+    slot = np.array([1.0, 1.3, 0.8, 0.6])[(ts.hour // 6).to_numpy()]
+    level = 400_000 * slot * np.where(ts.day_of_week >= 5, 0.5, 1.0) * np.exp(rng.normal(0, 0.03, len(ts)))
+    df = pd.DataFrame({"series": "erp.tickets/row_count", "group": "erp.tickets", "timestamp": ts, "value": level})
+    cut = "2026-04-01"
+    out = score_after(df, DetectorConfig(), cut)
+    weekday = (ts[ts >= cut].day_of_week < 5)
+    v, lo, hi = (out[c].to_numpy() for c in ("value", "expected_low", "expected_high"))
+    assert np.median(((hi - lo) / v)[weekday]) < 0.3
+    assert np.mean((v >= lo) & (v <= hi)) > 0.95
+    # a load at 60 % on a Wednesday morning scores above the global threshold
+    partial = df.copy()
+    at = np.flatnonzero((ts >= "2026-04-15") & (ts.hour == 6))[0]
+    partial.loc[at, "value"] *= 0.6
+    scored = score_after(partial, DetectorConfig(), cut)
+    assert scored["score"].to_numpy()[at - np.flatnonzero(ts >= cut)[0]] > 0.5
+
+
+def test_an_hourly_load_that_repeats_every_number_of_the_previous_one_is_stale() -> None:
+    """Sub-daily loads too: a whole load repeating the previous numbers, to the cent, was never fresh.
+
+    The previous hour's values are plausible values, so only the repeat says the data is stale; a
+    series that repeats by itself (a count of 0 or 1) is left out, as on daily data.
+    """
+    ts = pd.date_range("2026-09-01", "2026-10-13", freq="h") + pd.Timedelta(minutes=7)
+    rng = np.random.default_rng(21)
+    n = len(ts)
+    hour = ts.hour.to_numpy()
+    rows = np.round(5_000 * (1 + np.exp(-((hour - 13) ** 2) / 18)) * np.exp(rng.normal(0, 0.03, n)))
+    amount = np.round(rows * 17.3 * np.exp(rng.normal(0, 0.05, n)), 2)
+    nulls = np.round(np.clip(rng.normal(2.0, 0.3, n), 0, 100), 3)
+    stuck = int(np.flatnonzero(ts >= "2026-10-10 10:00")[0])
+    for v in (rows, amount, nulls):
+        v[stuck] = v[stuck - 1]
+    frames = [
+        pd.DataFrame({"series": f"iot.readings/{m}", "group": "iot.readings", "timestamp": ts, "value": v})
+        for m, v in (("row_count", rows), ("sum_amount", amount), ("null_pct", nulls))
+    ]
+    frame = pd.concat(frames, ignore_index=True)
+    out = score_after(frame, DetectorConfig(), "2026-10-01").set_index(["series", "timestamp"])
+    for m in ("row_count", "sum_amount", "null_pct"):
+        assert out.loc[(f"iot.readings/{m}", ts[stuck]), "score"] >= 0.8
+    ordinary = out.drop(index=[(f"iot.readings/{m}", ts[stuck]) for m in ("row_count", "sum_amount", "null_pct")])
+    assert (ordinary["score"] < 0.8).mean() > 0.99
