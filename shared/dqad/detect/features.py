@@ -33,6 +33,7 @@ from dqad.detect.calendar_effects import (
 from dqad.detect.config import DetectorConfig
 from dqad.detect.vectorised import (
     DAILY_STEP_S,
+    DAY_NS,
     DAY_S,
     RHYTHM_MIN_HISTORY,
     TAIL_MIN_POINTS,
@@ -130,18 +131,23 @@ def _mark(n: int, rows: np.ndarray) -> np.ndarray:
 
 
 def _within_before(gid: np.ndarray, tgt: np.ndarray, width: int | np.ndarray) -> np.ndarray:
-    """Rows that are a target or lie at most ``width`` rows before a target of their own group.
+    """Rows that are a target or lie at most ``width`` rows before the next target, in its group.
 
-    ``width`` is one number or one per row (read at the target row).
+    ``width`` is one number or one per row (read at the target row); ``gid`` numbers the groups in
+    ascending order (each group's rows together). Each target claims the rows after the previous
+    target, so the rows are marked from one range per target (a running sum of their ends), not
+    from a pass over every row looking for the next target.
     """
     n = len(gid)
-    at = np.arange(n)
-    nxt = np.minimum.accumulate(np.where(tgt, at, n)[::-1])[::-1] if n else at
-    has = nxt < n
-    out = np.zeros(n, dtype=bool)
-    reach = np.broadcast_to(np.asarray(width, dtype=np.int64), (n,))[nxt[has]]
-    out[has] = (gid[nxt[has]] == gid[has]) & (nxt[has] - at[has] <= reach)
-    return out
+    T = np.flatnonzero(tgt)
+    if not len(T):
+        return np.zeros(n, dtype=bool)
+    reach = np.broadcast_to(np.asarray(width, dtype=np.int64), (n,))[T]
+    lo = np.maximum(np.maximum(T - reach, np.searchsorted(gid, gid[T])), np.r_[0, T[:-1] + 1])
+    edge = np.zeros(n + 1, dtype=np.int32)
+    edge[lo] += 1  # ranges are disjoint and in order: no index repeats within one statement
+    edge[T + 1] -= 1
+    return np.cumsum(edge[:-1]) > 0
 
 
 def scale_points(step_s: np.ndarray, scale_window: int) -> np.ndarray:
@@ -174,6 +180,41 @@ def _seasonal_baseline(
     inv[order] = np.arange(len(order))
     pad = Padded(key[order], k + 1)
     (med,), cnt = window_quantiles(pad.buffer(base_values[order]), pad.pos[inv[rows]] - 1, k, [0.5])
+    return med, cnt.astype(np.float64)
+
+
+#: the repeat of a weekday slot in a daily series without gaps, and of its fortnightly rhythm slot
+_WEEK = 7
+_FORTNIGHT = 14
+
+
+def _weekly_without_gaps(lay: _Layout, cfg: DetectorConfig) -> bool:
+    """Whether every series is daily, slotted by weekday, with a load on each calendar day.
+
+    Its slots then repeat every seven rows and its rhythm slots every fourteen, all distinct
+    within (:func:`dqad.detect.vectorised.rhythm_slots`): a slot's earlier values are every
+    seventh row of the series, read in place, and the seasonal baselines need no sort by slot
+    (two sorts and their copies of the frame were most of a daily block's baseline).
+    """
+    if "dow" not in cfg.slots or not lay.daily.all() or lay.n < 2:
+        return False
+    day = lay.ts // DAY_NS
+    return bool(((day[1:] - day[:-1] == 1) | (lay.sc[1:] != lay.sc[:-1])).all())
+
+
+def _every_period(
+    lay: _Layout, values: np.ndarray, rows: np.ndarray, period: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_seasonal_baseline` where each series' slots repeat every ``period`` rows (see
+    :func:`_weekly_without_gaps`): the median and count of the last ``k`` values of the slot.
+
+    Read from the layout's own padded buffer where no window of ``rows`` reaches past its
+    padding (a history longer than the windows), else from one padded wide enough.
+    """
+    pad, reach = lay.pad, period * k
+    if len(rows) and pad.pad < reach and (rows - pad.starts[pad.gid[rows]]).min() < reach - pad.pad:
+        pad = Padded(lay.sc, reach)
+    (med,), cnt = window_quantiles(pad.buffer(values), pad.pos[rows] - period, k, [0.5], stride=period)
     return med, cnt.astype(np.float64)
 
 
@@ -285,13 +326,30 @@ class _Baseline:
     rhythm_n_r: np.ndarray
 
 
+def _series_codes(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """``pd.factorize(series, sort=True)``: codes into the sorted names the frame holds, and the names.
+
+    The scorer's blocks hold Categoricals with sorted categories (dqad.detect.vectorised.normalise):
+    the codes are then the categories' own, renumbered over the ones present, without the hashing
+    pandas' factorize does.
+    """
+    if isinstance(series.dtype, pd.CategoricalDtype) and series.dtype.categories.is_monotonic_increasing:
+        codes = series.cat.codes.to_numpy()
+        if len(codes) and codes.min() >= 0:
+            present = np.bincount(codes, minlength=len(series.dtype.categories)) > 0
+            renumber = np.cumsum(present) - 1
+            return renumber[codes], series.dtype.categories[present]
+    codes, names = pd.factorize(series, sort=True)
+    return codes, pd.Index(names)
+
+
 def _layout(
     frame: pd.DataFrame, cfg: DetectorConfig, labels: pd.Series | np.ndarray | None, targets: np.ndarray | None
 ) -> _Layout:
     """Sort the rows by (series, time), blank labelled anomalies out of the baselines, find the targets."""
     df = normalise(frame, copy=False)
     n = len(df)
-    series_codes, series_names = pd.factorize(df["series"], sort=True)
+    series_codes, series_names = _series_codes(df["series"])
     ts_ns = df["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
     order = series_time_order(series_codes, ts_ns)
     sc = series_codes[order]
@@ -314,11 +372,15 @@ def _layout(
     pad = Padded(sc, width + 1)
     # calendar and seasonal slots (every row: earlier rows feed the seasonal baselines)
     step = step_seconds(ts_sorted, pad, exact=tgt)
-    scale_width = scale_points(step, cfg.scale_window)
+    daily = ~(step < DAILY_STEP_S)
+    all_daily = bool(daily.all())
+    # every row of a daily frame measures its noise over scale_window residuals
+    scale_width = np.full(n, cfg.scale_window, dtype=np.int64) if all_daily else scale_points(step, cfg.scale_window)
     if len(T) and scale_width[T].max() > width:  # the steps do not depend on the padding
         pad = Padded(sc, int(scale_width[T].max()) + 1)
-    daily = ~(step < DAILY_STEP_S)
-    cats = calendar_categories(t_index, cfg.holidays) & daily[:, None]  # daily series only
+    cats = calendar_categories(t_index, cfg.holidays)
+    if not all_daily:
+        cats = cats & daily[:, None]  # daily series only
     candidate = np.logical_or.reduce([cats[:, c] for c in range(cats.shape[1] - 1)]) if n else np.zeros(0, bool)
     return _Layout(
         df=df, order=order, series_names=series_names, sc=sc, ts=ts_sorted, t_index=t_index, v=v, bv=bv,
@@ -365,7 +427,11 @@ def _baseline(lay: _Layout, cfg: DetectorConfig, bbuf: np.ndarray, trailing_scal
     full = len(T) == lay.n
     R = T if full else np.flatnonzero(_within_before(pad.gid, lay.tgt, lay.scale_width))
     R_all = np.flatnonzero(_mark(lay.n, R) | _asked_candidates(lay))  # sorted, as np.union1d gives it
-    seas_med_all, seas_n_all = _seasonal_baseline(lay.sc, lay.slot_base, bv_ord, cfg.seasonal_k, R_all)
+    weekly = _weekly_without_gaps(lay, cfg)
+    if weekly:
+        seas_med_all, seas_n_all = _every_period(lay, bv_ord, R_all, _WEEK, cfg.seasonal_k)
+    else:
+        seas_med_all, seas_n_all = _seasonal_baseline(lay.sc, lay.slot_base, bv_ord, cfg.seasonal_k, R_all)
     # where the seasonal slot has too little history, fall back to the longest trailing median
     fallback = np.flatnonzero(seas_n_all < MIN_SEASONAL_HISTORY)
     # a calendar day's ratio, which its effect is learnt from, is taken against one earlier
@@ -381,11 +447,14 @@ def _baseline(lay: _Layout, cfg: DetectorConfig, bbuf: np.ndarray, trailing_scal
     seas_med = seas_med_all[at_t]
     # the scale's residuals: against the second rhythm in a series that follows it, so that a
     # fortnightly run's other week (or a weekly rhythm of sub-daily data) does not count as noise
-    rhythm = rhythm_slots(lay.t_index, daily, lay.slot_base)
     # its occurrences keep the month and quarter ends (a payroll Friday that is also the last
     # business day is still a payroll Friday); holidays stay out of every baseline
     bv_rhythm = np.where(lay.cats[:, HOLIDAY], np.nan, lay.bv)
-    rhythm_med_r, rhythm_n_r = _seasonal_baseline(lay.sc, rhythm, bv_rhythm, cfg.seasonal_k, R)
+    if weekly:
+        rhythm_med_r, rhythm_n_r = _every_period(lay, bv_rhythm, R, _FORTNIGHT, cfg.seasonal_k)
+    else:
+        rhythm = rhythm_slots(lay.t_index, daily, lay.slot_base)
+        rhythm_med_r, rhythm_n_r = _seasonal_baseline(lay.sc, rhythm, bv_rhythm, cfg.seasonal_k, R)
     # a residual against the fallback baseline (a slot with too little history yet, compared with
     # a trailing median of every weekday) measures the weekly cycle, not the noise: left out
     resid_r = bv_ord[R] - seas_med_all[in_r]
@@ -393,7 +462,12 @@ def _baseline(lay: _Layout, cfg: DetectorConfig, bbuf: np.ndarray, trailing_scal
     # against the second rhythm in a daily series' slot that follows it, so that a fortnightly
     # run's other week does not count as noise (sub-daily series keep their ordinary residuals)
     resid_rhythm = np.where((rhythm_n_r >= RHYTHM_MIN_HISTORY), bv_ord[R] - rhythm_med_r, np.nan)
-    follows = prefers_rhythm(lay.sc[R], lay.slot_base[R], resid_r, resid_rhythm) & np.isfinite(resid_rhythm)
+    # R's rows of a series are consecutive when its targets are (one new load each, or a run of
+    # them): its slots then repeat every seven of them too
+    in_runs = weekly and bool(((R[1:] - R[:-1] == 1) | (pad.gid[R[1:]] != pad.gid[R[:-1]])).all())
+    follows = prefers_rhythm(
+        lay.sc[R], lay.slot_base[R], resid_r, resid_rhythm, period=_WEEK if in_runs else 0
+    ) & np.isfinite(resid_rhythm)
     resid_base = np.where(follows, rhythm_med_r, seas_med_all[in_r])
     expected, scale = _residual_noise(
         lay, cfg, R, np.where(follows, resid_rhythm, resid_r), resid_base, seas_med, trailing_scale
@@ -496,26 +570,28 @@ def _deviation_features(feats: _Sink, lay: _Layout, base: _Baseline) -> tuple[np
 def _history_features(feats: _Sink, lay: _Layout, base: _Baseline, wlong: int) -> np.ndarray:
     """Lags, differences, stuck and zero values, gaps and level of the targets; returns the previous value."""
     pad, T, v, vt = lay.pad, lay.T, lay.v, lay.v[lay.T]
-    vbuf = pad.buffer(v)
-    lag1 = vbuf[pad.pos[T] - 1]
+    first = pad.starts[pad.gid[T]]  # each target's series' first row
+    prev_all = np.empty_like(v)  # the previous value of the same series (none at its first row)
+    prev_all[1:] = v[:-1]
+    prev_all[pad.starts] = np.nan
+    lag1 = prev_all[T]
     feats["diff1_z"] = (vt - lag1) / base.scale
     feats["rel_lag1"] = (vt - lag1) / np.maximum(np.abs(lag1), 1e-9)
-    prev_all = vbuf[pad.pos - 1]
     same_all = (v == prev_all).astype(np.float64)
     same_all[np.isnan(prev_all)] = np.nan
     feats["same_as_prev"] = np.nan_to_num(same_all[T])
     feats["same_rate"] = pad.trailing_rate(same_all, T, wlong)
-    lag_slot = vbuf[pad.pos[T] - 7]
+    lag_slot = np.where(first <= T - 7, v[np.maximum(T - 7, 0)], np.nan)
     feats["rel_lag7"] = (vt - lag_slot) / np.maximum(np.abs(lag_slot), 1e-9)
     feats["is_missing"] = np.isnan(vt).astype(np.float64)
     feats["is_zero"] = (vt == 0).astype(np.float64)
     zero_prev = (lay.bv == 0).astype(np.float64)
     zero_prev[np.isnan(lay.bv)] = np.nan
     feats["zero_rate"] = pad.trailing_rate(zero_prev, T, wlong)
-    t_f = lay.ts.astype(np.float64)
-    prev_t = pad.buffer(t_f)[pad.pos[T] - 1]
-    feats["gap_ratio"] = (t_f[T] - prev_t) / 1e9 / np.maximum(lay.step[T], 1.0)
-    feats["n_hist"] = pad.cumcount()[T].astype(np.float64)
+    t_t = lay.ts[T].astype(np.float64)
+    prev_t = np.where(first < T, lay.ts[np.maximum(T - 1, 0)].astype(np.float64), np.nan)
+    feats["gap_ratio"] = (t_t - prev_t) / 1e9 / np.maximum(lay.step[T], 1.0)
+    feats["n_hist"] = (T - first).astype(np.float64)
     feats["level_log"] = np.sign(base.expected) * np.log1p(np.abs(base.expected))
     feats["scale_rel"] = base.scale / np.maximum(np.abs(base.expected), 1e-9)
     return lag1

@@ -27,7 +27,7 @@ from dqad.detect.vectorised import (
     DAY_S,
     DERIVED_COLUMNS,
     STANDARD_COLUMNS,
-    Padded,
+    group_starts,
     key_columns,
     normalise,
     series_time_order,
@@ -62,23 +62,61 @@ def _tail_positions(codes: np.ndarray, ts: np.ndarray, cfg: DetectorConfig) -> n
     if len(codes) == 0:
         return np.zeros(0, dtype=np.int64)
     order = series_time_order(codes, ts)
-    codes, ts = codes[order], ts[order]
-    pad = Padded(codes, 65)
-    step = np.r_[np.nan, np.diff(ts) / 1e9]
-    step[pad.starts] = np.nan
-    last = np.r_[pad.starts[1:], len(codes)] - 1
-    (med_step,), _ = window_quantiles(pad.buffer(step), pad.pos[last], 64, [0.5])
+    keep = _tail_keep(group_starts(codes[order]), ts[order], cfg)
+    return order if keep is None else order[keep]
+
+
+def _tail_rows(codes: np.ndarray, ts: np.ndarray, cfg: DetectorConfig) -> np.ndarray | None:
+    """``_tail_positions`` in ascending order, or None when they are every row.
+
+    A history file holds each series in one run, in time order: the runs are then the groups
+    ``_tail_keep`` works on, in the file's own order, and a daily history (kept whole) costs a few
+    thousand steps, not a sort and copies of its millions of codes and timestamps.
+    """
+    n = len(codes)
+    starts = group_starts(codes)
+    if len(starts) == len(np.unique(codes[starts])) and (
+        (codes[1:] != codes[:-1]) | (ts[1:] >= ts[:-1])
+    ).all():
+        keep = _tail_keep(starts, ts, cfg)
+        return None if keep is None else np.flatnonzero(keep)
+    positions = _tail_positions(codes, ts, cfg)
+    return None if len(positions) == n else _in_file_order(positions, n)
+
+
+#: the steps whose median tells a series' cadence in ``_tail_keep``
+_TAIL_STEPS = 64
+
+
+def _tail_keep(starts: np.ndarray, ts: np.ndarray, cfg: DetectorConfig) -> np.ndarray | None:
+    """Which rows ``_tail_positions`` keeps, or None for all; rows are in groups of one series each,
+    each in time order, beginning at ``starts``.
+
+    The cadence is a median of the last steps of each series only: they are laid out a series per
+    row of a small matrix, whose windows hold the same values the padded buffer of every row held.
+    """
+    n, m, w = len(ts), len(starts), _TAIL_STEPS
+    if n == 0:
+        return None
+    last = np.r_[starts[1:], n] - 1
+    at = last[:, None] - np.arange(w - 1, -1, -1)
+    j = np.maximum(at, 1)
+    step = np.where(at > starts[:, None], (ts[j] - ts[j - 1]) / 1e9, np.nan)  # the first row has no step
+    (med_step,), _ = window_quantiles(step.ravel(), np.arange(m) * w + (w - 1), w, [0.5])
     med_step = np.nan_to_num(med_step, nan=float(DAY_S))
-    cycle = np.where(med_step >= DAILY_STEP_S, 7, np.ceil(DAY_S / np.maximum(med_step, 1.0)))
-    scale = scale_points(med_step, cfg.scale_window)  # the residuals that measure the noise
-    need = np.maximum(max(*cfg.windows, 16), scale) + 2 + (cfg.seasonal_k + 1) * cycle + scale
-    need = np.where(med_step < DAILY_STEP_S, need + (cfg.seasonal_k + 1) * 6 * cycle, need)  # weekly slot (week_z)
-    from_end = last[pad.gid] - np.arange(len(codes))
+    daily = med_step >= DAILY_STEP_S
     # daily series keep their whole history (the dataset's history_days: a few hundred rows): the
     # ratio of an earlier calendar day to its ordinary baseline, which their calendar effects are
     # learnt from, needs the ordinary days before it, as it had at training time
-    keep = (from_end < need[pad.gid]) | (med_step >= DAILY_STEP_S)[pad.gid]
-    return order[keep]
+    if daily.all():
+        return None
+    cycle = np.where(daily, 7, np.ceil(DAY_S / np.maximum(med_step, 1.0)))
+    scale = scale_points(med_step, cfg.scale_window)  # the residuals that measure the noise
+    need = np.maximum(max(*cfg.windows, 16), scale) + 2 + (cfg.seasonal_k + 1) * cycle + scale
+    need = np.where(med_step < DAILY_STEP_S, need + (cfg.seasonal_k + 1) * 6 * cycle, need)  # weekly slot (week_z)
+    sizes = np.diff(np.r_[starts, n])
+    from_end = np.repeat(last, sizes) - np.arange(n)
+    return (from_end < np.repeat(need, sizes)) | np.repeat(daily, sizes)
 
 
 def _slot_name(dow: int, hour: int, minute: int, daily: bool, effect: int) -> str:
@@ -278,7 +316,7 @@ def _component_labels(
     """Connected sets of series linked by a shared group (label propagation over the distinct
     (series, group) pairs: two rounds when each series has one group); labels per row of each frame."""
     width = max(n_g, 1)
-    pairs = np.unique(np.concatenate([_runs(s * width + g) for s, g in zip(s_rows, g_rows, strict=True)]))
+    pairs = np.unique(np.concatenate([_pair_runs(s, g, width) for s, g in zip(s_rows, g_rows, strict=True)]))
     ps, pg = pairs // width, pairs % width
     lab = np.arange(n_s)
     while True:
@@ -289,13 +327,18 @@ def _component_labels(
         if (new == lab).all():
             break
         lab = new
-    return [lab[s] for s in s_rows], n_s
+    small = np.int32 if n_s <= np.iinfo(np.int32).max else np.int64  # a history's worth of labels
+    return [lab.astype(small)[s] for s in s_rows], n_s
 
 
-def _runs(x: np.ndarray) -> np.ndarray:
-    """``x`` without repeats of the value before (a series' rows hold one pair, row after row): the
-    same set of values, a few per series instead of a history's worth for ``np.unique`` to sort."""
-    return x[np.r_[True, x[1:] != x[:-1]]] if len(x) else x
+def _pair_runs(s: np.ndarray, g: np.ndarray, width: int) -> np.ndarray:
+    """The (series, group) pairs ``s * width + g`` without repeats of the one before (a series' rows
+    hold one pair, row after row): the same set of pairs, a few per series instead of a history's
+    worth for ``np.unique`` to sort, formed at the runs' starts only (no history-long products)."""
+    if not len(s):
+        return np.zeros(0, dtype=np.int64)
+    at = np.flatnonzero(np.r_[True, (s[1:] != s[:-1]) | (g[1:] != g[:-1])])
+    return s[at].astype(np.int64) * width + g[at]
 
 
 def _pack(c_tail: np.ndarray, c_new: np.ndarray, n_comp: int, block_rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -316,7 +359,7 @@ def _pack(c_tail: np.ndarray, c_new: np.ndarray, n_comp: int, block_rows: int) -
     out = []
     small = np.uint16 if n_blocks <= np.iinfo(np.uint16).max else np.int64  # radix sort: linear
     for c in (c_tail, c_new):
-        b = block_of[c].astype(small)
+        b = block_of.astype(small)[c]
         order = np.argsort(b, kind="stable")
         out.append(np.split(order, np.cumsum(np.bincount(b, minlength=n_blocks))[:-1]))
     return [(t, n) for t, n in zip(*out, strict=True) if len(n)]
@@ -343,8 +386,8 @@ class _Results:
         self._rows: list[np.ndarray] = []
         self._texts: list[str] = []
 
-    def add(self, bundle: ModelBundle, tail: pd.DataFrame, new_n: pd.DataFrame, n_pos: np.ndarray) -> None:
-        r = _score_block(bundle, tail, new_n)
+    def add(self, bundle: ModelBundle, block: _Block, new_n: pd.DataFrame, n_pos: np.ndarray) -> None:
+        r = _score_block(bundle, block, new_n)
         self.score[n_pos], self.is_anom[n_pos], self.sev[n_pos] = r.score, r.is_anomaly, r.severity
         self.lo[n_pos], self.hi[n_pos] = r.low, r.high
         self._rows.append(n_pos[r.reason_rows])
@@ -379,7 +422,8 @@ def score_new(
     tail = _history_tail(hist_n, bundle)
     res = _Results(len(new_n))
     for t_pos, n_pos in _blocks(tail, new_n, block_rows):
-        res.add(bundle, _rows(tail, t_pos), _rows(new_n, n_pos), n_pos)
+        new_rows = _rows(new_n, n_pos)
+        res.add(bundle, _block_frame(_rows(tail, t_pos), new_rows), new_rows, n_pos)
     carried = ["series", "group", "timestamp", "value", *[c for c in key_columns(new_n) if c in new_n.columns]]
     out = new_n[carried].reset_index(drop=True)
     for c in ("series", "group"):  # names given as sorted Categoricals (which normalise keeps) come out as strings
@@ -435,11 +479,14 @@ def _arrow_codes(columns: list[pa.ChunkedArray]) -> tuple[list[np.ndarray], pd.I
     for col in columns:
         col = (col if pa.types.is_dictionary(col.type) else col.dictionary_encode()).unify_dictionaries()
         chunks = [ch for ch in col.chunks if len(ch)]
-        indices.append([ch.indices.to_numpy(zero_copy_only=False).astype(np.int64) for ch in chunks])
+        # the dictionary's own (32-bit) indices, read in place: each widening or joining copy of a
+        # history's codes is fresh memory the size of the history
+        indices.append([ch.indices.to_numpy(zero_copy_only=False) for ch in chunks])
         dicts.append(chunks[0].dictionary.to_numpy(zero_copy_only=False) if chunks else np.zeros(0, dtype=object))
     names = pd.Index(np.concatenate(dicts) if dicts else np.zeros(0, dtype=object)).unique().sort_values()
+    small = np.int32 if len(names) <= np.iinfo(np.int32).max else np.int64  # half a history's worth of int64
     codes = [
-        names.get_indexer(d)[np.concatenate(i)] if i else np.zeros(0, np.int64)
+        names.get_indexer(d).astype(small)[i[0] if len(i) == 1 else np.concatenate(i)] if i else np.zeros(0, small)
         for i, d in zip(indices, dicts, strict=True)
     ]
     return codes, names
@@ -563,22 +610,26 @@ def score_table(
     n_s, n_g = len(s_names), len(g_names)
     s_dtype, g_dtype = pd.CategoricalDtype(s_names), pd.CategoricalDtype(g_names)
     coded_new = _Coded(s_codes[0], g_codes[0], s_dtype, g_dtype)
+    t_pos: np.ndarray | None = None  # the history rows kept (None: every row)
     if hist is None:
-        t_pos = np.zeros(0, dtype=np.int64)
-        s_tail = g_tail = t_pos
+        s_tail = g_tail = np.zeros(0, dtype=np.int64)
     else:
         ts = hist["timestamp"].to_numpy().view(np.int64)  # timestamp[ns] (_arrow_ready): no copies
-        t_pos = _in_file_order(_tail_positions(s_codes[1], ts, bundle.cfg), hist.num_rows)
-        s_tail, g_tail = s_codes[1][t_pos], g_codes[1][t_pos]
+        t_pos = _tail_rows(s_codes[1], ts, bundle.cfg)
+        s_tail, g_tail = (s_codes[1], g_codes[1]) if t_pos is None else (s_codes[1][t_pos], g_codes[1][t_pos])
     (c_tail, c_new), n_comp = _component_labels([s_tail, s_codes[0]], [g_tail, g_codes[0]], n_s, n_g)
     res = _Results(new.num_rows)
     coded_hist = None if hist is None else _Coded(s_codes[1], g_codes[1], s_dtype, g_dtype)
     for tb, nb in _pack(c_tail, c_new, n_comp, block_rows):
+        new_n = _take(new, nb, coded_new)
         if hist is None or coded_hist is None:
-            tail = _take(new, t_pos, coded_new)  # no history: an empty frame of the new rows' columns
+            block = _block_frame(_take(new, np.zeros(0, dtype=np.int64), coded_new), new_n)  # no history
         else:
-            tail = _take(hist, t_pos[tb], coded_hist, drop=_UNREAD_HISTORY)
-        res.add(bundle, tail, _take(new, nb, coded_new), nb)
+            rows = tb if t_pos is None else t_pos[tb]
+            block = _arrow_block(hist, rows, coded_hist, new_n) or _block_frame(
+                _take(hist, rows, coded_hist, drop=_UNREAD_HISTORY), new_n
+            )
+        res.add(bundle, block, new_n, nb)
     carried = [c for c in new.column_names if c not in STANDARD_COLUMNS and c not in DERIVED_COLUMNS]
     out = plain_strings(new.select(["series", "group", "timestamp", "value", *carried]))
     for name, col in res.columns().items():
@@ -620,9 +671,9 @@ def expected_range(
     return lo, np.maximum(expected + half, lo)
 
 
-def _score_block(bundle: ModelBundle, tail: pd.DataFrame, new_n: pd.DataFrame) -> BlockScores:
+def _score_block(bundle: ModelBundle, block: _Block, new_n: pd.DataFrame) -> BlockScores:
     """Score, decision, severity, range and reasons of one block's new rows."""
-    feats, aux = _block_features(bundle, tail, new_n)
+    feats, aux = _block_features(bundle, block)
     cfg = bundle.cfg
     controls = getattr(cfg, "controls", ())  # bundles pickled before controls existed have none
     score = np.clip(bundle.predict_score(feats), 0.0, 1.0)
@@ -652,8 +703,17 @@ def _score_block(bundle: ModelBundle, tail: pd.DataFrame, new_n: pd.DataFrame) -
     return BlockScores(score, is_anom, sev, lo, hi, rows, texts)
 
 
-def _block_features(bundle: ModelBundle, tail: pd.DataFrame, new_n: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Features and baselines of the new rows, with the history tail (labels blanked) as context."""
+@dataclass(frozen=True)
+class _Block:
+    """One block's rows for the features: its history tail and then its new rows, and the labels."""
+
+    frame: pd.DataFrame
+    labels: np.ndarray
+    n_tail: int
+
+
+def _block_frame(tail: pd.DataFrame, new_n: pd.DataFrame) -> _Block:
+    """The history tail (labels blanked) and the new rows in one frame, as the features read them."""
     cols = sorted(set(tail.columns) | set(new_n.columns))
     both = pd.concat(
         [tail.reindex(columns=cols).reset_index(drop=True), new_n.reindex(columns=cols).reset_index(drop=True)],
@@ -663,12 +723,59 @@ def _block_features(bundle: ModelBundle, tail: pd.DataFrame, new_n: pd.DataFrame
         if both[c].dtype != new_n[c].dtype or both[c].hasnans:
             both[c] = both[c].astype(str)
     tail_labels = tail["label"].fillna(0).to_numpy(dtype=np.float64) if "label" in tail.columns else np.zeros(len(tail))
-    labels = np.r_[tail_labels, np.zeros(len(new_n))]
+    return _Block(both, np.r_[tail_labels, np.zeros(len(new_n))], len(tail))
+
+
+#: the history columns :func:`_arrow_block` puts together itself (``label`` is optional)
+_PLAIN_COLUMNS = ("group", "series", "timestamp", "value")
+
+
+def _arrow_block(hist: pa.Table, rows: np.ndarray, coded: _Coded, new_n: pd.DataFrame) -> _Block | None:
+    """:func:`_block_frame` of history rows ``rows`` straight from the table's columns, or None
+    where their columns need pandas' rules (key columns, types to reconcile).
+
+    A block's frame was the history rows turned into a frame, then concatenated with the new rows
+    and reindexed, three copies of 150,000 rows and a few milliseconds of pandas per block; here
+    each column is one concatenation of the table's values and the new rows'.
+    """
+    names = [c for c in hist.column_names if c not in _UNREAD_HISTORY]
+    has_label = "label" in names
+    if sorted(set(names) - {"label"}) != list(_PLAIN_COLUMNS) or sorted(new_n.columns) != list(_PLAIN_COLUMNS):
+        return None
+    label_type = hist.schema.field("label").type if has_label else pa.int8()
+    if not (pa.types.is_integer(label_type) or pa.types.is_floating(label_type)) or hist["timestamp"].null_count:
+        return None
+    if new_n["timestamp"].dtype != np.dtype("datetime64[ns]") or new_n["value"].dtype != np.float64:
+        return None
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        part = hist.select(["timestamp", "value", *(["label"] if has_label else [])]).slice(int(rows[0]), len(rows))
+    else:
+        part = hist.select(["timestamp", "value", *(["label"] if has_label else [])]).take(pa.array(rows))
+    n_new = len(new_n)
+
+    def codes(column: str, dtype: pd.CategoricalDtype) -> pd.Categorical:
+        own = getattr(coded, column)[rows]
+        return pd.Categorical.from_codes(np.r_[own, new_n[column].cat.codes.to_numpy()], dtype=dtype)
+
+    columns: dict[str, Any] = {"group": codes("group", coded.group_dtype)}
+    labels = np.zeros(len(rows) + n_new)
+    if has_label:
+        lab = part["label"].to_numpy().astype(np.float64)  # nulls are NaN, as pandas makes them
+        columns["label"] = np.r_[lab, np.full(n_new, np.nan)]
+        labels[: len(rows)] = np.nan_to_num(lab, nan=0.0)
+    columns["series"] = codes("series", coded.series_dtype)
+    columns["timestamp"] = np.r_[part["timestamp"].to_numpy(), new_n["timestamp"].to_numpy()]
+    columns["value"] = np.r_[part["value"].to_numpy(), new_n["value"].to_numpy()]
+    return _Block(pd.DataFrame(columns, copy=False), labels, len(rows))
+
+
+def _block_features(bundle: ModelBundle, block: _Block) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features and baselines of the block's new rows, with its history tail (labels blanked) as context."""
     comp = compute(
-        both,
+        block.frame,
         bundle.cfg,
-        labels=labels,
-        targets=np.arange(len(both)) >= len(tail),
+        labels=block.labels,
+        targets=np.arange(len(block.frame)) >= block.n_tail,
         column_order=bundle.feature_names,
     )
     return comp.features.reset_index(drop=True), comp.aux.reset_index(drop=True)
