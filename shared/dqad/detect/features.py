@@ -459,9 +459,9 @@ def _baseline(lay: _Layout, cfg: DetectorConfig, bbuf: np.ndarray, trailing_scal
     # a trailing median of every weekday) measures the weekly cycle, not the noise: left out
     resid_r = bv_ord[R] - seas_med_all[in_r]
     resid_r[seas_n_all[in_r] < MIN_SEASONAL_HISTORY] = np.nan
-    # against the second rhythm in a daily series' slot that follows it, so that a fortnightly
-    # run's other week does not count as noise (sub-daily series keep their ordinary residuals)
-    resid_rhythm = np.where((rhythm_n_r >= RHYTHM_MIN_HISTORY), bv_ord[R] - rhythm_med_r, np.nan)
+    # against the second rhythm where the series' slot follows it: a fortnightly run's other week,
+    # or a sub-daily table's weekend, is no noise
+    resid_rhythm = np.where(rhythm_n_r >= RHYTHM_MIN_HISTORY, bv_ord[R] - rhythm_med_r, np.nan)
     # R's rows of a series are consecutive when its targets are (one new load each, or a run of
     # them): its slots then repeat every seven of them too
     in_runs = weekly and bool(((R[1:] - R[:-1] == 1) | (pad.gid[R[1:]] != pad.gid[R[:-1]])).all())
