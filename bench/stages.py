@@ -139,14 +139,20 @@ def scorer_shape(series: int) -> dict:
         pq.write_table(pa.Table.from_pandas(history, preserve_index=False), hist_path, compression="zstd")
         pq.write_table(pa.Table.from_pandas(frame[is_new].reset_index(drop=True), preserve_index=False), new_path)
         del frame, history
-        seconds, history_table, scores_table = _time_scorer(bundle, hist_path, new_path, out_path)
-        # a floor is a lower bound: the best of three, on a machine shared with others
+        # The first call also pays what a container pays once (pyarrow's dataset module, imported
+        # by the first Parquet read; fresh pages for the arrays): it is reported on its own. The
+        # ratio compares like with like, the best of three of the scorer against the best of
+        # three of the floor, as a warm invocation would see them.
+        runs = [_time_scorer(bundle, hist_path, new_path, out_path) for _ in range(3)]
+        first = runs[0][0]
+        seconds, history_table, scores_table = min(runs, key=lambda run: run[0])
         floor, new_table = _pyarrow_floor(hist_path, new_path, floor_path, scores_table, repeats=3)
     return {
         "series": series,
         "rows": int(new_table.num_rows),
         "history_rows": int(history_table.num_rows),
         "seconds": seconds,
+        "first_call_seconds": first,
         "floor_seconds": floor,
         "ratio_to_floor": seconds / floor,
     }

@@ -36,3 +36,20 @@ def test_a_nab_record_without_per_detector_f1_shows_the_baselines_and_dashes(ben
     assert "anomstack — / —" in line
     newer = {**mode, "event_f1": {"lagdiff": 0.29}}
     assert "anomstack 0.290 / —" in bench_run._nab_detectors_line({"nolabels": newer, "labels": mode})[-1]
+
+
+def test_the_scale_table_shows_the_scorers_first_call_and_a_dash_for_older_records(
+    bench_run: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage = {"seconds": 1.0, "peak_rss_mb": 100.0}
+    size = {"series": 10, "rows": 20, "history_rows": 10, "shards": 1, "parallel": 2, "wall_s": 3.0,
+            "peak_rss_mb": 100.0, "notified": True, "dlq_messages": 0,
+            "stages": {s: stage for s in ("fetcher", "labeler", "trainer", "scorer", "notifier")}}
+    shape = {"series": 10, "history_rows": 10, "seconds": 0.3, "floor_seconds": 0.1, "ratio_to_floor": 3.0}
+    record = {"measured_at": "then", "commit": "abc", "machine": "m",
+              "result": {"command": "python -m bench.scale", "sizes": [size],
+                         "shape": {"scorer": [shape, {**shape, "series": 20, "first_call_seconds": 0.9}]}}}
+    monkeypatch.setattr(bench_run, "load_result", lambda name: record)
+    rows = bench_run.section_scale(1)
+    assert "| 10 | 10 | 0.30 | — | 0.10 | 3.0 | pass |" in "\n".join(rows)
+    assert "| 20 | 10 | 0.30 | 0.90 | 0.10 | 3.0 | pass |" in "\n".join(rows)
