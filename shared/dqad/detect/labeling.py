@@ -1,4 +1,5 @@
-"""Truth labels for the history: human feedback > robust seasonal rule > cross-metric consensus.
+"""Truth labels for the history: human feedback > robust seasonal rule > cross-metric consensus
+(a complete labels file's "normal" excepted: see ``_labels``).
 
 The labeler works with hindsight: it labels history, it does not score new data, so each point is
 judged against a *centred* window of its seasonal slot (the same weekday a few weeks before and
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from dqad.detect.alarm import explicit_feedback
 from dqad.detect.calendar_effects import HOLIDAY, apply_effects, calendar_categories, learn_effects, log_ratio
 from dqad.detect.config import LabelerConfig
 from dqad.detect.vectorised import (
@@ -210,7 +212,11 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
     slots = _slots(pts, cfg)
     judged = _seasonal_rule(pts, slots, cfg)
     consensus = _consensus(pts, slots, judged, cfg)
-    label, source = _labels(pts.hum, judged.rule, consensus)
+    labelled = ~np.isnan(pts.hum)
+    # a labels file's "normal" keeps the rule's outliers out of the baselines on ordinary days
+    # only: on a candidate calendar day it is the evidence of the day's effect (see ``_labels``)
+    keeps_rule = labelled & ~explicit_feedback(pts.sc, labelled, pts.ts) & ~slots.special
+    label, source = _labels(pts.hum, judged.rule, consensus, keeps_rule)
     return _in_history_order(history, pts.order, label, source)
 
 
@@ -381,8 +387,20 @@ def _consensus(pts: _Points, slots: _Slots, judged: _Round, cfg: LabelerConfig) 
     )
 
 
-def _labels(hum: np.ndarray, rule: np.ndarray, consensus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Label and source of each point: human feedback > seasonal rule > consensus."""
+def _labels(
+    hum: np.ndarray, rule: np.ndarray, consensus: np.ndarray, keeps_rule: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label and source of each point: human feedback > seasonal rule > consensus.
+
+    Except for a human "normal" where ``keeps_rule``: an ordinary day of a complete labels file
+    (dqad.detect.alarm.explicit_feedback) that the rule or the consensus labelled. Such a file's
+    "normal" says "no incident here", not "this value is expected", so the outlier stays out of the
+    baselines as it would without the file: put back, it widened the noise of the series' later
+    points, lowered its history's scores and so its alarm threshold, and the labels added false
+    alarms. On a candidate calendar day the "normal" still wins: the surge the rule took for an
+    incident (a first business day before its effect was learnt) is the effect's own evidence.
+    Explicit feedback ("this load is fine") overrides the rule everywhere.
+    """
     n = len(hum)
     label = np.zeros(n, dtype=np.int8)
     source = np.full(n, "none", dtype=object)
@@ -391,7 +409,7 @@ def _labels(hum: np.ndarray, rule: np.ndarray, consensus: np.ndarray) -> tuple[n
     source[cons_only] = "consensus"
     label[rule] = 1
     source[rule] = "seasonal_rule"
-    is_h = ~np.isnan(hum)
+    is_h = ~np.isnan(hum) & ~(keeps_rule & (hum == 0) & (rule | consensus))
     label[is_h] = hum[is_h].astype(np.int8)
     source[is_h] = "human"
     return label, source

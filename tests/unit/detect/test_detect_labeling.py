@@ -35,6 +35,38 @@ def test_seasonal_rule_catches_spike_and_human_overrides(loads_factory) -> None:
     assert out2["label"].dtype == "int8"
 
 
+def test_a_labels_files_normal_does_not_put_the_rules_outlier_back(loads_factory) -> None:
+    """A complete labels file says "no incident here" of its normal points, not "expected": the spike
+    the rule found stays labelled (out of the baselines), as without the file; its window's
+    anomaly is the human's."""
+    df = loads_factory()
+    series = df["series"] == "sales.t0/row_count"
+    spike = _at(df, "sales.t0/row_count", "2024-02-14")
+    df.loc[spike, "value"] *= 3
+    window = _at(df, "sales.t0/row_count", "2024-03-05")
+    fb = pd.DataFrame({"series": df.loc[series, "series"], "timestamp": df.loc[series, "timestamp"]})
+    fb["label"] = "normal"
+    fb.loc[window, "label"] = "anomaly"
+    out = label_history(df, fb, LabelerConfig())
+    assert out.loc[spike, ["label", "label_source"]].values.tolist() == [[1, "seasonal_rule"]]
+    assert out.loc[window, ["label", "label_source"]].values.tolist() == [[1, "human"]]
+    rest = series & ~df.index.isin(spike) & ~df.index.isin(window)
+    assert (out.loc[rest, "label_source"] == "human").all() and out.loc[rest, "label"].sum() == 0
+
+
+def test_a_labels_files_normal_wins_on_a_calendar_day(loads_factory) -> None:
+    """On a candidate calendar day the file's "normal" is the evidence of the day's effect: it wins."""
+    df = loads_factory(days=240)
+    series = df["series"] == "sales.t0/row_count"
+    month_end = _at(df, "sales.t0/row_count", "2024-07-31")  # a Wednesday: every month-end category
+    df.loc[month_end, "value"] *= 3
+    assert label_history(df, None, LabelerConfig()).loc[month_end, "label"].tolist() == [1]
+    fb = pd.DataFrame({"series": df.loc[series, "series"], "timestamp": df.loc[series, "timestamp"]})
+    fb["label"] = "normal"
+    out = label_history(df, fb, LabelerConfig())
+    assert out.loc[month_end, ["label", "label_source"]].values.tolist() == [[0, "human"]]
+
+
 def test_human_anomaly_label_wins_on_quiet_point(loads_factory) -> None:
     df = loads_factory()
     p = _at(df, "sales.t1/sum_amount", "2024-03-05")
