@@ -243,6 +243,18 @@ def test_a_complete_labels_file_does_not_raise_the_global_threshold_but_explicit
     assert thresholds["explicit"] > 0.5
 
 
+def test_the_labelers_labels_do_not_move_the_robust_threshold_without_validation_folds(loads_factory) -> None:
+    """One rule label in a short history leaves no time folds; the threshold is still the documented 0.5."""
+    df = loads_factory(days=120)
+    odd = (df["series"] == "sales.t0/row_count") & (df["timestamp"] == pd.Timestamp("2024-03-15 03:00"))
+    df.loc[odd, "value"] *= 1.6
+    labeled = label_history(df, None, LabelerConfig())
+    assert labeled["label"].sum() == 1
+    robust = train_candidates(labeled, FAST, None).candidates["robust"]
+    assert robust["threshold"] == pytest.approx(0.5)
+    assert robust["recall"] == 1.0 and 0 < robust["precision"] < 1  # measured at the threshold kept
+
+
 def test_label_decision_needs_enough_events_and_a_win_worth_more_than_one_event() -> None:
     cands = {"robust": {"human_f1": 0.50}, "random_forest": {"human_f1": 0.80}, "logistic": {"human_f1": 0.53}}
     few = label_decision(cands, MIN_HUMAN_EVENTS - 1, 0.01)
