@@ -371,7 +371,8 @@ def section_scale(_repeat: int) -> list[str]:
         for r in shape["scorer"]:
             lr = labels.get(r["series"], {})
             out.append(
-                f"| {r['series']:,} | {r['history_rows']:,} | {r['seconds']:.2f} | {_seconds(r.get('first_call_seconds'))} | "
+                f"| {r['series']:,} | {r['history_rows']:,} | {r['seconds']:.2f} | "
+                f"{_seconds(r.get('first_call_seconds'))} | "
                 f"{r['floor_seconds']:.2f} | "
                 f"{r['ratio_to_floor']:.1f} | {verdict(r['ratio_to_floor'] <= SCALE_FLOOR_RATIO)} | "
                 f"{lr.get('seconds', float('nan')):.1f} | {lr.get('rows_per_s', float('nan')):,.0f} |"
