@@ -427,3 +427,20 @@ def test_an_hourly_load_that_repeats_every_number_of_the_previous_one_is_stale()
         assert out.loc[(f"iot.readings/{m}", ts[stuck]), "score"] >= 0.8
     ordinary = out.drop(index=[(f"iot.readings/{m}", ts[stuck]) for m in ("row_count", "sum_amount", "null_pct")])
     assert (ordinary["score"] < 0.8).mean() > 0.99
+
+
+def test_a_feed_back_from_two_days_of_zeros_is_judged_against_a_finite_noise() -> None:
+    """Two days of zeros in an hourly feed: its three-day noise window is then mostly residuals of
+    -100 % against slots the earlier weeks keep positive. Their median relative residual (-1) made
+    the expected value zero and its relative scale zero: the feed's return to its usual level read
+    as an infinite deviation. Where the relative expected value is not positive, the absolute
+    spread is the measure, and the return is ordinary."""
+    ts = pd.date_range("2026-01-05", "2026-03-20", freq="h") + pd.Timedelta(minutes=5)
+    rng = np.random.default_rng(14)
+    level = 5_000 * (1.5 + np.sin(ts.hour.to_numpy() / 24 * 2 * np.pi)) * np.exp(rng.normal(0, 0.05, len(ts)))
+    level[(ts >= "2026-03-17") & (ts < "2026-03-19")] = 0.0
+    df = pd.DataFrame({"series": "iot.feed/row_count", "group": "iot.feed", "timestamp": ts, "value": level})
+    feats = build_features(df, DetectorConfig())
+    assert np.isfinite(feats.to_numpy()).all()
+    back = np.asarray(ts >= "2026-03-19")
+    assert np.abs(feats["seas_z"].to_numpy()[back]).max() < DetectorConfig().robust_threshold
