@@ -62,6 +62,11 @@ def verdict(ok: bool) -> str:
     return "pass" if ok else "**short**"
 
 
+def or_dash(value: float | None, spec: str) -> str:
+    """``value`` formatted by ``spec``, or a dash where a record made before the figure existed lacks it."""
+    return "—" if value is None else format(value, spec)
+
+
 def say(line: str) -> None:
     print(line, flush=True)
 
@@ -269,7 +274,7 @@ def _nab_detectors_line(modes: dict) -> list[str]:
             value = m.get("dqad_event", {}).get("f1")
         if value is None and key in ("zscore", "iforest"):
             value = m.get(f"{key}_event_f1")
-        return f"{value:.3f}" if value is not None else "—"
+        return or_dash(value, ".3f")
 
     cells = "; ".join(f"{name} {f1('nolabels', k)} / {f1('labels', k)}" for k, name in DETECTORS)
     return ["", f"nab-dev event F1 of every detector (no labels / history windows as labels): {cells}."]
@@ -308,9 +313,6 @@ SCALE_FLOOR_RATIO = 5.0
 SCALE_LINEAR_TOLERANCE = 0.25  # labeler rows per second may fall by this much from the smallest size
 
 
-def _seconds(value: float | None) -> str:
-    """Seconds to two places, or a dash where a record made before the figure existed lacks it."""
-    return "—" if value is None else f"{value:.2f}"
 
 
 def section_scale(_repeat: int) -> list[str]:
@@ -372,7 +374,7 @@ def section_scale(_repeat: int) -> list[str]:
             lr = labels.get(r["series"], {})
             out.append(
                 f"| {r['series']:,} | {r['history_rows']:,} | {r['seconds']:.2f} | "
-                f"{_seconds(r.get('first_call_seconds'))} | "
+                f"{or_dash(r.get('first_call_seconds'), '.2f')} | "
                 f"{r['floor_seconds']:.2f} | "
                 f"{r['ratio_to_floor']:.1f} | {verdict(r['ratio_to_floor'] <= SCALE_FLOOR_RATIO)} | "
                 f"{lr.get('seconds', float('nan')):.1f} | {lr.get('rows_per_s', float('nan')):,.0f} |"
@@ -448,7 +450,7 @@ def _scenario_table(plain: dict, labelled: dict | None) -> list[str]:
 def _f1_cell(by_detector: dict, detector: str) -> str:
     """A detector's F1, or "—" in a record made before that detector was run."""
     m = by_detector.get(detector)
-    return f"{m['f1']:.3f}" if m is not None else "—"
+    return or_dash(None if m is None else m["f1"], ".3f")
 
 
 def section_artifacts(_repeat: int) -> list[str]:

@@ -213,8 +213,7 @@ def label_history(history: pd.DataFrame, feedback: pd.DataFrame | None, cfg: Lab
     judged = _seasonal_rule(pts, slots, cfg)
     consensus = _consensus(pts, slots, judged, cfg)
     labelled = ~np.isnan(pts.hum)
-    # a labels file's "normal" keeps the rule's outliers out of the baselines on ordinary days
-    # only: on a candidate calendar day it is the evidence of the day's effect (see ``_labels``)
+    # ordinary days of a complete labels file (see ``_labels``)
     keeps_rule = labelled & ~explicit_feedback(pts.sc, labelled, pts.ts) & ~slots.special
     label, source = _labels(pts.hum, judged.rule, consensus, keeps_rule)
     return _in_history_order(history, pts.order, label, source)

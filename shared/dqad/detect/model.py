@@ -704,12 +704,13 @@ def _robust_threshold(
     the stretch they span, where a complete labels file's "normal" says only "no incident here").
 
     Either way the global threshold stays at most ``odds_scale(0.5, calibration_margin)`` (0.6 by
-    default, |z| = 1.5 x robust_threshold): it is the floor of *every* series' threshold, and pooled validation is
-    dominated by the noisiest series. Series-specific strictness belongs to the per-series
-    calibration (dqad.detect.alarm), which already counts the points a human called normal and
-    applies the same margin. With a 0.8 cap (|z| = 4 x robust_threshold) nab-dev's human-labelled history (a
-    complete labels file: everything outside its windows is normal) raised the global threshold to
-    0.8 in every retrain and muted quiet series whose own history never came near it.
+    default, |z| = 1.5 x robust_threshold): it is the floor of *every* series' threshold, and
+    pooled validation is dominated by the noisiest series. Series-specific strictness belongs to
+    the per-series calibration (dqad.detect.alarm), which already counts the points a human called
+    normal and applies the same margin. With a 0.8 cap (|z| = 4 x robust_threshold) nab-dev's
+    human-labelled history (a complete labels file: everything outside its windows is normal)
+    raised the global threshold to 0.8 in every retrain and muted quiet series whose own history
+    never came near it.
     """
     cap = float(odds_scale(0.5, est_cfg.calibration_margin))
     s = RobustDetector(est_cfg).score(X)
